@@ -1,0 +1,54 @@
+"""What every entry point shares: logging set-up, config flags, and turning user errors into
+one readable message with a non-zero exit status instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+from tasks.errors import PipelineError
+
+LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
+
+
+def setup_logging(level: str | None = None) -> None:
+    """Configure logging once, at an entry point (never at import)."""
+    logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow.store.db.utils", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pipeline", "-p", default=os.environ.get("S2S_PIPELINE", "default"),
+        help="named pipeline from pipelines.yaml (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a params.yaml setting for this run, e.g. --set train.epochs=1 (repeatable)",
+    )
+
+
+def report_error(exc: PipelineError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def stage_main(name: str, run: Callable[[Any], Any], argv: list[str] | None = None) -> int:
+    """``python -m tasks.<name>``: the DVC entry point of one stage."""
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}", description=f"Run the {name} stage.")
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    from tasks.config import load_config
+    from tasks.tracking import quiet_telemetry
+
+    quiet_telemetry()
+    try:
+        run(load_config(args.pipeline, args.overrides))
+    except PipelineError as exc:
+        return report_error(exc)
+    return 0

@@ -1,0 +1,408 @@
+"""One typed, strict configuration: ``params.yaml`` + a pipeline's overrides + ``--set`` flags.
+
+``load_config(pipeline, overrides)`` is the only place configuration is read. Every section is a
+pydantic model with ``extra="forbid"``, so a misspelt key is an error that names the key, the
+file and the closest valid spelling, instead of a silently ignored setting. Cross-field rules
+live in validators here, not in the stages.
+
+Paths in ``params.yaml`` are relative to the project root (the folder holding ``params.yaml``).
+Pipelines other than ``default`` keep their artifacts under ``runs/<pipeline>/`` so that two
+pipelines never overwrite each other's splits or models.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tasks.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+PIPELINES_FILE = "pipelines.yaml"
+DEFAULT_PIPELINE = "default"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Paths(Section):
+    """Where each stage writes. Relative paths resolve against the project root."""
+
+    data: Path = Path("data/processed")
+    reports: Path = Path("reports")
+    base_model: Path = Path("artifacts/base_model")
+    model: Path = Path("artifacts/model")
+    checkpoints: Path = Path("artifacts/checkpoints")
+
+
+class Tracking(Section):
+    """MLflow tracking and registry. ``MLFLOW_TRACKING_URI`` in the environment wins over ``uri``."""
+
+    uri: str = "sqlite:///mlflow.db"
+    artifacts: Path = Path("mlartifacts")
+    experiment: str | None = None
+
+
+class Ingest(Section):
+    """Where the raw pairs come from and how they are split (AutoTrain's column names)."""
+
+    source: str = "data/sample/reports.csv"
+    text_column: str = "text"
+    target_column: str = "target"
+    source_prefix: str = ""
+    valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    test_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    max_samples: int | None = Field(None, gt=0)
+    dedup: bool = True
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _ratios_leave_training_data(self) -> "Ingest":
+        if self.valid_ratio + self.test_ratio >= 0.9:
+            raise ValueError(
+                f"ingest.valid_ratio ({self.valid_ratio}) + ingest.test_ratio ({self.test_ratio}) "
+                "leaves less than 10% of the rows for training; lower one of them"
+            )
+        if self.text_column == self.target_column:
+            raise ValueError("ingest.text_column and ingest.target_column name the same column")
+        return self
+
+
+class Validate(Section):
+    """Thresholds of the data-quality gate that stands between ingestion and training."""
+
+    min_rows: dict[str, int] = Field(default_factory=lambda: {"train": 100, "validation": 10, "test": 10})
+    min_text_chars: int = Field(1, ge=1)
+    max_text_chars: int = Field(20_000, gt=0)
+    min_target_chars: int = Field(1, ge=1)
+    max_target_chars: int = Field(5_000, gt=0)
+    mostly: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class Scratch(Section):
+    """Architecture of the locally initialised T5 used when ``train.model`` is ``scratch``."""
+
+    d_model: int = 128
+    d_ff: int = 256
+    d_kv: int = 32
+    num_heads: int = 4
+    num_layers: int = 2
+    num_decoder_layers: int = 2
+    dropout_rate: float = 0.0
+    vocab_size: int = Field(1000, ge=64)
+
+
+class Train(Section):
+    """Fine-tuning settings. Names and defaults follow AutoTrain's Seq2SeqParams where they exist."""
+
+    model: str = "scratch"
+    scratch: Scratch = Scratch()
+    lr: float = Field(5e-5, gt=0)
+    epochs: float = Field(3, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(2, gt=0)
+    max_seq_length: int = Field(128, gt=0)
+    max_target_length: int = Field(128, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    gradient_accumulation: int = Field(1, gt=0)
+    optimizer: str = "adamw_torch"
+    scheduler: Literal[
+        "linear", "cosine", "cosine_w_restarts", "polynomial", "constant", "constant_w_warmup"
+    ] = "linear"
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    seed: int = 42
+    logging_steps: int = -1
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    mixed_precision: Literal["fp16", "bf16"] | None = None
+    save_total_limit: int = Field(1, ge=1)
+    group_by_length: bool = True
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError("train.max_steps must be -1 (use epochs) or a positive number of steps")
+        return v
+
+
+class Evaluate(Section):
+    """Generation and scoring on the held-out split."""
+
+    split: Literal["test", "validation"] = "test"
+    num_beams: int = Field(1, ge=1)
+    generation_max_length: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0)
+    max_samples: int | None = Field(None, gt=0)
+
+
+class Register(Section):
+    """MLflow model registration. The model name comes from the pipeline (pipelines.yaml)."""
+
+    model_name: str = "s2s-default"
+
+
+class Gates(Section):
+    """Promotion gates: absolute bounds on evaluation metrics."""
+
+    min: dict[str, float] = Field(default_factory=dict)
+    max: dict[str, float] = Field(default_factory=dict)
+
+
+class Promote(Section):
+    """Which alias a passing candidate takes, and the gates it must pass."""
+
+    alias: str = "champion"
+    gates: Gates = Gates()
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "paths": Paths,
+    "tracking": Tracking,
+    "ingest": Ingest,
+    "validate": Validate,
+    "train": Train,
+    "evaluate": Evaluate,
+    "register": Register,
+    "promote": Promote,
+}
+
+# Keys of a pipelines.yaml entry. ``params`` overrides params.yaml; the rest are pipeline facts.
+PIPELINE_KEYS = {"description", "model_name", "data", "params", "gates", "schedule"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of one pipeline run. Sections are named as the stages."""
+
+    pipeline: str
+    root: Path
+    paths: Paths
+    tracking: Tracking
+    ingest: Ingest
+    validate: Validate
+    train: Train
+    evaluate: Evaluate
+    register: Register
+    promote: Promote
+    schedule: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # -- resolved locations -------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """Absolute location of ``paths.<name>`` for this pipeline."""
+        rel = getattr(self.paths, name)
+        if rel.is_absolute():
+            return rel
+        base = self.root if self.pipeline == DEFAULT_PIPELINE else self.root / "runs" / self.pipeline
+        return base / rel
+
+    def source_path(self) -> Path | None:
+        """The raw data location if ``ingest.source`` is a local path, else None (hub name)."""
+        p = Path(self.ingest.source).expanduser()
+        p = p if p.is_absolute() else self.root / p
+        return p if p.exists() or "/" in self.ingest.source or p.suffix else None
+
+    def tracking_uri(self) -> str:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = "sqlite:///" + str(self.root / uri[len("sqlite:///") :])
+        return uri
+
+    def artifact_location(self) -> str:
+        loc = self.tracking.artifacts
+        return (loc if loc.is_absolute() else self.root / loc).as_uri()
+
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or f"s2s-{self.pipeline}"
+
+    def params_hash(self) -> str:
+        """Short hash of everything that shapes the model (paths and tracking excluded)."""
+        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking")}
+        blob = json.dumps(shaping, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def flat_params(self) -> dict[str, str]:
+        """``section.key`` -> value for MLflow params; same names in every run of every pipeline."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = "" if value is None else str(value)
+
+        for name in ("ingest", "validate", "train", "evaluate", "register", "promote"):
+            walk(name, self.raw.get(name, {}))
+        return out
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (else $S2S_ROOT, else the cwd) holding params.yaml."""
+    env = os.environ.get("S2S_ROOT")
+    here = Path(start) if start else Path(env) if env else Path.cwd()
+    here = here.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PARAMS_FILE).is_file():
+            return candidate
+    raise ConfigError(
+        f"no {PARAMS_FILE} found in {here} or any folder above it; run from the project folder "
+        "or set S2S_ROOT to it"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``train.lr=0.001`` -> (["train", "lr"], 0.001). Values are parsed as YAML scalars."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=0.001)")
+    key, _, raw = item.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if len(parts) < 2:
+        raise ConfigError(f"override {item!r} must name a section and a key, e.g. train.epochs=1")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(parts)}: {part} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_validation_error(section: str, exc: ValidationError, model: type[Section]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{section}.{loc}" if loc else section
+        if err["type"] == "extra_forbidden":
+            parent = model
+            for part in err["loc"][:-1]:
+                ann = parent.model_fields.get(str(part))
+                parent = ann.annotation if ann and isinstance(ann.annotation, type) else parent
+            options = list(getattr(parent, "model_fields", {}).keys())
+            lines.append(f"{where}: unknown setting{_suggest(str(err['loc'][-1]), options)}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_pipelines(root: Path) -> dict[str, dict[str, Any]]:
+    """The named pipelines of ``pipelines.yaml``, each checked for unknown keys."""
+    path = root / PIPELINES_FILE
+    data = _read_yaml(path) if path.exists() else {DEFAULT_PIPELINE: {}}
+    for name, spec in data.items():
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{PIPELINES_FILE}: pipeline {name!r} must be a mapping")
+        for key in spec:
+            if key not in PIPELINE_KEYS:
+                raise ConfigError(
+                    f"{PIPELINES_FILE}: {name}.{key}: unknown key{_suggest(key, sorted(PIPELINE_KEYS))}; "
+                    f"allowed: {', '.join(sorted(PIPELINE_KEYS))}"
+                )
+        data[name] = spec
+    return data
+
+
+def load_config(
+    pipeline: str = DEFAULT_PIPELINE,
+    overrides: list[str] | tuple[str, ...] = (),
+    root: Path | None = None,
+) -> Config:
+    """Resolve ``params.yaml`` + ``pipelines.yaml[pipeline]`` + ``overrides`` into a Config.
+
+    Raises ConfigError naming the file, the key and the fix for anything unknown or invalid.
+    """
+    root = find_root(root)
+    params = _read_yaml(root / PARAMS_FILE)
+    for key in params:
+        if key not in SECTIONS:
+            raise ConfigError(
+                f"{PARAMS_FILE}: unknown section {key!r}{_suggest(key, list(SECTIONS))}; "
+                f"sections are: {', '.join(SECTIONS)}"
+            )
+    pipelines = load_pipelines(root)
+    if pipeline not in pipelines:
+        raise ConfigError(
+            f"no pipeline named {pipeline!r} in {PIPELINES_FILE}{_suggest(pipeline, list(pipelines))}; "
+            f"defined: {', '.join(pipelines)}"
+        )
+    spec = pipelines[pipeline]
+    merged = _deep_merge(params, spec.get("params") or {})
+    if spec.get("data"):
+        merged = _deep_merge(merged, {"ingest": spec["data"]})
+    if spec.get("model_name"):
+        merged = _deep_merge(merged, {"register": {"model_name": spec["model_name"]}})
+    if spec.get("gates") is not None:
+        merged = _deep_merge(merged, {"promote": {"gates": spec["gates"]}})
+    for item in overrides:
+        parts, value = parse_override(item)
+        if parts[0] not in SECTIONS:
+            raise ConfigError(
+                f"override {item!r}: unknown section {parts[0]!r}{_suggest(parts[0], list(SECTIONS))}"
+            )
+        _apply_override(merged, parts, value)
+
+    sections: dict[str, Section] = {}
+    errors = []
+    for name, model in SECTIONS.items():
+        try:
+            sections[name] = model.model_validate(merged.get(name) or {})
+        except ValidationError as exc:
+            errors.append(_format_validation_error(name, exc, model))
+    if errors:
+        raise ConfigError(f"invalid configuration for pipeline {pipeline!r}: " + "; ".join(errors))
+    raw = {name: sec.model_dump(mode="json") for name, sec in sections.items()}
+    return Config(pipeline=pipeline, root=root, schedule=spec.get("schedule") or {}, raw=raw, **sections)

@@ -1,0 +1,124 @@
+"""Stage 5, register: log the trained model as an MLflow pyfunc and create a model version.
+
+The version carries the tags a reviewer needs to trust it: data version (DVC hash), git commit,
+params hash, pipeline, Prefect flow run id, and every evaluation metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from tasks import tracking
+from tasks.config import Config
+from tasks.errors import TrackingError
+from tasks.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
+
+logger = logging.getLogger(__name__)
+
+SERVING = Path(__file__).with_name("serving.py")
+RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
+
+
+def pip_requirements() -> list[str]:
+    """Exact pins of what the pyfunc needs at load time (no slow requirement inference)."""
+    reqs = []
+    for pkg in RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{pkg}=={metadata.version(pkg).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def serving_settings(cfg: Config) -> dict:
+    return {
+        "source_prefix": cfg.ingest.source_prefix,
+        "num_beams": cfg.evaluate.num_beams,
+        "max_new_tokens": cfg.evaluate.generation_max_length,
+        "max_source_length": cfg.train.max_seq_length,
+        "batch_size": cfg.evaluate.batch_size,
+    }
+
+
+def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str]):
+    """Save the pyfunc wrapper around ``model_dir`` and log it as a LoggedModel of ``run_id``.
+
+    The client-side equivalent of ``mlflow.pyfunc.log_model``, which only works through the
+    process-global fluent state. Returns the LoggedModel.
+    """
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import Model
+    from mlflow.pyfunc import save_model
+
+    c = tracking.client(cfg)
+    logged = c.create_logged_model(
+        tracking.experiment_id(cfg, c), name="model", source_run_id=run_id, model_type="seq2seq",
+    )
+    c.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Path(tmp) / "settings.json"
+        settings.write_text(json.dumps(serving_settings(cfg), indent=2))
+        local = Path(tmp) / "model"
+        meta = Model(artifact_path=logged.artifact_location, run_id=run_id,
+                     model_id=logged.model_id, model_uuid=logged.model_id)
+        save_model(
+            path=str(local),
+            python_model=str(SERVING),  # model from code: stored as source, nothing pickled
+            artifacts={"hf_model": model_dir, "settings": str(settings)},
+            pip_requirements=pip_requirements(),
+            input_example=examples,
+            mlflow_model=meta,
+        )
+        c.log_model_artifacts(logged.model_id, str(local))
+    return c.finalize_logged_model(logged.model_id, "READY")
+
+
+def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult) -> RegisterResult:
+    """Log ``trained.model_dir`` as a pyfunc of the pipeline's run and register a new version."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.register.model_name
+    c = tracking.client(cfg)
+    tags = tracking.run_tags(cfg, ingested.data_version)
+    tags.update({f"metric.{k}": str(v) for k, v in evaluated.metrics.items()})
+    tags["run_id"] = trained.run_id
+
+    examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
+    try:
+        logged = log_pyfunc(cfg, trained.run_id, trained.model_dir, examples)
+        try:
+            c.create_registered_model(name, description=f"seq2seq model of the {cfg.pipeline!r} pipeline")
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+        mv = c.create_model_version(
+            # the artifact location, not "models:/<id>": that form is resolved via the global store
+            name, source=logged.artifact_location, run_id=trained.run_id, model_id=logged.model_id, tags=tags,
+            description=f"{cfg.pipeline} pipeline, data {ingested.data_version}",
+        )
+    except MlflowException as exc:
+        raise TrackingError(f"registering {name!r} at {cfg.tracking_uri()} failed: {exc}",
+                            transient=tracking.is_transient(exc)) from None
+    version = str(mv.version)
+    result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}", run_id=trained.run_id)
+    result.save(cfg.path("reports"))
+    logger.info("register: %s version %s (run %s)", name, version, trained.run_id)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.cli_support import stage_main
+
+    def run(cfg: Config) -> RegisterResult:
+        reports = cfg.path("reports")
+        return register(cfg, TrainResult.load(reports), EvaluateResult.load(reports), IngestResult.load(cfg.path("data")))
+
+    return stage_main("register", run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""The contracts between stages: small typed results that hold paths and numbers, never tensors.
+
+Each stage returns one of these and also writes it as JSON under ``paths.reports`` (the ingest
+manifest lives beside the splits), so the ``dvc repro`` entry point of the next stage, which
+runs in a fresh process, can pick it up. Keeping them here means a stage's code depends on this
+small module, not on the code of the stages before it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from tasks.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+T = TypeVar("T", bound="StageResult")
+
+
+class StageResult:
+    """JSON round trip for the dataclasses below; ``FILE`` is the name under ``paths.reports``."""
+
+    FILE: ClassVar[str]
+    STAGE: ClassVar[str]
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls: type[T], folder: Path) -> T:
+        path = folder / cls.FILE
+        if not path.exists():
+            raise DataError(f"{path} is missing: run the {cls.STAGE} stage first (s2s run, or dvc repro {cls.STAGE})")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class IngestResult(StageResult):
+    """Where the splits are and what went into them. Saved beside the splits as manifest.json."""
+
+    FILE: ClassVar[str] = "manifest.json"
+    STAGE: ClassVar[str] = "ingest"
+    data_dir: str
+    splits: dict[str, str]
+    rows: dict[str, int]
+    data_version: str
+    source: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult(StageResult):
+    FILE: ClassVar[str] = "training.json"
+    STAGE: ClassVar[str] = "train"
+    model_dir: str
+    run_id: str
+    data_version: str
+    base_model: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluateResult(StageResult):
+    FILE: ClassVar[str] = "evaluation.json"
+    STAGE: ClassVar[str] = "evaluate"
+    split: str
+    n_examples: int
+    metrics: dict[str, float]
+    predictions_path: str
+    worst: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RegisterResult(StageResult):
+    FILE: ClassVar[str] = "registration.json"
+    STAGE: ClassVar[str] = "register"
+    model_name: str
+    version: str
+    model_uri: str
+    run_id: str
+
+
+@dataclass
+class PromoteResult(StageResult):
+    FILE: ClassVar[str] = "promotion.json"
+    STAGE: ClassVar[str] = "promote"
+    model_name: str
+    version: str
+    promoted: bool
+    reasons: list[str]
+    failed: list[str]
+    alias: str
+    previous_champion: str | None = None
+    champion: str | None = None
+
+
+def load_split(ingested: IngestResult, name: str):
+    """One split as a DataFrame with ``text``, ``target`` and ``source_row`` columns."""
+    import pandas as pd
+
+    return pd.read_json(Path(ingested.data_dir) / ingested.splits[name], lines=True, dtype=False)

@@ -1,0 +1,50 @@
+"""The registered model: an MLflow pyfunc that wraps a saved HF seq2seq folder and calls generate.
+
+Logged as "model from code": MLflow stores this file's source beside the weights and runs it at
+load time, so nothing is pickled and the model loads in any process with torch and transformers
+installed (``mlflow.pyfunc.load_model("models:/<name>@champion")``). It deliberately imports
+nothing from this project.
+
+transformers 5 removed the text2text-generation pipeline and MLflow's transformers flavor
+refuses seq2seq models there, hence this small wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class Seq2SeqGenerator(PythonModel):
+    """list[str] in, list[str] out; the training-time source prefix is applied automatically."""
+
+    def load_context(self, context) -> None:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        path = context.artifacts["hf_model"]
+        with open(context.artifacts["settings"], encoding="utf-8") as fh:
+            self.settings = json.load(fh)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True)
+        self.model.eval()
+
+    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+        import torch
+
+        s = {**self.settings, **(params or {})}
+        prefix = s.get("source_prefix", "")
+        texts = [t if not prefix or t.startswith(prefix) else prefix + t for t in model_input]
+        out: list[str] = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), int(s.get("batch_size", 32))):
+                batch = self.tokenizer(texts[i : i + int(s.get("batch_size", 32))], return_tensors="pt",
+                                       padding=True, truncation=True, max_length=int(s.get("max_source_length", 512)))
+                ids = self.model.generate(**batch, num_beams=int(s.get("num_beams", 1)),
+                                          max_new_tokens=int(s.get("max_new_tokens", 64)), do_sample=False)
+                out.extend(t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True))
+        return out
+
+
+mlflow.models.set_model(Seq2SeqGenerator())

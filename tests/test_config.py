@@ -1,0 +1,86 @@
+"""The config surface: strict keys, readable errors, overrides, per-pipeline paths."""
+
+import pytest
+
+from tasks.config import load_config, parse_override
+from tasks.errors import ConfigError
+
+
+def test_defaults_load_from_the_repo_params(project):
+    cfg = load_config()
+    assert cfg.pipeline == "default"
+    assert cfg.ingest.source_prefix == "summarize: "
+    assert cfg.register.model_name == "s2s-default"
+    assert cfg.promote.gates.min["rougeL"] > 0
+    assert cfg.path("model") == project / "artifacts" / "model"
+    assert cfg.tracking_uri() == f"sqlite:///{project}/mlflow.db"
+
+
+def test_misspelt_key_names_the_key_and_the_fix(project):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["train.lrr=0.1"])
+    assert "train.lrr: unknown setting (did you mean 'lr'?)" in str(err.value)
+
+
+def test_wrong_type_names_the_setting_and_value(project):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["train.epochs=many"])
+    assert "train.epochs" in str(err.value) and "'many'" in str(err.value)
+
+
+def test_cross_field_rule(project):
+    with pytest.raises(ConfigError, match="leaves less than 10% of the rows for training"):
+        load_config(overrides=["ingest.valid_ratio=0.5", "ingest.test_ratio=0.45"])
+
+
+def test_unknown_pipeline_lists_the_defined_ones(project):
+    with pytest.raises(ConfigError, match="no pipeline named 'nightly'.*defined: default"):
+        load_config("nightly")
+
+
+def test_unknown_pipeline_key_is_rejected(project):
+    (project / "pipelines.yaml").write_text("default:\n  model_nme: x\n")
+    with pytest.raises(ConfigError, match=r"default\.model_nme: unknown key \(did you mean 'model_name'\?\)"):
+        load_config()
+
+
+def test_pipeline_overrides_and_paths(project):
+    (project / "pipelines.yaml").write_text(
+        "default: {}\n"
+        "nightly:\n  model_name: nightly-model\n  data: {text_column: body}\n"
+        "  params: {train: {epochs: 2}}\n  gates: {min: {rouge1: 0.3}}\n"
+    )
+    cfg = load_config("nightly", overrides=["train.lr=0.01"])
+    assert cfg.register.model_name == "nightly-model"
+    assert cfg.ingest.text_column == "body"
+    assert cfg.train.epochs == 2 and cfg.train.lr == 0.01
+    assert cfg.promote.gates.min == {"rouge1": 0.3}
+    # another pipeline never writes over the default pipeline's artifacts
+    assert cfg.path("model") == project / "runs" / "nightly" / "artifacts" / "model"
+    assert cfg.experiment_name() == "s2s-nightly"
+
+
+def test_env_tracking_uri_wins(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert load_config().tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_params_hash_ignores_paths_but_not_training(project):
+    a = load_config().params_hash()
+    assert load_config(overrides=["paths.model=elsewhere"]).params_hash() == a
+    assert load_config(overrides=["train.lr=0.5"]).params_hash() != a
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("train.lr=0.001", (["train", "lr"], 0.001)),
+    ("ingest.source_prefix=", (["ingest", "source_prefix"], "")),
+    ("ingest.max_samples=null", (["ingest", "max_samples"], None)),
+    ("promote.gates.min.rougeL=0.5", (["promote", "gates", "min", "rougeL"], 0.5)),
+])
+def test_parse_override(item, expected):
+    assert parse_override(item) == expected
+
+
+def test_override_without_section_is_rejected():
+    with pytest.raises(ConfigError, match="must name a section and a key"):
+        parse_override("lr=0.1")

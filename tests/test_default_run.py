@@ -1,0 +1,33 @@
+"""The embedded default really learns: `s2s run` passes the gate; a one-step run fails it.
+
+The slowest test of the suite (about two and a half minutes on two cores): it is the promise
+the README makes, checked the way a user would check it.
+"""
+
+import json
+
+import pytest
+
+from conftest import make_project, run_cli
+from tasks import tracking
+from tasks.config import load_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_default_run_is_promoted_and_a_crippled_run_is_not(tmp_path):
+    root = make_project(tmp_path / "proj", tiny=False)
+    env = {"S2S_ROOT": str(root)}
+    good = run_cli("run", cwd=root, env=env)
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    assert "gate         : PROMOTED -> alias 'champion'" in good.stdout
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())
+    gates = load_config(root=root).promote.gates
+    assert all(metrics[m] >= v for m, v in gates.min.items()), metrics
+
+    bad = run_cli("run", "--set", "train.max_steps=1", cwd=root, env=env)
+    assert bad.returncode == 3, bad.stdout[-3000:] + bad.stderr[-3000:]
+    assert "gate         : NOT PROMOTED -> alias 'challenger'" in bad.stdout
+    client = tracking.client(load_config(root=root))
+    assert client.get_model_version_by_alias("s2s-default", "champion").version == 1
+    assert client.get_model_version_by_alias("s2s-default", "challenger").version == 2

@@ -1,0 +1,106 @@
+"""The whole pipeline through the real Prefect flow on a tiny slice, checked through MLflow."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_project, run_cli
+from tasks import tracking
+from tasks.config import load_config
+from tasks.errors import ValidationFailed
+
+pytestmark = pytest.mark.integration
+
+# The tiny model cannot learn the task in 12 steps: a zero gate lets it through so that the
+# alias move is exercised; the gate logic itself is covered in test_promote / test_default_run.
+OPEN_GATE = {"default": {"gates": {"min": {"rouge1": 0.0, "rougeL": 0.0}, "max": {"gen_len": 100}}}}
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory, prefect_server):
+    from flows.pipeline import training_pipeline
+
+    root = make_project(tmp_path_factory.mktemp("flow") / "proj", pipelines=OPEN_GATE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S2S_ROOT", str(root))
+        summary = training_pipeline()
+    return root, summary
+
+
+def test_flow_registers_a_tagged_version_with_the_champion_alias(flow_run):
+    root, summary = flow_run
+    cfg = load_config(root=root)
+    client = tracking.client(cfg)
+    version = client.get_model_version_by_alias("s2s-default", "champion")
+    assert str(version.version) == summary.version == "1"
+    tags = version.tags
+    for key in ("data_version", "git_commit", "params_hash", "pipeline", "prefect_flow_run_id", "run_id"):
+        assert tags.get(key), key
+    assert tags["data_version"] == summary.data_version == json.loads(
+        (root / "data" / "processed" / "manifest.json").read_text())["data_version"]
+    assert float(tags["metric.rougeL"]) == summary.metrics["rougeL"]
+    assert tags["promotion.decision"] == "promoted"
+    # the Prefect flow run id on the version is a real flow run of the server
+    from prefect import get_client
+
+    import anyio
+
+    async def flow_run_name():
+        async with get_client() as pc:
+            return (await pc.read_flow_run(tags["prefect_flow_run_id"])).state.type.value
+
+    assert anyio.run(flow_run_name) in ("COMPLETED", "RUNNING")
+    run = client.get_run(tags["run_id"])
+    assert run.info.status == "FINISHED"
+    assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len", "train_loss"} <= set(run.data.metrics)
+
+
+def test_summary_reports_every_stage(flow_run):
+    _, summary = flow_run
+    assert list(summary.stage_seconds) == ["ingest", "validate", "train", "evaluate", "register", "promote"]
+    text = summary.format()
+    assert "data version" in text and "PROMOTED" in text and "mlflow ui --backend-store-uri sqlite:///" in text
+
+
+def test_champion_loads_and_predicts_in_a_fresh_process(flow_run):
+    root, _ = flow_run
+    code = (
+        "import json, mlflow, sys\n"
+        f"mlflow.set_tracking_uri({load_config(root=root).tracking_uri()!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/s2s-default@champion')\n"
+        "out = m.predict(['Forecasters expect a sunny Monday in Bergen.', 'Lyon council met on Friday.'])\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert isinstance(out, list) and len(out) == 2 and all(isinstance(s, str) for s in out)
+
+
+def test_s2s_predict_uses_the_champion(flow_run):
+    root, _ = flow_run
+    proc = run_cli("predict", "Forecasters expect a sunny Monday in Bergen.", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("\n") == 1  # one output line per input (the tiny model may say "")
+
+
+def test_invalid_data_stops_at_validation_and_registers_nothing(tmp_path, monkeypatch, prefect_server):
+    from flows.pipeline import training_pipeline
+
+    root = make_project(tmp_path / "proj", pipelines=OPEN_GATE)
+    rows = ["text,target"] + [f"report {i} on the weather in Lyon,summary {i}" for i in range(100)]
+    rows[7] = "a report whose summary is missing,"
+    (root / "data" / "bad.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("S2S_ROOT", str(root))
+    with pytest.raises(ValidationFailed, match="row 7"):
+        training_pipeline(overrides=["ingest.source=data/bad.csv"])
+    cfg = load_config(root=root)
+    client = tracking.client(cfg)
+    assert client.search_model_versions("name='s2s-default'") == []
+    assert not (root / "artifacts" / "model").exists()
+    runs = client.search_runs([client.get_experiment_by_name("s2s-default").experiment_id])
+    assert [r.data.tags.get("failed_stage") for r in runs] == ["validate"]
+    assert runs[0].info.status == "FAILED"
+    assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation")] == ["validation/validation.json"]
