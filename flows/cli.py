@@ -34,7 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     load_config(args.pipeline, args.overrides)  # fail on a bad setting before Prefect starts
     from flows.pipeline import training_pipeline
+    from tasks.cli_support import quiet_prefect_user_errors
 
+    quiet_prefect_user_errors()
     summary = training_pipeline(pipeline=args.pipeline, overrides=args.overrides)
     summary.wall_seconds = time.perf_counter() - started
     print(summary.format())

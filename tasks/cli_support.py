@@ -17,8 +17,29 @@ LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 def setup_logging(level: str | None = None) -> None:
     """Configure logging once, at an entry point (never at import)."""
     logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "alembic", "mlflow.store.db.utils", "great_expectations"):
+    # GX pins one of its module loggers to INFO, so it is named explicitly.
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow.store.db.utils", "great_expectations",
+                  "great_expectations.data_context.types.base", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs every task failure with its traceback. For errors a user caused and can fix
+    (bad data, bad settings) the one-line message is the whole story; bugs keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, PipelineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_prefect_user_errors() -> None:
+    """Attach the filter to the loggers Prefect's engines report failures on (after import)."""
+    flt = HideUserErrorTracebacks()
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(flt)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

@@ -42,6 +42,7 @@ class Paths(Section):
 
     data: Path = Path("data/processed")
     reports: Path = Path("reports")
+    tokenizer: Path = Path("artifacts/tokenizer")
     base_model: Path = Path("artifacts/base_model")
     model: Path = Path("artifacts/model")
     checkpoints: Path = Path("artifacts/checkpoints")
@@ -61,10 +62,14 @@ class Ingest(Section):
     source: str = "data/sample/reports.csv"
     text_column: str = "text"
     target_column: str = "target"
+    train_split: str = "train"
+    valid_split: str | None = None
+    test_split: str | None = None
     source_prefix: str = ""
     valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     test_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     max_samples: int | None = Field(None, gt=0)
+    strip: bool = True
     dedup: bool = True
     seed: int = 42
 
@@ -89,6 +94,19 @@ class Validate(Section):
     min_target_chars: int = Field(1, ge=1)
     max_target_chars: int = Field(5_000, gt=0)
     mostly: float = Field(1.0, gt=0.0, le=1.0)
+    max_truncation_rate: float = Field(0.01, ge=0.0, le=1.0)
+    max_duplicate_rate: float = Field(0.0, ge=0.0, le=1.0)
+    max_leakage_rate: float = Field(0.0, ge=0.0, le=1.0)
+    max_copy_rate: float = Field(0.05, ge=0.0, le=1.0)
+    token_sample: int = Field(20_000, gt=0)
+
+    @field_validator("min_rows")
+    @classmethod
+    def _known_splits(cls, v: dict[str, int]) -> dict[str, int]:
+        unknown = set(v) - {"train", "validation", "test"}
+        if unknown:
+            raise ValueError(f"validate.min_rows: unknown split(s) {sorted(unknown)}; use train, validation, test")
+        return v
 
 
 class Scratch(Section):
@@ -102,6 +120,7 @@ class Scratch(Section):
     num_decoder_layers: int = 2
     dropout_rate: float = 0.0
     vocab_size: int = Field(1000, ge=64)
+    tokenizer_sample: int = Field(100_000, gt=0)  # train rows the tokenizer is fitted on
 
 
 class Train(Section):
@@ -109,6 +128,7 @@ class Train(Section):
 
     model: str = "scratch"
     scratch: Scratch = Scratch()
+    trust_remote_code: bool = False  # never run a hub repo's own Python unless asked
     lr: float = Field(5e-5, gt=0)
     epochs: float = Field(3, gt=0)
     max_steps: int = -1
@@ -208,12 +228,6 @@ class Config:
             return rel
         base = self.root if self.pipeline == DEFAULT_PIPELINE else self.root / "runs" / self.pipeline
         return base / rel
-
-    def source_path(self) -> Path | None:
-        """The raw data location if ``ingest.source`` is a local path, else None (hub name)."""
-        p = Path(self.ingest.source).expanduser()
-        p = p if p.is_absolute() else self.root / p
-        return p if p.exists() or "/" in self.ingest.source or p.suffix else None
 
     def tracking_uri(self) -> str:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri

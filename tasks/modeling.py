@@ -1,29 +1,37 @@
 """Models and tokenizers: the locally initialised ``scratch`` T5 and the ``from_pretrained`` path.
 
 A hub id (``google/flan-t5-small``) and a local model folder go through the very same
-``AutoModelForSeq2SeqLM.from_pretrained`` call. ``scratch`` first writes an ordinary HF model
-folder (config, weights as safetensors, tokenizer) and then loads it through that same call, so
-the default exercises exactly the path a user with network access takes.
+``from_pretrained`` calls. For ``scratch``, validation fits a tokenizer on the train split and
+saves it (``paths.tokenizer``); training initialises a T5 of ``train.scratch``'s size for that
+tokenizer, writes it as an ordinary HF folder (``paths.base_model``) and loads it back with
+``from_pretrained``, so the default exercises exactly the path a user with network takes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from tasks.config import Config, Scratch
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 SCRATCH = "scratch"
-STAMP = "s2s_base.json"  # what a scratch folder was built from, to rebuild only when that changes
+
+
+def model_source(cfg: Config) -> str:
+    """``train.model`` as ``from_pretrained`` wants it: relative folders resolve against the root."""
+    name = cfg.train.model
+    local = Path(name).expanduser()
+    if not local.is_absolute() and (cfg.root / local).exists():
+        return str(cfg.root / local)
+    return str(local) if local.is_absolute() else name
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> "PreTrainedTokenizerBase":
@@ -51,12 +59,36 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> "PreTrainedTokeniz
     )
 
 
-def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int) -> "PreTrainedModel":
-    """A freshly initialised T5 whose vocabulary matches ``tokenizer`` exactly."""
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
+def prepare_tokenizer(cfg: Config, train_df) -> "PreTrainedTokenizerBase":
+    """The tokenizer the pipeline uses, saved to ``paths.tokenizer`` for the train stage.
 
-    config = T5Config(
+    ``scratch``: fitted on (a seeded sample of) the train split. Otherwise: the model's own.
+    """
+    out = cfg.path("tokenizer")
+    if cfg.train.model == SCRATCH:
+        spec = cfg.train.scratch
+        sample = train_df if len(train_df) <= spec.tokenizer_sample else train_df.sample(
+            spec.tokenizer_sample, random_state=cfg.train.seed)
+        texts = [t for t in sample["text"].tolist() + sample["target"].tolist() if isinstance(t, str)]
+        if not texts:
+            raise DataError("the train split has no text to fit the scratch tokenizer on")
+        tokenizer = train_tokenizer(texts, spec.vocab_size)
+    else:
+        tokenizer = load_tokenizer(model_source(cfg))
+    tmp = out.with_name(out.name + ".tmp")
+    tokenizer.save_pretrained(str(tmp))
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return tokenizer
+
+
+def scratch_config(spec: Scratch, tokenizer: "PreTrainedTokenizerBase") -> "PreTrainedConfig":
+    """A T5 config whose vocabulary matches ``tokenizer`` exactly."""
+    from transformers import T5Config
+
+    return T5Config(
         vocab_size=len(tokenizer),
         d_model=spec.d_model,
         d_ff=spec.d_ff,
@@ -71,70 +103,109 @@ def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,  # T5 starts decoding from pad
     )
+
+
+def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int) -> "PreTrainedModel":
+    """A freshly initialised T5 for ``tokenizer``, deterministic for ``seed``."""
+    import torch
+    from transformers import T5ForConditionalGeneration
+
     torch.manual_seed(seed)
-    return T5ForConditionalGeneration(config)
+    return T5ForConditionalGeneration(scratch_config(spec, tokenizer))
 
 
-def prepare_base_model(cfg: Config, train_texts: list[str]) -> str:
-    """Resolve ``train.model`` to something ``from_pretrained`` accepts.
+def model_config(cfg: Config, tokenizer) -> "PreTrainedConfig":
+    """The config of the model that will be trained (no weights loaded): for preflight checks."""
+    if cfg.train.model == SCRATCH:
+        return scratch_config(cfg.train.scratch, tokenizer)
+    from transformers import AutoConfig
 
-    For ``scratch``, build (or reuse, if built from the same settings and data) a local HF folder
-    at ``paths.base_model``. Anything else (hub id or folder) is returned unchanged.
-    """
-    if cfg.train.model != SCRATCH:
-        local = Path(cfg.train.model).expanduser()
-        if not local.is_absolute() and (cfg.root / local).exists():
-            return str(cfg.root / local)
-        return cfg.train.model
-    out = cfg.path("base_model")
-    import hashlib
+    try:
+        return AutoConfig.from_pretrained(model_source(cfg), trust_remote_code=cfg.train.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error(cfg.train.model, exc) from None
 
-    digest = hashlib.sha256("\n".join(train_texts).encode()).hexdigest()[:16]
-    stamp = {"scratch": cfg.train.scratch.model_dump(), "seed": cfg.train.seed, "data": digest}
-    stamp_file = out / STAMP
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
-        return str(out)
-    tokenizer = train_tokenizer(train_texts, cfg.train.scratch.vocab_size)
-    model = build_scratch(cfg.train.scratch, tokenizer, cfg.train.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(out)
-    model.save_pretrained(out, safe_serialization=True)
-    model.generation_config.save_pretrained(out)
-    stamp_file.write_text(json.dumps(stamp, indent=2) + "\n")
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info("scratch model: %.2fM parameters, vocabulary %d, saved to %s", n_params / 1e6, len(tokenizer), out)
-    return str(out)
+
+def _load_error(name: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"train.model: cannot load {name!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
+        "give a local model folder, a reachable hub id, or 'scratch'"
+    )
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name_or_path, exc) from None
+
+
+def load_model(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        return AutoModelForSeq2SeqLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name_or_path, exc) from None
 
 
 def load(name_or_path: str, trust_remote_code: bool = False):
     """Tokenizer and seq2seq model from a hub id or a local folder (the one loading path)."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    return load_tokenizer(name_or_path, trust_remote_code), load_model(name_or_path, trust_remote_code)
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        model = AutoModelForSeq2SeqLM.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None
-        )
-    except OSError as exc:
-        raise ConfigError(
-            f"train.model: cannot load {name_or_path!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "give a local model folder, a reachable hub id, or 'scratch'"
-        ) from None
-    return tokenizer, model
+
+def load_base_model(cfg: Config, tokenizer) -> "PreTrainedModel":
+    """The model to fine-tune. ``scratch`` is written to ``paths.base_model`` first and loaded
+    back through ``from_pretrained`` like any other model folder."""
+    if cfg.train.model != SCRATCH:
+        return load_model(model_source(cfg), cfg.train.trust_remote_code)
+    out = cfg.path("base_model")
+    model = build_scratch(cfg.train.scratch, tokenizer, cfg.train.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("scratch model: %.2fM parameters, vocabulary %d, saved to %s", n_params / 1e6, len(tokenizer), out)
+    return load_model(str(out))
 
 
 def check_compatible(model, tokenizer) -> None:
     """Preflight the mistakes that otherwise surface as index errors deep inside training."""
-    cfg = model.config
+    problems = preflight(model.config, tokenizer)
     emb = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > emb:
-        raise ConfigError(
-            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {emb} rows; "
-            "use the tokenizer that belongs to train.model (or resize the embeddings)"
+        problems.insert(0, f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {emb} rows; "
+                           "use the tokenizer that belongs to train.model (or resize the embeddings)")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def preflight(config, tokenizer, max_seq_length: int | None = None) -> list[str]:
+    """Tokenizer/model mismatches, each as a sentence naming the setting to change."""
+    problems = []
+    vocab = getattr(config, "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        problems.append(
+            f"vocabulary mismatch: the tokenizer has {len(tokenizer)} tokens but the model config's vocab_size is "
+            f"{vocab}, so some token ids would index past the embeddings; use the tokenizer saved with train.model"
         )
-    if cfg.decoder_start_token_id is None:
-        raise ConfigError("the model config has no decoder_start_token_id; set it in the model's config.json")
+    if getattr(config, "decoder_start_token_id", None) is None:
+        problems.append("the model config has no decoder_start_token_id; set it in the model's config.json "
+                        "(T5: the pad id; BART: the eos id)")
     if tokenizer.pad_token_id is None:
-        raise ConfigError("the tokenizer has no pad token; add one (e.g. tokenizer.pad_token = tokenizer.eos_token)")
+        problems.append("the tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token) "
+                        "and save it with the model")
     if tokenizer.eos_token_id is None:
-        raise ConfigError("the tokenizer has no EOS token, so labels would never end; use a tokenizer with one")
+        problems.append("the tokenizer has no EOS token, so labels would never end; use a tokenizer with one")
+    else:
+        ids = tokenizer(text_target="a short reference")["input_ids"]
+        if not ids or ids[-1] != tokenizer.eos_token_id:
+            problems.append("labels do not end with EOS: the tokenizer does not append it, so the model never "
+                            "learns to stop; use a tokenizer whose post-processor adds EOS")
+    limit = getattr(config, "max_position_embeddings", None)
+    if max_seq_length and limit and max_seq_length > limit:
+        problems.append(f"train.max_seq_length={max_seq_length} exceeds the model's max_position_embeddings={limit}; "
+                        f"lower train.max_seq_length to {limit} or less")
+    return problems

@@ -54,7 +54,8 @@ class IngestResult(StageResult):
     rows: dict[str, int]
     data_version: str
     source: str
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # "<split>.<step>" -> rows
+    origins: dict[str, str] = field(default_factory=dict)  # split -> the file or dataset split it came from
 
 
 @dataclass
@@ -103,8 +104,9 @@ class PromoteResult(StageResult):
     champion: str | None = None
 
 
-def load_split(ingested: IngestResult, name: str):
-    """One split as a DataFrame with ``text``, ``target`` and ``source_row`` columns."""
+def load_split(ingested: IngestResult, name: str, columns: list[str] | None = None):
+    """One split as a DataFrame: ``text``, ``target``, ``source_row`` (1-based row in the raw
+    file) and ``text_type`` / ``target_type`` (the raw values' Python type names)."""
     import pandas as pd
 
-    return pd.read_json(Path(ingested.data_dir) / ingested.splits[name], lines=True, dtype=False)
+    return pd.read_parquet(Path(ingested.data_dir) / ingested.splits[name], columns=columns)

@@ -164,14 +164,23 @@ def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
     client(cfg).set_terminated(run_id, status=status)
 
 
+def log_validation_artifacts(cfg: Config, run_id: str, report: Path) -> None:
+    """The validation report (JSON) and GX Data Docs (HTML) under ``validation/`` of the run."""
+    c = client(cfg)
+    if report.is_file():
+        c.log_artifact(run_id, str(report), artifact_path="validation")
+    docs = report.parent / "validation_docs"
+    if docs.is_dir():
+        c.log_artifacts(run_id, str(docs), artifact_path="validation/data_docs")
+
+
 def log_failed_validation(cfg: Config, ingested: "IngestResult", report: Path) -> str | None:
     """Record a rejected data set as a FAILED run holding the report; nothing is registered."""
     try:
         run_id = start_run(cfg, ingested.data_version, run_name=f"{cfg.pipeline}-validation-failed")
         c = client(cfg)
         c.set_tag(run_id, "failed_stage", "validate")
-        if report.is_file():
-            c.log_artifact(run_id, str(report), artifact_path="validation")
+        log_validation_artifacts(cfg, run_id, report)
         c.set_terminated(run_id, status="FAILED")
         return run_id
     except TrackingError as exc:

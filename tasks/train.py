@@ -16,6 +16,7 @@ from typing import Any
 
 from tasks import modeling, tracking
 from tasks.config import Config
+from tasks.errors import DataError
 from tasks.results import IngestResult, TrainResult, load_split
 from tasks.runtime import Runtime
 
@@ -102,8 +103,11 @@ def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainRe
     started = time.perf_counter()
     train_df = load_split(ingested, "train")
     valid_df = load_split(ingested, "validation")
-    base = modeling.prepare_base_model(cfg, train_df["text"].tolist() + train_df["target"].tolist())
-    tokenizer, model = modeling.load(base)
+    tok_dir = cfg.path("tokenizer")
+    if not (tok_dir / "tokenizer_config.json").exists():
+        raise DataError(f"{tok_dir} is missing: run the validate stage first (it prepares the tokenizer)")
+    tokenizer = modeling.load_tokenizer(str(tok_dir))
+    model = modeling.load_base_model(cfg, tokenizer)
     modeling.check_compatible(model, tokenizer)
     runtime = Runtime.resolve(cfg.train.mixed_precision, model.config.model_type)
 
@@ -116,9 +120,7 @@ def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainRe
 
     run_id = tracking.start_run(cfg, ingested.data_version)
     c = tracking.client(cfg)
-    report = cfg.path("reports") / "validation.json"
-    if report.is_file():
-        c.log_artifact(run_id, str(report), artifact_path="validation")
+    tracking.log_validation_artifacts(cfg, run_id, cfg.path("reports") / "validation.json")
     c.set_tag(run_id, "device", f"{runtime.device}x{runtime.n_devices}/{runtime.precision}")
 
     ckpt_dir = cfg.path("checkpoints")

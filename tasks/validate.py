@@ -1,9 +1,19 @@
-"""Stage 2, validate: a Great Expectations suite on the text and target columns of every split.
+"""Stage 2, validate: the data-quality gate between ingestion and training.
 
-The suite is built in code from the configured thresholds; each expectation names the quality
-dimension it protects. On failure the report (JSON) lists each failed expectation with its
-observed value and a few offending rows by their row number in the raw file, the stage raises
-``ValidationFailed``, and the pipeline stops before any training.
+A Great Expectations 1.x suite per split, built in code from ``validate.*`` settings. Checks that
+are not a plain column property (token lengths, duplicate pairs, train/test leakage, targets
+that copy the input, the raw values' types) are computed as columns first, vectorised, and then
+checked by GX like any other column, so every result has the same shape: the expectation, the
+quality dimension it protects, the observed rate, offending rows with their row numbers in the
+raw file, and the setting that moves the threshold.
+
+The stage also fits or loads the tokenizer the pipeline will use (its checks are token-aware)
+and preflights it against the model config: vocabulary size, EOS on labels,
+``decoder_start_token_id``, pad token, position limit, the T5 task prefix.
+
+Outputs: ``reports/validation.json``, GX Data Docs in ``reports/validation_docs/`` and the
+tokenizer in ``paths.tokenizer``. On failure the stage raises ``ValidationFailed`` with a
+readable summary, and the pipeline trains and registers nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from tasks import modeling
 from tasks.config import Config
 from tasks.errors import ValidationFailed
 from tasks.results import SPLITS, IngestResult, load_split
@@ -24,15 +37,19 @@ from tasks.results import SPLITS, IngestResult, load_split
 logger = logging.getLogger(__name__)
 
 REPORT = "validation.json"
-EXAMPLES = 5  # offending rows shown per failed expectation
+DOCS = "validation_docs"
+EXAMPLES = 5  # offending rows shown per failed check
+# C0 controls except tab/newline/carriage return, DEL, and U+FFFD (what a wrong decoding leaves)
+CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
+T5_FAMILY = ("t5", "mt5", "umt5", "longt5")
 
 
 @dataclass
 class Check:
-    """One expectation's outcome on one split, in words a user can act on."""
+    """One check's outcome on one split, in words a user can act on."""
 
     split: str
-    expectation: str
+    check: str  # what was expected, in plain words
     column: str | None
     dimension: str
     success: bool
@@ -41,173 +58,329 @@ class Check:
     unexpected_percent: float | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
     setting: str | None = None  # the params.yaml key that sets the threshold
+    expectation: str | None = None  # the GX expectation type
+    note: str | None = None
 
 
 @dataclass
 class ValidateResult:
     success: bool
     report_path: str
+    docs_path: str | None
+    tokenizer_path: str
     checks: list[Check]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.success]
 
 
-def build_suite(cfg: Config, split_name: str):
-    """The expectation suite for one split, from ``validate.*`` settings.
+# -- derived columns ----------------------------------------------------------------------
 
-    Returns (suite, settings) where settings maps an expectation's index to the params.yaml key
-    a user changes to move its threshold.
-    """
+
+def token_lengths(tokenizer, values: pd.Series, sample: np.ndarray, target: bool) -> np.ndarray:
+    """Token counts (specials included, as truncation counts them) for the sampled rows; NaN
+    elsewhere, so GX's rate is over the sample only."""
+    out = np.full(len(values), np.nan)
+    picked = values.iloc[sample]
+    ok = picked.notna().to_numpy()
+    texts = picked[ok].astype(str).tolist()
+    if not texts:
+        return out
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    # Language-pair tokenizers (mBART, NLLB, M2M) encode targets with other special tokens.
+    target_mode = target and any(hasattr(tokenizer, a) for a in ("tgt_lang", "target_lang"))
+    if backend is not None and not target_mode:
+        # the Rust tokenizer directly: transformers' per-encoding Python wrapping costs more
+        # than the tokenization itself
+        counts = [len(e) for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
+    else:
+        counts = [len(ids) for ids in tokenizer(text_target=texts, verbose=False)["input_ids"]]
+    out[sample[ok]] = counts
+    return out
+
+
+def _arrow(values: pd.Series):
+    """The column as an Arrow array (zero-copy for pandas' Arrow-backed strings)."""
+    import pyarrow as pa
+
+    arr = pa.array(values) if values.dtype != object else pa.array(values.to_numpy(dtype=object, na_value=None))
+    return arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
+
+
+def _in(values: pd.Series, pool) -> np.ndarray:
+    """Vectorised membership test (pandas' isin on Arrow strings falls back to Python)."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.is_in(_arrow(values), value_set=pool), False).to_numpy(zero_copy_only=False)
+
+
+def derive(cfg: Config, frames: dict[str, pd.DataFrame], tokenizer) -> dict[str, tuple[pd.DataFrame, str | None]]:
+    """Add the columns GX checks beyond plain column properties; returns frame and sampling note."""
+    import pyarrow.compute as pc
+
+    v = cfg.validate
+    train_text = frames["train"]["text"] if "train" in frames else pd.Series([], dtype="str")
+    train_inputs = pc.unique(pc.drop_null(_arrow(train_text)))
+    prefix = cfg.ingest.source_prefix
+    rng = np.random.default_rng(cfg.ingest.seed)
+    out = {}
+    for name, df in frames.items():
+        n = len(df)
+        sample = np.arange(n) if n <= v.token_sample else np.sort(rng.choice(n, v.token_sample, replace=False))
+        note = None if n <= v.token_sample else f"token lengths checked on a seeded sample of {v.token_sample} of {n} rows"
+        text = df["text"]
+        bare = text.str.removeprefix(prefix) if prefix else text
+        # With ingest.dedup on, ingest dropped exact pairs already: the check holds by construction
+        # and hashing a million pairs again would only cost time.
+        dup = df.duplicated(["text", "target"], keep="first").to_numpy() if not cfg.ingest.dedup else np.zeros(n, bool)
+        derived = df.assign(
+            text_tokens=token_lengths(tokenizer, text, sample, target=False),
+            target_tokens=token_lengths(tokenizer, df["target"], sample, target=True),
+            pair_duplicate=dup,
+            target_is_input=(bare == df["target"]).fillna(False).to_numpy(dtype=bool),
+            in_train=(_in(text, train_inputs) if name != "train" else np.zeros(n, dtype=bool)),
+        )
+        out[name] = (derived, note)
+    return out
+
+
+# -- the suite ----------------------------------------------------------------------------
+
+
+def build_suite(cfg: Config, split_name: str):
+    """The expectation suite for one split. Each expectation's ``meta`` carries its quality
+    dimension, a plain-words label, the setting that moves its threshold, and which column to
+    show for offending rows."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    v = cfg.validate
+    v, t = cfg.validate, cfg.train
     suite = gx.ExpectationSuite(name=f"{cfg.pipeline}-{split_name}")
-    settings: list[str | None] = []
 
-    def add(exp, dimension: str, setting: str | None = None) -> None:
-        exp.meta = {"dimension": dimension}
+    def add(exp, dimension: str, label: str, setting: str | None, show: str | None = None) -> None:
+        exp.meta = {"dimension": dimension, "label": label, "setting": setting, "show": show}
         suite.add_expectation(exp)
-        settings.append(setting)
 
-    # volume: GX's per-row expectations pass on an empty table, the row count is what catches it.
-    min_rows = v.min_rows.get(split_name, 1)
-    add(gxe.ExpectTableRowCountToBeBetween(min_value=min_rows), "volume", f"validate.min_rows.{split_name}")
-    for col, lo, hi, key in (
-        ("text", v.min_text_chars, v.max_text_chars, "text"),
-        ("target", v.min_target_chars, v.max_target_chars, "target"),
+    # volume: GX's per-row expectations pass on an empty table; the row count is what catches it.
+    add(gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows.get(split_name, 1)),
+        "volume", f"at least {v.min_rows.get(split_name, 1)} rows", f"validate.min_rows.{split_name}")
+    for col, lo, hi, max_tokens, tok_setting in (
+        ("text", v.min_text_chars, v.max_text_chars, t.max_seq_length, "train.max_seq_length"),
+        ("target", v.min_target_chars, v.max_target_chars, t.max_target_length, "train.max_target_length"),
     ):
+        key = "text_column" if col == "text" else "target_column"
         # schema: the model reads exactly these two columns.
-        add(gxe.ExpectColumnToExist(column=col), "schema", f"ingest.{key}_column")
+        add(gxe.ExpectColumnToExist(column=col), "schema", "column present", f"ingest.{key}")
         # completeness: a missing input or reference is a row the model cannot learn from.
-        add(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=v.mostly), "completeness", "validate.mostly")
+        add(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=v.mostly), "completeness",
+            "no missing values", "validate.mostly", col)
         # type: numbers or lists in a text column mean the wrong column was mapped.
-        add(gxe.ExpectColumnValuesToBeOfType(column=col, type_="str", mostly=v.mostly), "type", f"ingest.{key}_column")
+        add(gxe.ExpectColumnValuesToBeInSet(column=f"{col}_type", value_set=["str", "NoneType"], mostly=v.mostly),
+            "type", "values are strings", f"ingest.{key}", col)
         # content: whitespace-only strings are empty examples in disguise.
-        add(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S", mostly=v.mostly), "content", "validate.mostly")
-        # size: over-long rows blow up memory or get silently truncated.
-        add(
-            gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=lo, max_value=hi, mostly=v.mostly),
-            "size",
-            f"validate.min_{key}_chars / validate.max_{key}_chars",
-        )
-    return suite, settings
+        add(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S", mostly=v.mostly), "content",
+            "not empty or whitespace-only", "validate.mostly", col)
+        # encoding: control characters and U+FFFD betray binary junk or a wrong decoding upstream.
+        add(gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL, mostly=v.mostly), "encoding",
+            "no control characters or U+FFFD", "validate.mostly", col)
+        # size: over-long rows blow up memory; near-empty ones teach nothing.
+        add(gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=lo, max_value=hi, mostly=v.mostly),
+            "size", f"{lo}..{hi} characters", f"validate.min_{col}_chars / validate.max_{col}_chars", col)
+        # truncation: tokens past the limit are cut silently; a high rate means lost content.
+        add(gxe.ExpectColumnValuesToBeBetween(column=f"{col}_tokens", max_value=max_tokens,
+                                              mostly=1.0 - v.max_truncation_rate),
+            "truncation", f"at most {max_tokens} tokens", f"{tok_setting} / validate.max_truncation_rate", col)
+    # uniqueness: repeated pairs over-weight some examples and inflate scores.
+    add(gxe.ExpectColumnValuesToBeInSet(column="pair_duplicate", value_set=[False], mostly=1.0 - v.max_duplicate_rate),
+        "uniqueness", "no repeated (text, target) pairs", "validate.max_duplicate_rate (or ingest.dedup)", "text")
+    # triviality: a target equal to its input teaches the model to copy.
+    add(gxe.ExpectColumnValuesToBeInSet(column="target_is_input", value_set=[False], mostly=1.0 - v.max_copy_rate),
+        "triviality", "target differs from the input", "validate.max_copy_rate", "target")
+    if split_name != "train":
+        # leakage: an input seen in training makes held-out scores meaningless.
+        add(gxe.ExpectColumnValuesToBeInSet(column="in_train", value_set=[False], mostly=1.0 - v.max_leakage_rate),
+            "leakage", "input not also in the train split", "validate.max_leakage_rate", "text")
+    return suite
 
 
-def _run_suite(cfg: Config, frames: dict[str, pd.DataFrame]) -> list[Check]:
+def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]], docs_dir: Path) -> list[Check]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
-    # One bar per suite is noise in a pipeline log; the stage's own log line says what ran.
+    # One bar per metric is noise in a pipeline log; the stage's own log line says what ran.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    shutil.rmtree(docs_dir, ignore_errors=True)
+    context.add_data_docs_site("report", {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
     source = context.data_sources.add_pandas("ingested")
     checks: list[Check] = []
-    for split_name, df in frames.items():
+    for split_name, (df, note) in frames.items():
         batch_def = source.add_dataframe_asset(split_name).add_batch_definition_whole_dataframe("all")
-        suite, settings = build_suite(cfg, split_name)
-        suite = context.suites.add(suite)
-        batch = batch_def.get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(
-            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
-        )
-        for exp_result, setting in zip(result.results, settings):
-            checks.append(_to_check(split_name, exp_result, setting, df))
+        suite = context.suites.add(build_suite(cfg, split_name))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"validate-{split_name}", data=batch_def, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"gate-{split_name}", validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="docs", site_names=["report"])],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES},
+        ))
+        run = checkpoint.run(batch_parameters={"dataframe": df})
+        for suite_result in run.run_results.values():
+            for exp_result in suite_result.results:
+                check = _to_check(split_name, exp_result, df)
+                if check.dimension == "truncation":
+                    check.note = note
+                checks.append(check)
+    order = {name: i for i, name in enumerate(SPLITS)}
+    checks.sort(key=lambda c: (order.get(c.split, 9), c.column or "", c.dimension))
     return checks
 
 
-def _to_check(split_name: str, res, setting: str | None, df: pd.DataFrame) -> Check:
+def _to_check(split_name: str, res, df: pd.DataFrame) -> Check:
     conf = res.expectation_config
+    meta = conf.meta or {}
     r = res.result or {}
+    show = meta.get("show")
+    checked = conf.kwargs.get("column")
     examples = []
     for idx in (r.get("partial_unexpected_index_list") or [])[:EXAMPLES]:
         if isinstance(idx, dict):  # GX returns dicts when an id column is configured
             idx = next(iter(idx.values()))
-        row = df.iloc[int(idx)] if 0 <= int(idx) < len(df) else None
-        value = None if row is None else row.get(conf.kwargs.get("column"))
-        examples.append(
-            {
-                "source_row": None if row is None else int(row.get("source_row", idx + 1)),
-                "value": _short(value),
-            }
-        )
+        idx = int(idx)
+        if not 0 <= idx < len(df):
+            continue
+        row = df.iloc[idx]
+        example = {"source_row": int(row["source_row"]), "value": _short(row[show] if show else None)}
+        if checked and checked != show and checked in df.columns:
+            example[checked] = _short(row[checked])
+        examples.append(example)
     observed = r.get("observed_value")
     if res.exception_info and res.exception_info.get("raised_exception"):
         observed = f"error: {res.exception_info.get('exception_message')}"
     return Check(
         split=split_name,
-        expectation=conf.type,
-        column=conf.kwargs.get("column"),
-        dimension=(conf.meta or {}).get("dimension", ""),
+        check=meta.get("label") or conf.type,
+        column=show or (checked if checked in ("text", "target") else None),
+        dimension=meta.get("dimension", ""),
         success=bool(res.success),
         observed=observed,
         unexpected_count=r.get("unexpected_count"),
         unexpected_percent=r.get("unexpected_percent"),
         examples=examples,
-        setting=setting,
+        setting=meta.get("setting"),
+        expectation=conf.type,
     )
 
 
 def _short(value: Any, limit: int = 80) -> Any:
-    if isinstance(value, float) and value != value:
-        return "NaN"
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
     if isinstance(value, str) and len(value) > limit:
         return value[:limit] + f"... ({len(value)} chars)"
     return value
 
 
 def describe(check: Check) -> str:
-    """One line per failed check: what, where, how much, and which rows."""
-    what = check.expectation.removeprefix("expect_").replace("_", " ")
-    col = f" column {check.column!r}" if check.column else ""
-    parts = [f"[{check.split}]{col}: {what} failed ({check.dimension})"]
+    """One line per failed check: what, where, how much, which rows, and what to change."""
+    col = f" {check.column}" if check.column else ""
+    parts = [f"[{check.split}{col}] {check.check}: FAILED ({check.dimension})"]
     if check.unexpected_count:
-        parts.append(f"{check.unexpected_count} rows ({check.unexpected_percent:.1f}%)")
+        parts.append(f"{check.unexpected_count} rows ({check.unexpected_percent:.2f}%)")
     elif check.observed is not None:
         parts.append(f"observed {check.observed}")
     if check.examples:
-        rows = ", ".join(f"row {e['source_row']}: {e['value']!r}" for e in check.examples)
+        rows = ", ".join(
+            f"row {e['source_row']}: {e['value']!r}" + "".join(f" ({k}={e[k]})" for k in e if k not in ("source_row", "value"))
+            for e in check.examples)
         parts.append(f"e.g. {rows}")
+    if check.note:
+        parts.append(check.note)
     if check.setting:
         parts.append(f"setting: {check.setting}")
     return "; ".join(parts)
 
 
-def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
-    """Run the suite on every non-empty split; write the JSON report; raise on failure."""
-    frames = {}
+# -- preflight ----------------------------------------------------------------------------
+
+
+def preflight(cfg: Config, tokenizer, train_df: pd.DataFrame) -> tuple[list[Check], list[str]]:
+    """Tokenizer/model checks (failures) and advice (warnings)."""
+    config = modeling.model_config(cfg, tokenizer)
+    problems = modeling.preflight(config, tokenizer, cfg.train.max_seq_length)
+    checks = [Check(split="model", check=p, column=None, dimension="preflight", success=False,
+                    setting="train.model") for p in problems]
+    if not problems:
+        checks.append(Check(split="model", check="tokenizer and model config agree", column=None,
+                            dimension="preflight", success=True, setting="train.model"))
+    warnings = []
+    if getattr(config, "model_type", "") in T5_FAMILY and not cfg.ingest.source_prefix:
+        head = train_df["text"].dropna().astype(str).head(200)
+        if not head.str.match(r"^[\w ]{2,40}: ").mean() > 0.9:
+            warnings.append("T5 models are trained with a task prefix (e.g. 'summarize: '); "
+                            "set ingest.source_prefix, or results may be much worse")
+    return checks, warnings
+
+
+# -- the stage ----------------------------------------------------------------------------
+
+
+def _splits_to_check(cfg: Config, ingested: IngestResult) -> list[str]:
+    ratios = {"validation": cfg.ingest.valid_ratio, "test": cfg.ingest.test_ratio}
+    names = []
     for name in SPLITS:
-        if name not in ingested.splits:
-            continue
-        df = load_split(ingested, name)
-        if name == "train" or len(df) or cfg.validate.min_rows.get(name, 0) > 0:
-            frames[name] = df
-    checks = _run_suite(cfg, frames)
+        expected = name == "train" or name in ingested.origins or ratios.get(name, 0) > 0
+        if ingested.rows.get(name) or (expected and cfg.validate.min_rows.get(name, 0) > 0):
+            names.append(name)
+    return names
+
+
+def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
+    """Prepare the tokenizer, run preflight and the suites; write the report; raise on failure."""
+    frames = {name: load_split(ingested, name) for name in _splits_to_check(cfg, ingested)}
+    tokenizer = modeling.prepare_tokenizer(cfg, frames["train"])
+    checks, warnings = preflight(cfg, tokenizer, frames["train"])
     report_dir = cfg.path("reports")
     report_dir.mkdir(parents=True, exist_ok=True)
+    docs_dir = report_dir / DOCS
+    checks += _run_suites(cfg, derive(cfg, frames, tokenizer), docs_dir)
+
     report_path = report_dir / REPORT
-    result = ValidateResult(success=all(c.success for c in checks), report_path=str(report_path), checks=checks)
+    result = ValidateResult(success=all(c.success for c in checks), report_path=str(report_path),
+                            docs_path=str(docs_dir / "index.html"), tokenizer_path=str(cfg.path("tokenizer")),
+                            checks=checks, warnings=warnings)
     payload = {
         "success": result.success,
         "data_version": ingested.data_version,
         "rows": ingested.rows,
+        "ingest_counts": ingested.counts,
         "failed": len(result.failures),
+        "warnings": warnings,
+        "failures": [describe(c) for c in result.failures],
         "checks": [asdict(c) for c in checks],
     }
     tmp = report_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(report_path)
+    for w in warnings:
+        logger.warning("validate: %s", w)
     if not result.success:
         lines = "\n  - ".join(describe(c) for c in result.failures)
         raise ValidationFailed(
             f"data validation failed: {len(result.failures)} of {len(checks)} checks "
-            f"(report: {report_path})\n  - {lines}",
+            f"(report: {report_path}, data docs: {result.docs_path})\n  - {lines}",
             report_path=str(report_path),
         )
-    logger.info("validate: %d checks passed on %s", len(checks), ", ".join(frames))
+    logger.info("validate: %d checks passed on %s (report %s)", len(checks), ", ".join(frames), report_path)
     return result
 
 

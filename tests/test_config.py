@@ -84,3 +84,26 @@ def test_parse_override(item, expected):
 def test_override_without_section_is_rejected():
     with pytest.raises(ConfigError, match="must name a section and a key"):
         parse_override("lr=0.1")
+
+
+def test_params_yaml_spells_out_every_setting():
+    """params.yaml is the config surface: every field of every section appears in it."""
+    import yaml
+
+    from conftest import REPO
+    from tasks.config import SECTIONS
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def missing(model, data, prefix):
+        out = []
+        for name, field in model.model_fields.items():
+            if name not in data:
+                out.append(f"{prefix}{name}")
+            elif isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields"):
+                out += missing(field.annotation, data[name], f"{prefix}{name}.")
+        return out
+
+    gaps = [m for name, model in SECTIONS.items() if name != "promote"
+            for m in missing(model, params.get(name, {}), f"{name}.")]
+    assert gaps == []

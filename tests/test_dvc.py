@@ -83,3 +83,37 @@ def test_an_evaluate_setting_reruns_only_evaluate_and_after(clone):
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = dvc(clone, "repro")
     assert ran(proc) == ["evaluate", "register", "promote"]
+
+
+def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone):
+    manifest = clone / "data" / "processed" / "manifest.json"
+    before = json.loads(manifest.read_text())["data_version"]
+    raw = clone / "data" / "sample" / "reports.csv"
+    original = raw.read_bytes()
+    try:
+        lines = original.decode().splitlines()
+        raw.write_text("\n".join([lines[0], *lines[3:], lines[1], lines[2]]) + "\n")  # same rows, new order
+        proc = dvc(clone, "repro")
+        assert ran(proc)[0] == "ingest" and "train" in ran(proc)
+        after = json.loads(manifest.read_text())["data_version"]
+        assert after != before
+        registration = json.loads((clone / "reports" / "registration.json").read_text())
+        from tasks import tracking
+        from tasks.config import load_config
+
+        version = tracking.client(load_config(root=clone)).get_model_version("s2s-default", registration["version"])
+        assert version.tags["data_version"] == after  # the new model version carries the new data version
+    finally:
+        raw.write_bytes(original)
+
+
+def test_outputs_round_trip_through_a_local_remote(clone, tmp_path):
+    dvc(clone, "remote", "add", "-f", "-d", "local", str(tmp_path / "remote"))
+    dvc(clone, "repro")
+    dvc(clone, "push")
+    shutil.rmtree(clone / "data" / "processed")
+    shutil.rmtree(clone / "artifacts" / "model")
+    shutil.rmtree(clone / ".dvc" / "cache")
+    dvc(clone, "pull")
+    assert (clone / "artifacts" / "model" / "model.safetensors").is_file()
+    assert "Data and pipelines are up to date" in dvc(clone, "status").stdout

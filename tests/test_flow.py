@@ -103,4 +103,7 @@ def test_invalid_data_stops_at_validation_and_registers_nothing(tmp_path, monkey
     runs = client.search_runs([client.get_experiment_by_name("s2s-default").experiment_id])
     assert [r.data.tags.get("failed_stage") for r in runs] == ["validate"]
     assert runs[0].info.status == "FAILED"
-    assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation")] == ["validation/validation.json"]
+    logged = [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation")]
+    assert logged == ["validation/data_docs", "validation/validation.json"]  # JSON report + GX Data Docs
+    docs = [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation/data_docs")]
+    assert "validation/data_docs/index.html" in docs

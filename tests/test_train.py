@@ -48,7 +48,7 @@ def test_training_writes_a_loadable_model_and_logs_the_run(trained):
     history = tracking.client(cfg).get_metric_history(result.run_id, "train_loss")
     assert len(history) >= 2  # per-step loss, not only the final value
     artifacts = [a.path for a in tracking.client(cfg).list_artifacts(result.run_id, "validation")]
-    assert artifacts == ["validation/validation.json"]  # the data report travels with the run
+    assert artifacts == ["validation/data_docs", "validation/validation.json"]  # the data report travels with the run
 
 
 def test_a_local_model_folder_trains_through_from_pretrained(trained, tmp_path):
@@ -68,7 +68,9 @@ def test_a_local_model_folder_trains_through_from_pretrained(trained, tmp_path):
     tok.save_pretrained(folder)
     root = make_project(tmp_path / "proj", params={"train": {"model": str(folder), "max_steps": 3}})
     cfg2 = load_config(root=root)
-    result = train(cfg2, ingest(cfg2))
+    ingested = ingest(cfg2)
+    validate(cfg2, ingested)  # prepares (here: copies) the model's own tokenizer
+    result = train(cfg2, ingested)
     _, model = modeling.load(result.model_dir)
     assert model.config.model_type == "bart"
     assert not cfg2.path("base_model").exists()  # nothing built from scratch
