@@ -19,6 +19,20 @@ def _prepare_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
 
 
+# AutoTrain's seq2seq flags (dashes on the command line) and their types; tasks.autotrain maps them.
+AUTOTRAIN_FLAGS: dict[str, type] = {
+    "model": str, "data_path": str, "project_name": str, "text_column": str, "target_column": str,
+    "train_split": str, "valid_split": str, "max_samples": int, "lr": float, "epochs": float,
+    "batch_size": int, "max_seq_length": int, "max_target_length": int, "warmup_ratio": float,
+    "gradient_accumulation": int, "optimizer": str, "scheduler": str, "weight_decay": float,
+    "max_grad_norm": float, "seed": int, "logging_steps": int, "eval_strategy": str,
+    "auto_find_batch_size": bool, "mixed_precision": str, "save_total_limit": int, "peft": bool,
+    "quantization": str, "lora_r": int, "lora_alpha": int, "lora_dropout": float, "target_modules": str,
+    "early_stopping_patience": int, "early_stopping_threshold": float, "log": str, "push_to_hub": bool,
+    "username": str, "token": str, "generation_max_length": int, "generation_num_beams": int,
+    "source_prefix": str,
+}
+
 # Exit status of `s2s run` when the model trained fine but did not pass the promotion gates,
 # so a CI job or a scheduler can tell "rejected candidate" apart from "pipeline broken" (1, 2).
 EXIT_NOT_PROMOTED = 3
@@ -41,6 +55,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary.wall_seconds = time.perf_counter() - started
     print(summary.format())
     return 0 if summary.promoted else EXIT_NOT_PROMOTED
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """AutoTrain-style training: flags or an AutoTrain YAML config, then the whole pipeline."""
+    from pathlib import Path
+
+    from tasks.autotrain import config_overrides, to_overrides
+
+    flags = {k: v for k, v in vars(args).items() if k in AUTOTRAIN_FLAGS and v not in (None, False)}
+    overrides = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
+    args.overrides = overrides + args.overrides  # explicit --set wins
+    return cmd_run(args)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -77,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline now (default: the 'default' pipeline)")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser(
+        "train", help="train with AutoTrain's flags or YAML config (runs the whole pipeline)",
+        description="AutoTrain-compatible entry point: `autotrain seq2seq --train --model M --data-path D ...` "
+        "becomes `s2s train --model M --data-path D ...`; `--config autotrain.yml` reads an AutoTrain config.")
+    train.add_argument("--config", help="an AutoTrain YAML config (task: seq2seq)")
+    train.add_argument("--train", action="store_true", help=argparse.SUPPRESS)
+    for flag, kind in AUTOTRAIN_FLAGS.items():
+        opt = "--" + flag.replace("_", "-")
+        if kind is bool:
+            train.add_argument(opt, dest=flag, action="store_true", default=None)
+        else:
+            train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper())
+    add_config_flags(train)
+    train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="generate with a registered model (the champion by default)")
     predict.add_argument("text", nargs="*", help="input texts (read from stdin, one per line, if none)")

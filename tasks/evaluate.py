@@ -118,7 +118,8 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
     c = tracking.client(cfg)
     tracking.log_metrics(cfg, trained.run_id, metrics)
     c.log_artifact(trained.run_id, str(pred_path), artifact_path="evaluation")
-    c.log_dict(trained.run_id, model.generation_config.to_dict(), "evaluation/generation_config.json")
+    generation = getattr(model, "generation_config", None)
+    c.log_dict(trained.run_id, generation.to_dict() if generation is not None else {}, "evaluation/generation_config.json")
     c.log_dict(trained.run_id, {"split": split_name, "n_examples": len(df), "num_beams": cfg.evaluate.num_beams,
                                 "generation_max_length": cfg.evaluate.generation_max_length},
                "evaluation/settings.json")

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
-SCRATCH = "scratch"
+SCRATCH = "scratch"  # a T5 initialised locally
+RNN = "rnn"  # the GRU/LSTM encoder-decoder of tasks/rnn_model.py
+LOCAL_KINDS = (SCRATCH, RNN)  # trained from zero, with a tokenizer fitted on the data
 
 
 def model_source(cfg: Config) -> str:
@@ -51,6 +53,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> "PreTrainedTokeniz
         vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], unk_token=UNK, show_progress=False
     )
     tok.train_from_iterator(texts, trainer)
+    tok = _canonical(tok)
     tok.post_processor = processors.TemplateProcessing(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, tok.token_to_id(EOS))]
     )
@@ -59,13 +62,46 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> "PreTrainedTokeniz
     )
 
 
+def _canonical(tok):
+    """Make the trained vocabulary independent of hash-map order.
+
+    Two trainings on the same text differ: the Unigram trainer appends the characters it must
+    keep with tiny, decreasing penalty scores in the order a hash map yields them, orders equal
+    scores arbitrarily, and its EM sums differ in the last bits. Token ids then differ, and so
+    do the models trained on them. Reassigning the tail's scores in token order, rounding, and
+    sorting by (score, token) makes the tokenizer (and ``dvc repro``) reproducible byte for byte.
+    """
+    import json
+
+    from tokenizers import Tokenizer
+
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    special = {t["content"] for t in data.get("added_tokens", [])}
+    head = [e for e in vocab if e[0] in special]  # pad/eos/unk keep ids 0, 1, 2
+    rest = [e for e in vocab if e[0] not in special]
+    learned = [s for t, s in rest if len(t) > 1]
+    floor = min(learned, default=float("-inf"))
+    tail = [i for i, (t, s) in enumerate(rest) if s < floor]
+    if tail:  # same tokens, same scores, assigned in token order instead of hash order
+        tokens = sorted(rest[i][0] for i in tail)
+        scores = sorted((rest[i][1] for i in tail), reverse=True)
+        for i, token, score in zip(tail, tokens, scores):
+            rest[i] = [token, score]
+    # Rounded to 1e-6: far coarser than the EM's run-to-run noise (~1e-15, parallel sums), far
+    # finer than segmentation cares about; then ties are broken by the token itself.
+    rest = sorted(([t, round(s, 6)] for t, s in rest), key=lambda e: (-e[1], e[0]))
+    data["model"]["vocab"] = head + rest
+    return Tokenizer.from_str(json.dumps(data))
+
+
 def prepare_tokenizer(cfg: Config, train_df) -> "PreTrainedTokenizerBase":
     """The tokenizer the pipeline uses, saved to ``paths.tokenizer`` for the train stage.
 
     ``scratch``: fitted on (a seeded sample of) the train split. Otherwise: the model's own.
     """
     out = cfg.path("tokenizer")
-    if cfg.train.model == SCRATCH:
+    if cfg.train.model in LOCAL_KINDS:
         spec = cfg.train.scratch
         sample = train_df if len(train_df) <= spec.tokenizer_sample else train_df.sample(
             spec.tokenizer_sample, random_state=cfg.train.seed)
@@ -114,10 +150,24 @@ def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int
     return T5ForConditionalGeneration(scratch_config(spec, tokenizer))
 
 
+def rnn_config(cfg: Config, tokenizer) -> "PreTrainedConfig":
+    from tasks.rnn_model import RnnSeq2SeqConfig
+
+    r = cfg.train.rnn
+    return RnnSeq2SeqConfig(
+        vocab_size=len(tokenizer), embedding_size=r.embedding_size, hidden_size=r.hidden_size,
+        num_layers=r.num_layers, cell=r.cell, dropout=r.dropout, bidirectional=r.bidirectional,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+
+
 def model_config(cfg: Config, tokenizer) -> "PreTrainedConfig":
     """The config of the model that will be trained (no weights loaded): for preflight checks."""
     if cfg.train.model == SCRATCH:
         return scratch_config(cfg.train.scratch, tokenizer)
+    if cfg.train.model == RNN:
+        return rnn_config(cfg, tokenizer)
     from transformers import AutoConfig
 
     try:
@@ -142,11 +192,23 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
         raise _load_error(name_or_path, exc) from None
 
 
-def load_model(name_or_path: str, trust_remote_code: bool = False):
+def load_model(name_or_path: str, trust_remote_code: bool = False, **kwargs):
+    """``AutoModelForSeq2SeqLM.from_pretrained`` (safetensors only), with our RNN type registered.
+
+    A folder holding a LoRA adapter (``adapter_config.json``) loads its base model and the
+    adapter through PEFT."""
     from transformers import AutoModelForSeq2SeqLM
 
+    from tasks import rnn_model
+
+    rnn_model.register()
     try:
-        return AutoModelForSeq2SeqLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        if (Path(name_or_path) / "adapter_config.json").is_file():
+            from peft import AutoPeftModelForSeq2SeqLM
+
+            return AutoPeftModelForSeq2SeqLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        return AutoModelForSeq2SeqLM.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_error(name_or_path, exc) from None
 
@@ -156,18 +218,30 @@ def load(name_or_path: str, trust_remote_code: bool = False):
     return load_tokenizer(name_or_path, trust_remote_code), load_model(name_or_path, trust_remote_code)
 
 
-def load_base_model(cfg: Config, tokenizer) -> "PreTrainedModel":
-    """The model to fine-tune. ``scratch`` is written to ``paths.base_model`` first and loaded
-    back through ``from_pretrained`` like any other model folder."""
-    if cfg.train.model != SCRATCH:
-        return load_model(model_source(cfg), cfg.train.trust_remote_code)
+def load_base_model(cfg: Config, tokenizer, write: bool = True, **kwargs) -> "PreTrainedModel":
+    """The model to fine-tune. ``scratch`` and ``rnn`` are initialised, written to
+    ``paths.base_model`` (by the main process only, when ``write``) and loaded back through
+    ``from_pretrained`` like any other model folder. ``kwargs`` go to ``from_pretrained``
+    (quantization)."""
+    if cfg.train.model not in LOCAL_KINDS:
+        return load_model(model_source(cfg), cfg.train.trust_remote_code, **kwargs)
     out = cfg.path("base_model")
-    model = build_scratch(cfg.train.scratch, tokenizer, cfg.train.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info("scratch model: %.2fM parameters, vocabulary %d, saved to %s", n_params / 1e6, len(tokenizer), out)
+    if write:
+        import torch
+
+        if cfg.train.model == SCRATCH:
+            model = build_scratch(cfg.train.scratch, tokenizer, cfg.train.seed)
+        else:
+            from tasks.rnn_model import RnnSeq2SeqModel
+
+            torch.manual_seed(cfg.train.seed)
+            model = RnnSeq2SeqModel(rnn_config(cfg, tokenizer))
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        n_params = sum(p.numel() for p in model.parameters())
+        logger.info("%s model: %.2fM parameters, vocabulary %d, saved to %s",
+                    cfg.train.model, n_params / 1e6, len(tokenizer), out)
     return load_model(str(out))
 
 

@@ -20,13 +20,14 @@ from tasks.results import EvaluateResult, IngestResult, RegisterResult, TrainRes
 logger = logging.getLogger(__name__)
 
 SERVING = Path(__file__).with_name("serving.py")
+RNN_CODE = Path(__file__).with_name("rnn_model.py")
 RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(adapter: bool = False) -> list[str]:
     """Exact pins of what the pyfunc needs at load time (no slow requirement inference)."""
     reqs = []
-    for pkg in RUNTIME_PACKAGES:
+    for pkg in RUNTIME_PACKAGES + (("peft",) if adapter else ()):
         try:
             reqs.append(f"{pkg}=={metadata.version(pkg).split('+')[0]}")
         except metadata.PackageNotFoundError:
@@ -42,6 +43,17 @@ def serving_settings(cfg: Config) -> dict:
         "max_source_length": cfg.train.max_seq_length,
         "batch_size": cfg.evaluate.batch_size,
     }
+
+
+def exported_model(cfg: Config, trained: TrainResult) -> str:
+    """What the version holds: the model folder, or with LoRA and ``register.lora_export:
+    adapter`` the adapter folder (which names its base model)."""
+    if cfg.train.peft and cfg.register.lora_export == "adapter":
+        adapter = cfg.path("adapter")
+        if not (adapter / "adapter_config.json").is_file():
+            raise TrackingError(f"register.lora_export=adapter but {adapter} holds no adapter; re-run training")
+        return str(adapter)
+    return trained.model_dir
 
 
 def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str]):
@@ -69,7 +81,8 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str]):
             path=str(local),
             python_model=str(SERVING),  # model from code: stored as source, nothing pickled
             artifacts={"hf_model": model_dir, "settings": str(settings)},
-            pip_requirements=pip_requirements(),
+            code_paths=[str(RNN_CODE)],
+            pip_requirements=pip_requirements(adapter=(Path(model_dir) / "adapter_config.json").is_file()),
             input_example=examples,
             mlflow_model=meta,
         )
@@ -89,7 +102,7 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
 
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     try:
-        logged = log_pyfunc(cfg, trained.run_id, trained.model_dir, examples)
+        logged = log_pyfunc(cfg, trained.run_id, exported_model(cfg, trained), examples)
         try:
             c.create_registered_model(name, description=f"seq2seq model of the {cfg.pipeline!r} pipeline")
         except MlflowException as exc:

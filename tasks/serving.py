@@ -2,8 +2,10 @@
 
 Logged as "model from code": MLflow stores this file's source beside the weights and runs it at
 load time, so nothing is pickled and the model loads in any process with torch and transformers
-installed (``mlflow.pyfunc.load_model("models:/<name>@champion")``). It deliberately imports
-nothing from this project.
+installed (``mlflow.pyfunc.load_model("models:/<name>@champion")``). It imports nothing from
+this project except ``rnn_model.py``, which the logged model carries as code (MLflow's
+``code_paths``) for the recurrent model type. A LoRA version holding only the adapter loads its
+base model (hub id or path recorded in the adapter) through PEFT.
 
 transformers 5 removed the text2text-generation pipeline and MLflow's transformers flavor
 refuses seq2seq models there, hence this small wrapper.
@@ -12,6 +14,7 @@ refuses seq2seq models there, hence this small wrapper.
 from __future__ import annotations
 
 import json
+import os
 
 import mlflow
 from mlflow.pyfunc import PythonModel
@@ -26,8 +29,19 @@ class Seq2SeqGenerator(PythonModel):
         path = context.artifacts["hf_model"]
         with open(context.artifacts["settings"], encoding="utf-8") as fh:
             self.settings = json.load(fh)
+        try:  # the recurrent model type, shipped beside this file
+            import rnn_model
+
+            rnn_model.register()
+        except ImportError:
+            pass
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True)
+        if os.path.isfile(os.path.join(path, "adapter_config.json")):
+            from peft import AutoPeftModelForSeq2SeqLM
+
+            self.model = AutoPeftModelForSeq2SeqLM.from_pretrained(path)
+        else:
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True)
         self.model.eval()
 
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:

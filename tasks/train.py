@@ -1,26 +1,47 @@
 """Stage 3, train: fine-tune a seq2seq model with transformers' Seq2SeqTrainer.
 
-Opens the pipeline's MLflow run (params, tags, the validation report, per-step loss, learning
-rate and grad norm, per-epoch eval loss), trains on the train split with evaluation on the
-validation split, and writes the final model as an ordinary HF folder at ``paths.model``.
+Everything AutoTrain's seq2seq trainer, the transformers example scripts and the legacy seq2seq
+trainer offer is a ``train.*`` setting: LoRA (optionally on int8/int4 weights), fp16/bf16,
+label smoothing, Adafactor, every legacy scheduler, length-grouped batches, frozen encoder or
+embeddings, early stopping and best-model-at-end on eval loss or ROUGE.
+
+Runs are resumable: checkpoints live in ``paths.checkpoints`` with a fingerprint of the settings
+and data; a re-run of the same settings after a crash (even SIGKILL halfway through writing a
+checkpoint) continues from the last *complete* checkpoint with the same data order and the same
+MLflow run. Under ``torchrun`` only rank 0 talks to MLflow and writes outputs.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from tasks import modeling, tracking
-from tasks.config import Config
-from tasks.errors import DataError
+from tasks.config import GENERATION_METRICS, Config
+from tasks.errors import ConfigError, DataError
 from tasks.results import IngestResult, TrainResult, load_split
 from tasks.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+RUN_META = "s2s_run.json"  # beside the checkpoints: which settings + data + MLflow run they belong to
+# what a checkpoint needs before it can be resumed from; trainer_state.json is written last
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+SCHEDULERS = {"cosine_w_restarts": "cosine_with_restarts", "constant_w_warmup": "constant_with_warmup"}
+# bf16 dense peak FLOP/s by GPU name, for model FLOPs utilisation
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
 
 def tokenize(df, tokenizer, max_source: int, max_target: int):
     """A ``datasets.Dataset`` of input_ids / attention_mask / labels (labels end with EOS)."""
@@ -36,147 +57,454 @@ def tokenize(df, tokenizer, max_source: int, max_target: int):
     return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize")
 
 
-class MlflowMetrics:
-    """Trainer callback: step metrics to the pipeline's MLflow run, under stable names."""
-
-    NAMES = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm", "eval_loss": "eval_loss"}
-
-    def __new__(cls, cfg: Config, run_id: str):
-        from transformers import TrainerCallback
-
-        class _Callback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if not state.is_world_process_zero or not logs:
-                    return
-                metrics = {
-                    MlflowMetrics.NAMES[k]: float(v)
-                    for k, v in logs.items()
-                    if k in MlflowMetrics.NAMES and isinstance(v, (int, float)) and math.isfinite(float(v))
-                }
-                if metrics:
-                    tracking.log_metrics(cfg, run_id, metrics, step=state.global_step)
-
-        return _Callback()
+# -- checkpoints and resume -------------------------------------------------------------------
 
 
-def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, output_dir: Path):
-    from transformers import Seq2SeqTrainingArguments
+def complete(checkpoint: Path) -> bool:
+    """A checkpoint is complete when its trainer state (written last) parses and names its step,
+    and the weights, optimizer and scheduler states are all there."""
+    if not all((checkpoint / f).is_file() for f in CHECKPOINT_FILES):
+        return False
+    if not any(checkpoint.glob("*.safetensors")):
+        return False
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return f"checkpoint-{state.get('global_step')}" == checkpoint.name
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint; incomplete ones (a crash mid-write) are removed so that
+    neither we nor transformers' checkpoint rotation ever pick them up."""
+    found = []
+    for ckpt in folder.glob("checkpoint-*"):
+        if not ckpt.name.split("-")[-1].isdigit():
+            continue
+        if complete(ckpt):
+            found.append(ckpt)
+        else:
+            logger.warning("removing incomplete checkpoint %s (interrupted while it was written)", ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def resume_point(cfg: Config, fingerprint: str) -> tuple[Path | None, str | None]:
+    """(checkpoint to resume from, MLflow run id to continue) or (None, None) for a fresh start."""
+    folder = cfg.path("checkpoints")
+    meta = folder / RUN_META
+    if cfg.train.resume and meta.is_file():
+        try:
+            info = json.loads(meta.read_text())
+        except ValueError:
+            info = {}
+        if info.get("fingerprint") == fingerprint:
+            ckpt = last_complete_checkpoint(folder)
+            if ckpt is not None:
+                return ckpt, info.get("run_id")
+        else:
+            logger.info("checkpoints in %s belong to other settings or data: starting fresh", folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None, None
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+def callbacks(cfg: Config, run_id: str | None):
+    """MLflow step metrics (rank 0) and tokens/s on the progress bar."""
+    from transformers import ProgressCallback, TrainerCallback
+
+    names = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
+             "eval_loss": "eval_loss", **{f"eval_{m}": f"eval_{m}" for m in GENERATION_METRICS}}
+
+    class MlflowMetrics(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if run_id is None or not state.is_world_process_zero or not logs:
+                return
+            metrics = {names[k]: float(v) for k, v in logs.items()
+                       if k in names and isinstance(v, (int, float)) and math.isfinite(float(v))}
+            if "loss" in logs and state.num_input_tokens_seen:
+                metrics["tokens_seen"] = float(state.num_input_tokens_seen)
+            if metrics:
+                tracking.log_metrics(cfg, run_id, metrics, step=state.global_step)
+
+    class TokensPerSecond(TrainerCallback):
+        """Input tokens (padding excluded) per second, on the training progress bar."""
+
+        progress: ProgressCallback | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0, self.seen0 = time.perf_counter(), state.num_input_tokens_seen
+
+        def on_step_end(self, args, state, control, **kwargs):
+            bar = getattr(self.progress, "training_bar", None)
+            elapsed = time.perf_counter() - self.t0
+            if bar is not None and elapsed > 0:
+                bar.set_postfix({"tok/s": f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"}, refresh=False)
+
+    return MlflowMetrics(), TokensPerSecond()
+
+
+def compute_rouge(tokenizer):
+    """compute_metrics for generation-based evaluation during training (best model, early stop)."""
+    from tasks.evaluate import decode, score
+
+    def compute(pred) -> dict[str, float]:
+        preds = decode(tokenizer, pred.predictions)
+        refs = decode(tokenizer, pred.label_ids)
+        means, _ = score(preds, refs)
+        return {k: round(v, 6) for k, v in means.items()}
+
+    return compute
+
+
+# -- model preparation -------------------------------------------------------------------------
+
+
+def quantization_config(cfg: Config, runtime: Runtime):
+    if not cfg.train.quantization:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("train.quantization needs bitsandbytes: pip install 's2s-pipeline[gpu]' on the CUDA machine")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if cfg.train.quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16 if runtime.bf16 else torch.float16)
+
+
+def freeze(model, cfg: Config) -> None:
+    """The legacy trainer's freeze_embeds / freeze_encoder."""
+    if cfg.train.freeze_embeds:
+        for module in model.modules():
+            if module.__class__.__name__.endswith(("Embedding", "PositionalEmbedding", "ScaledWordEmbedding")):
+                for p in module.parameters():
+                    p.requires_grad = False
+    if cfg.train.freeze_encoder:
+        encoder = model.get_encoder()
+        for p in encoder.parameters():
+            p.requires_grad = False
+
+
+def apply_peft(model, cfg: Config):
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     t = cfg.train
+    if t.quantization:
+        model = prepare_model_for_kbit_training(model)
+    lora = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=t.lora_r, lora_alpha=t.lora_alpha,
+                      lora_dropout=t.lora_dropout, target_modules=t.target_modules)
+    model = get_peft_model(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("LoRA r=%d alpha=%d on %s: %d of %d parameters trainable (%.2f%%)", t.lora_r, t.lora_alpha,
+                t.target_modules, trainable, total, 100 * trainable / total)
+    return model
+
+
+def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, output_dir: Path, has_eval: bool):
+    from transformers import Seq2SeqTrainingArguments
+
+    t, ev = cfg.train, cfg.evaluate
+    evaluating = has_eval and t.eval_strategy != "no"
+    generating = evaluating and t.metric_for_best_model in GENERATION_METRICS
+    if evaluating:
+        save_strategy, save_steps = t.eval_strategy, t.eval_steps
+    else:
+        save_strategy, save_steps = ("steps", t.save_steps) if t.save_steps else ("no", None)
     # AutoTrain's logging_steps=-1: about five logs per epoch, at least every step on tiny data.
     logging_steps = t.logging_steps if t.logging_steps > 0 else max(1, steps_per_epoch // 5)
-    scheduler = {"cosine_w_restarts": "cosine_with_restarts", "constant_w_warmup": "constant_with_warmup"}
     return Seq2SeqTrainingArguments(
         output_dir=str(output_dir),
         learning_rate=t.lr,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=max(t.batch_size, 16),
+        per_device_eval_batch_size=max(t.batch_size, ev.batch_size if generating else 16),
         gradient_accumulation_steps=t.gradient_accumulation,
+        auto_find_batch_size=t.auto_find_batch_size,
         warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
-        lr_scheduler_type=scheduler.get(t.scheduler, t.scheduler),
+        lr_scheduler_type=SCHEDULERS.get(t.scheduler, t.scheduler),
         optim=t.optimizer,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
+        label_smoothing_factor=t.label_smoothing,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=logging_steps,
-        eval_strategy=t.eval_strategy,
-        save_strategy=t.eval_strategy if t.eval_strategy != "no" else "no",
+        eval_strategy=t.eval_strategy if evaluating else "no",
+        eval_steps=t.eval_steps if evaluating else None,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
         save_total_limit=t.save_total_limit,
+        load_best_model_at_end=evaluating and t.load_best_model_at_end,
+        metric_for_best_model=f"eval_{t.metric_for_best_model}" if evaluating else None,
+        greater_is_better=generating if evaluating else None,
+        predict_with_generate=generating,
+        generation_max_length=ev.generation_max_length if generating else None,
+        generation_num_beams=ev.num_beams if generating else None,
         bf16=runtime.bf16,
         fp16=runtime.fp16,
         use_cpu=runtime.device == "cpu",
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        ddp_backend="gloo" if runtime.device == "cpu" and "WORLD_SIZE" in os.environ else None,
+        train_sampling_strategy="group_by_length" if t.length_grouping > 1 else "random",
+        include_num_input_tokens_seen="non_padding",
         report_to="none",
         disable_tqdm=False,
         dataloader_num_workers=0,
-        predict_with_generate=False,  # generation-based scoring is the evaluate stage's job
+        save_only_model=False,
     )
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def write_curves(cfg: Config, history: list[dict], run_id: str | None) -> None:
+    """Train/eval curves as CSV (for ``dvc plots``) and a PNG (for the MLflow run)."""
+    plots = cfg.path("reports") / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    train_rows = [h for h in history if "loss" in h and "step" in h]
+    eval_rows = [h for h in history if "eval_loss" in h and "step" in h]
+    with (plots / "train.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "loss", "learning_rate", "grad_norm"])
+        for h in train_rows:
+            w.writerow([h["step"], h["loss"], h.get("learning_rate", ""), h.get("grad_norm", "")])
+    with (plots / "eval.csv").open("w", newline="") as fh:
+        extra = [k for k in (f"eval_{m}" for m in GENERATION_METRICS) if any(k in h for h in eval_rows)]
+        w = csv.writer(fh)
+        w.writerow(["step", "eval_loss", *extra])
+        for h in eval_rows:
+            w.writerow([h["step"], h["eval_loss"], *(h.get(k, "") for k in extra)])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([h["step"] for h in train_rows], [h["loss"] for h in train_rows], label="train loss")
+    if eval_rows:
+        ax.plot([h["step"] for h in eval_rows], [h["eval_loss"] for h in eval_rows], "o-", label="eval loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{cfg.pipeline}: {cfg.train.model}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(plots / "loss.png", dpi=110)
+    plt.close(fig)
+    if run_id:
+        tracking.client(cfg).log_artifacts(run_id, str(plots), artifact_path="plots")
+
+
+def save_final(cfg: Config, trainer, tokenizer, runtime: Runtime) -> Path:
+    """Write the final model (LoRA merged into its base) to ``paths.model`` atomically, and the
+    LoRA adapter itself to ``paths.adapter``."""
+    out = cfg.path("model")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.model
+    if cfg.train.peft:
+        adapter = cfg.path("adapter")
+        shutil.rmtree(adapter, ignore_errors=True)
+        model.save_pretrained(str(adapter))
+        tokenizer.save_pretrained(str(adapter))
+        if cfg.train.quantization:  # merge into a full-precision copy of the base, not into 4-bit weights
+            from peft import PeftModel
+
+            base = modeling.load_base_model(cfg, tokenizer, write=False)
+            model = PeftModel.from_pretrained(base, str(adapter))
+        model = model.merge_and_unload()
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(str(tmp))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)  # the model folder appears complete or not at all
+    return out
+
+
+def mfu(runtime: Runtime, n_params: int, tokens_per_s: float) -> float | None:
+    """Model FLOPs utilisation (6 x parameters per token) against the GPU's bf16 dense peak."""
+    if runtime.device != "cuda":
+        return None
+    import torch
+
+    name = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    return None if peak is None else 6 * n_params * tokens_per_s / (peak * runtime.n_devices)
+
+
+# -- the stage --------------------------------------------------------------------------------
 
 
 def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainResult:
     """Fine-tune ``train.model`` on the train split; return where the model is and the run id."""
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer
 
     started = time.perf_counter()
-    train_df = load_split(ingested, "train")
-    valid_df = load_split(ingested, "validation")
+    main = is_main_process()
+    t = cfg.train
+    train_df = load_split(ingested, "train", columns=["text", "target"])
+    if t.max_train_samples:
+        train_df = train_df.iloc[: t.max_train_samples]
+    valid_df = load_split(ingested, "validation", columns=["text", "target"])
     tok_dir = cfg.path("tokenizer")
     if not (tok_dir / "tokenizer_config.json").exists():
         raise DataError(f"{tok_dir} is missing: run the validate stage first (it prepares the tokenizer)")
     tokenizer = modeling.load_tokenizer(str(tok_dir))
-    model = modeling.load_base_model(cfg, tokenizer)
-    modeling.check_compatible(model, tokenizer)
-    runtime = Runtime.resolve(cfg.train.mixed_precision, model.config.model_type)
 
-    t = cfg.train
+    runtime = Runtime.resolve(t.mixed_precision, t.quantization)
     train_ds = tokenize(train_df, tokenizer, t.max_seq_length, t.max_target_length)
     valid_ds = tokenize(valid_df, tokenizer, t.max_seq_length, t.max_target_length) if len(valid_df) else None
-    eval_strategy_ok = valid_ds is not None or t.eval_strategy == "no"
-    if not eval_strategy_ok:
-        logger.warning("no validation rows: evaluation during training is off")
-
-    run_id = tracking.start_run(cfg, ingested.data_version)
-    c = tracking.client(cfg)
-    tracking.log_validation_artifacts(cfg, run_id, cfg.path("reports") / "validation.json")
-    c.set_tag(run_id, "device", f"{runtime.device}x{runtime.n_devices}/{runtime.precision}")
+    if valid_ds is None and t.eval_strategy != "no":
+        logger.warning("no validation rows: evaluation, early stopping and best-model selection are off")
 
     ckpt_dir = cfg.path("checkpoints")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * t.gradient_accumulation)))
-    args = training_arguments(cfg, runtime, steps_per_epoch, ckpt_dir)
-    if not eval_strategy_ok:
-        args.eval_strategy = "no"
-        args.save_strategy = "no"
-    trainer = Seq2SeqTrainer(
+    fingerprint = f"{cfg.params_hash()}:{ingested.data_version}"
+    resume_from, run_id = resume_point(cfg, fingerprint) if main else (None, None)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * t.gradient_accumulation * world)))
+    args = training_arguments(cfg, runtime, steps_per_epoch, ckpt_dir, has_eval=valid_ds is not None)
+
+    quant = quantization_config(cfg, runtime)
+    with args.main_process_first(desc="base model"):  # rank 0 writes it, the others then read it
+        model = modeling.load_base_model(cfg, tokenizer, write=main, **({"quantization_config": quant} if quant else {}))
+    runtime.check_model(model.config.model_type)
+    modeling.check_compatible(model, tokenizer)
+    freeze(model, cfg)
+    if t.peft:
+        model = apply_peft(model, cfg)
+
+    if main:
+        c = tracking.client(cfg)
+        if run_id and _run_exists(c, run_id):
+            c.update_run(run_id, status="RUNNING")
+            c.set_tag(run_id, "resumed_from", resume_from.name)
+            logger.info("resuming %s from %s (MLflow run %s)", cfg.pipeline, resume_from, run_id)
+        else:
+            run_id = tracking.start_run(cfg, ingested.data_version)
+            tracking.log_validation_artifacts(cfg, run_id, cfg.path("reports") / "validation.json")
+            tracking.log_metrics(cfg, run_id, {f"data_rows_{k}": v for k, v in ingested.rows.items()})
+        c.set_tag(run_id, "device", f"{runtime.device}x{runtime.n_devices * world}/{runtime.precision}")
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / RUN_META).write_text(json.dumps({"fingerprint": fingerprint, "run_id": run_id}))
+
+    mlflow_cb, speed_cb = callbacks(cfg, run_id if main else None)
+    extra = []
+    if valid_ds is not None and t.eval_strategy != "no" and t.early_stopping_patience > 0:
+        extra.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+    generating = args.predict_with_generate
+    trainer = trainer_class(t.length_grouping)(
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=valid_ds if eval_strategy_ok else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, pad_to_multiple_of=8, label_pad_token_id=-100),
+        eval_dataset=valid_ds if args.eval_strategy != "no" else None,
+        # multiples of 8 feed tensor cores; on a CPU they are only extra padding
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
+                                             pad_to_multiple_of=8 if runtime.device == "cuda" else None),
         processing_class=tokenizer,
-        callbacks=[MlflowMetrics(cfg, run_id)],
+        compute_metrics=compute_rouge(tokenizer) if generating else None,
+        callbacks=[mlflow_cb, speed_cb, *extra],
     )
+    speed_cb.progress = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)), None)
+    monitor = _system_metrics(cfg, run_id) if main else None
     try:
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except BaseException:
-        tracking.end_run(cfg, run_id, "FAILED")
+        if main and run_id:
+            tracking.end_run(cfg, run_id, "FAILED")  # checkpoints stay: the next run resumes
         raise
+    finally:
+        if monitor is not None:
+            monitor.finish()
 
-    out = cfg.path("model")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    model.generation_config.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)  # the model folder appears complete or not at all
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-
-    n_tokens = sum(len(x) for x in train_ds["input_ids"]) + sum(len(x) for x in train_ds["labels"])
-    epochs_done = float(output.metrics.get("epoch", t.epochs))
+    if not main:  # other ranks are done: rank 0 writes the outputs
+        return TrainResult(model_dir=str(cfg.path("model")), run_id="", data_version=ingested.data_version,
+                           base_model=t.model, metrics={})
+    out = save_final(cfg, trainer, tokenizer, runtime)
+    runtime_s = float(output.metrics.get("train_runtime", 0.0)) or 1e-9
+    tokens = float(trainer.state.num_input_tokens_seen or 0)
+    n_params = sum(p.numel() for p in trainer.model.parameters())
     metrics = {
         "train_loss_final": float(output.training_loss),
         "train_steps": float(output.global_step),
-        "train_runtime_s": float(output.metrics.get("train_runtime", 0.0)),
-        "train_tokens_per_s": n_tokens * epochs_done / max(output.metrics.get("train_runtime", 1e-9), 1e-9),
-        "n_parameters": float(sum(p.numel() for p in model.parameters())),
+        "train_runtime_s": runtime_s,
+        "train_tokens_per_s": tokens / runtime_s,
+        "n_parameters": float(n_params),
     }
-    if valid_ds is not None and eval_strategy_ok:
-        evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
-        if evals:
-            metrics["eval_loss_final"] = float(evals[-1])
+    if (u := mfu(runtime, n_params, tokens / runtime_s)) is not None:
+        metrics["train_mfu"] = u
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals:
+        metrics["eval_loss_final"] = float(evals[-1]["eval_loss"])
+    if trainer.state.best_model_checkpoint:
+        metrics["best_step"] = float(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1])
     tracking.log_metrics(cfg, run_id, metrics, step=output.global_step)
-    result = TrainResult(model_dir=str(out), run_id=run_id, data_version=ingested.data_version, base_model=cfg.train.model, metrics=metrics)
+    write_curves(cfg, trainer.state.log_history, run_id)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: a re-run starts fresh
+    result = TrainResult(model_dir=str(out), run_id=run_id, data_version=ingested.data_version,
+                         base_model=t.model, metrics=metrics)
     result.save(cfg.path("reports"))
-    logger.info(
-        "train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
-        output.global_step, time.perf_counter() - started, metrics["train_tokens_per_s"],
-        metrics["train_loss_final"], out,
-    )
+    logger.info("train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
+                output.global_step, time.perf_counter() - started, metrics["train_tokens_per_s"],
+                metrics["train_loss_final"], out)
     return result
+
+
+def trainer_class(window: int):
+    """Seq2SeqTrainer whose length-grouped batches come from windows of ``window`` batches.
+
+    transformers sorts windows of 50 batches by length: the least padding, but on data whose
+    length follows its content (here, the kind of report) batches become uniform and the model
+    learns measurably worse. Two batches per window keep batches mixed (eval loss within
+    seed-to-seed noise of random batches, see bench/train.py) and still cut the padding by a
+    third. Same RNG use as transformers' sampler, so resume replays the same order.
+    """
+    from transformers import Seq2SeqTrainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class WindowedLengthSampler(LengthGroupedSampler):
+        def __iter__(self):
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=window,
+                                                   generator=self.generator))
+
+    class Trainer(Seq2SeqTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                sampler.__class__ = WindowedLengthSampler
+            return sampler
+
+    return Trainer
+
+
+def _run_exists(c, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
+def _system_metrics(cfg: Config, run_id: str):
+    """CPU, memory, disk, network (and GPU) use sampled into the run as system/* metrics."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # 2 s: MLflow drops the sample in progress at shutdown, so short runs need short intervals
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=2, tracking_uri=cfg.tracking_uri())
+        monitor.start()
+        return monitor
+    except Exception as exc:  # monitoring must never stop a training run
+        logger.warning("system metrics are off: %s", exc)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,3 +107,30 @@ def test_params_yaml_spells_out_every_setting():
     gaps = [m for name, model in SECTIONS.items() if name != "promote"
             for m in missing(model, params.get(name, {}), f"{name}.")]
     assert gaps == []
+
+
+def test_optimizer_list_matches_transformers():
+    from transformers.training_args import OptimizerNames
+
+    from tasks.config import OPTIMIZERS
+
+    assert set(OPTIMIZERS) == {o.value for o in OptimizerNames}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.quantization=int4"], "train.quantization needs train.peft: true"),
+    (["train.peft=true", "train.freeze_encoder=true"], "have no effect with train.peft"),
+    (["train.eval_strategy=steps"], "train.eval_strategy=steps needs train.eval_steps"),
+    (["train.metric_for_best_model=bleu"], "train.metric_for_best_model must be loss or one of"),
+    (["train.eval_strategy=no", "train.metric_for_best_model=rougeL"], "needs evaluations"),
+    (["train.optimizer=adamw"], "unknown optimizer 'adamw'"),
+    (["train.scheduler=cosine_restarts"], "train.scheduler"),
+])
+def test_contradictory_training_settings_are_named(project, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides)
+    assert message in str(err.value)
+
+
+def test_target_modules_accepts_autotrain_comma_list(project):
+    assert load_config(overrides=["train.target_modules=q,v"]).train.target_modules == ["q", "v"]

@@ -1,0 +1,108 @@
+"""AutoTrain compatibility: its seq2seq CLI flags and YAML config, as overrides of params.yaml.
+
+A team moving from ``autotrain seq2seq --train --model ... --data-path ...`` (or an AutoTrain
+``config.yml`` with ``task: seq2seq``) can run the same command as ``s2s train ...``: every
+flag and key maps onto one setting here, and anything AutoTrain has that this project does not
+do is refused with a message saying what to use instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.errors import ConfigError
+
+# AutoTrain's Seq2SeqParams that are ``train.*`` settings under the same name.
+TRAIN_PARAMS = (
+    "lr", "epochs", "batch_size", "max_seq_length", "max_target_length", "warmup_ratio",
+    "gradient_accumulation", "optimizer", "scheduler", "weight_decay", "max_grad_norm", "seed",
+    "logging_steps", "eval_strategy", "auto_find_batch_size", "mixed_precision", "save_total_limit",
+    "peft", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+    "early_stopping_patience", "early_stopping_threshold",
+)
+# Everything else AutoTrain takes, and where it goes here.
+OTHER_PARAMS = {
+    "model": "train.model",
+    "base_model": "train.model",
+    "data_path": "ingest.source",
+    "text_column": "ingest.text_column",
+    "target_column": "ingest.target_column",
+    "train_split": "ingest.train_split",
+    "valid_split": "ingest.valid_split",
+    "max_samples": "ingest.max_samples",
+    "project_name": "register.model_name",
+    # names from transformers' scripts, accepted too
+    "generation_max_length": "evaluate.generation_max_length",
+    "generation_num_beams": "evaluate.num_beams",
+    "source_prefix": "ingest.source_prefix",
+}
+BOOLEAN_FLAGS = ("peft", "auto_find_batch_size")
+IGNORED = ("train", "backend")  # `--train` and `backend: local` mean what s2s does anyway
+UNSUPPORTED = {
+    "push_to_hub": "models are registered in MLflow; publish a registered version to the hub yourself",
+    "username": "hub publishing is not supported; models are registered in MLflow",
+}
+
+
+def _value(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def to_overrides(params: dict[str, Any]) -> list[str]:
+    """``{"lr": 1e-4, "text_column": "article", ...}`` (AutoTrain names) -> ``["train.lr=0.0001", ...]``."""
+    out: list[str] = []
+    for key, value in params.items():
+        name = key.replace("-", "_")
+        if value is None or name in IGNORED:
+            continue
+        if name in UNSUPPORTED:
+            if value:
+                raise ConfigError(f"AutoTrain option {key!r} is not supported: {UNSUPPORTED[name]}")
+            continue
+        if name == "log":
+            if value not in ("mlflow", "none"):
+                raise ConfigError(f"log={value!r}: runs are always tracked in MLflow; use log: mlflow or drop it")
+            continue
+        if name == "token":  # a hub token for private models: from the environment, never a setting
+            raise ConfigError("pass the hub token as the HF_TOKEN environment variable, not as a flag or config value")
+        if name in TRAIN_PARAMS:
+            out.append(f"train.{name}={_value(value)}")
+        elif name in OTHER_PARAMS:
+            out.append(f"{OTHER_PARAMS[name]}={_value(value)}")
+        else:
+            raise ConfigError(f"unknown AutoTrain option {key!r}; known: "
+                              f"{', '.join(sorted((*TRAIN_PARAMS, *OTHER_PARAMS)))}")
+    if any(o.startswith("register.model_name=") for o in out):
+        name = next(o for o in out if o.startswith("register.model_name=")).split("=", 1)[1]
+        out.append(f"tracking.experiment={name}")  # one experiment per project, as in AutoTrain
+    return out
+
+
+def config_overrides(path: Path) -> list[str]:
+    """An AutoTrain YAML config (``task: seq2seq``, ``base_model``, ``data``, ``params``, ...)."""
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the AutoTrain config: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: an AutoTrain config is a mapping (task, base_model, data, params)")
+    task = spec.pop("task", None)
+    if task not in ("seq2seq", "text2text"):
+        raise ConfigError(f"{path}: task is {task!r}; s2s trains seq2seq models (task: seq2seq)")
+    flat: dict[str, Any] = {}
+    data = spec.pop("data", {}) or {}
+    flat["data_path"] = data.pop("path", None)
+    for key in ("train_split", "valid_split"):
+        flat[key] = data.pop(key, None)
+    flat.update(data.pop("column_mapping", {}) or {})
+    if data:
+        raise ConfigError(f"{path}: unknown data key(s) {sorted(data)}; use path, train_split, valid_split, column_mapping")
+    flat.update(spec.pop("params", {}) or {})
+    hub = spec.pop("hub", {}) or {}
+    if hub.get("push_to_hub"):
+        raise ConfigError(f"{path}: hub.push_to_hub is not supported: {UNSUPPORTED['push_to_hub']}")
+    flat.update(spec)  # base_model, project_name, log, backend
+    return to_overrides(flat)

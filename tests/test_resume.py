@@ -1,0 +1,95 @@
+"""A training run killed with SIGKILL continues from its last complete checkpoint: same MLflow
+run, same data order (the final weights equal an uninterrupted run's), and a checkpoint left
+half-written by the kill does not block the resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_project
+from tasks import tracking
+from tasks.config import load_config
+from tasks.ingest import ingest
+from tasks.results import TrainResult
+from tasks.train import complete, train
+from tasks.validate import validate
+
+pytestmark = pytest.mark.integration
+
+PARAMS = {"train": {"max_steps": 160, "eval_strategy": "steps", "eval_steps": 10, "save_total_limit": 2,
+                    "logging_steps": 10, "early_stopping_patience": 0, "load_best_model_at_end": False,
+                    "batch_size": 8}}
+
+
+def prepared(root):
+    cfg = load_config(root=root)
+    ingested = ingest(cfg)
+    validate(cfg, ingested)
+    return cfg, ingested
+
+
+def steps(folder):
+    return sorted(int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if complete(c))
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    root = make_project(tmp_path / "killed", params=PARAMS)
+    cfg, _ = prepared(root)
+    env = {**os.environ, "S2S_ROOT": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = cfg.path("checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and not [s for s in steps(ckpts) if s >= 20]:
+        assert proc.poll() is None, "training finished before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = steps(ckpts)
+    assert done and done[-1] < 160, done
+    last = done[-1]
+    half = ckpts / f"checkpoint-{last + 5}"  # what a kill during a save leaves behind
+    half.mkdir(exist_ok=True)
+    (half / "model.safetensors").write_bytes(b"\x00" * 100)
+    killed_run = (ckpts / "s2s_run.json").read_text()
+
+    resumed = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=root, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "removing incomplete checkpoint" in resumed.stderr
+    assert f"resuming default from {ckpts / f'checkpoint-{last}'}" in resumed.stderr
+    result = TrainResult.load(cfg.path("reports"))
+    assert result.metrics["train_steps"] == 160
+    assert result.run_id in killed_run  # the same MLflow run continued
+    run = tracking.client(cfg).get_run(result.run_id)
+    assert run.data.tags["resumed_from"] == f"checkpoint-{last}"
+    # lost at most one checkpoint interval: the curve starts again right after the checkpoint
+    history = tracking.client(cfg).get_metric_history(result.run_id, "train_loss")
+    assert max(m.step for m in history) == 160
+
+    ref_root = make_project(tmp_path / "reference", params=PARAMS)
+    ref_cfg, ref_ingested = prepared(ref_root)
+    reference = train(ref_cfg, ref_ingested)
+    a = load_file(os.path.join(result.model_dir, "model.safetensors"))
+    b = load_file(os.path.join(reference.model_dir, "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"resumed weights differ from the uninterrupted run by {worst}"
+
+
+def test_changed_settings_do_not_resume_foreign_checkpoints(tmp_path):
+    root = make_project(tmp_path / "proj", params=PARAMS)
+    cfg, ingested = prepared(root)
+    ckpts = cfg.path("checkpoints")
+    ckpts.mkdir(parents=True)
+    (ckpts / "s2s_run.json").write_text('{"fingerprint": "other-settings", "run_id": "x"}')
+    (ckpts / "checkpoint-50").mkdir()
+    short = load_config(root=root, overrides=["train.max_steps=5"])
+    result = train(short, ingested)
+    assert result.metrics["train_steps"] == 5 and not ckpts.exists()
