@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test bench lock clean
+.PHONY: install system-deps run test bench lock clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: install
 	$(BIN)/s2s run
 
-test: install
+# Debian packages some tests drive for real (headless Chromium for the MLflow UI check).
+# Installed when missing and we may (root); otherwise those tests say what to install.
+SYSTEM_PACKAGES := chromium
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "note: install$$missing (Debian/Ubuntu: sudo apt-get install$$missing) for the browser test"; fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -92,6 +92,59 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Promote a registered version by hand: through the gates unless --force (then recorded)."""
+    _prepare_env()
+    from tasks.config import load_config
+    from tasks.promote import promote_version
+
+    cfg = load_config(args.pipeline, args.overrides)
+    result = promote_version(cfg, args.version, force=args.force, reason=args.reason)
+    verdict = "PROMOTED" if result.promoted else "NOT PROMOTED (no alias changed)"
+    print(f"{result.model_name} v{result.version}: {verdict}")
+    for reason in result.reasons:
+        print(f"  - {reason}")
+    return 0 if result.promoted else EXIT_NOT_PROMOTED
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move the champion alias back to the previous champion."""
+    _prepare_env()
+    from tasks.config import load_config
+    from tasks.promote import rollback
+
+    cfg = load_config(args.pipeline, args.overrides)
+    old, new = rollback(cfg)
+    print(f"{cfg.register.model_name}: champion v{old} -> v{new} (v{old} is now previous_champion)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Registered versions side by side: aliases, metrics, data versions, decisions."""
+    _prepare_env()
+    from tasks.config import load_config
+    from tasks.promote import compare
+
+    cfg = load_config(args.pipeline, args.overrides)
+    rows = compare(cfg, args.limit)
+    if not rows:
+        print(f"{cfg.register.model_name} has no registered versions yet")
+        return 0
+    fixed = {"version", "aliases", "data_version", "decision", "created"}
+    metrics = sorted({k for r in rows for k in r} - fixed, key=lambda m: (m == "gen_len", m))
+    header = ["version", "aliases", *metrics, "data_version", "decision"]
+    table = [[str(r.get(h, "")) if not isinstance(r.get(h), float) else f"{r[h]:.4f}" for h in header] for r in rows]
+    for r in table:
+        r[header.index("data_version")] = r[header.index("data_version")][:12]
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
+    print(f"{cfg.register.model_name} ({cfg.tracking_uri()})")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s2s",
@@ -118,6 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper())
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
+
+    promote = sub.add_parser("promote", help="promote a registered version by hand (through the gates unless --force)")
+    promote.add_argument("version", help="the model version to promote")
+    promote.add_argument("--force", action="store_true", help="skip the gates (recorded on the version)")
+    promote.add_argument("--reason", help="why (recorded with --force)")
+    add_config_flags(promote)
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = sub.add_parser("rollback", help="move the champion alias back to the previous champion")
+    add_config_flags(rollback)
+    rollback.set_defaults(func=cmd_rollback)
+
+    compare = sub.add_parser("compare", help="registered versions side by side: metrics, data versions, aliases")
+    compare.add_argument("--limit", type=int, default=10, help="newest N versions (default: %(default)s)")
+    add_config_flags(compare)
+    compare.set_defaults(func=cmd_compare)
 
     predict = sub.add_parser("predict", help="generate with a registered model (the champion by default)")
     predict.add_argument("text", nargs="*", help="input texts (read from stdin, one per line, if none)")

@@ -263,10 +263,13 @@ class Evaluate(Section):
     """Generation and scoring on the held-out split."""
 
     split: Literal["test", "validation"] = "test"
+    metrics: list[Literal["rouge", "bleu"]] = Field(default_factory=lambda: ["rouge"], min_length=1)
     num_beams: int = Field(1, ge=1)
     generation_max_length: int = Field(64, gt=0)
     batch_size: int = Field(64, gt=0)
     max_samples: int | None = Field(None, gt=0)
+    compare_champion: bool = True  # score the current champion on the same rows, same settings
+    length_buckets: int = Field(4, ge=1)  # input-length buckets for the score-by-length plot
 
 
 class Register(Section):
@@ -277,10 +280,13 @@ class Register(Section):
 
 
 class Gates(Section):
-    """Promotion gates: absolute bounds on evaluation metrics."""
+    """Promotion gates: absolute bounds, beat-the-champion, and regression tolerances."""
 
-    min: dict[str, float] = Field(default_factory=dict)
-    max: dict[str, float] = Field(default_factory=dict)
+    min: dict[str, float] = Field(default_factory=dict)  # metric >= bound
+    max: dict[str, float] = Field(default_factory=dict)  # metric <= bound (e.g. gen_len)
+    primary: str | None = None  # default: rougeL (or bleu when only BLEU is computed)
+    min_delta: float | None = 0.0  # candidate - champion on primary must be >= this; null: no champion gate
+    max_regression: dict[str, float] = Field(default_factory=dict)  # champion - candidate <= tolerance
 
 
 class Promote(Section):
@@ -288,6 +294,7 @@ class Promote(Section):
 
     alias: str = "champion"
     gates: Gates = Gates()
+    lock_timeout_s: float = Field(600, gt=0)  # wait this long for another promotion of the same model
 
 
 SECTIONS: dict[str, type[Section]] = {

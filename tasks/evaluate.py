@@ -1,8 +1,13 @@
-"""Stage 4, evaluate: generate on the held-out split and score ROUGE-1/2/L/Lsum and gen_len.
+"""Stage 4, evaluate: generate on the held-out split and score it; score the champion the same way.
 
 Batches are sorted by input length so little time goes into padding; predictions are put back
-in the original order before scoring. The ROUGE module is the one shipped in
-``tasks/metrics/rouge``, loaded by path through ``evaluate`` (no hub access).
+in input order before scoring. ROUGE-1/2/L/Lsum (stemmed; rougeLsum over one sentence per line)
+and gen_len go through ``evaluate`` with the metric module shipped in ``tasks/metrics/rouge``;
+pipelines whose metric is BLEU use sacreBLEU through ``tasks/metrics/sacrebleu``.
+
+So that promotion compares like with like, the current ``champion`` (if any) is scored by the
+same code on the same rows with the same generation settings, even when the data changed since
+it was trained: the decision never rests on numbers from another test set.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +30,18 @@ logger = logging.getLogger(__name__)
 METRICS = "metrics.json"  # the DVC metrics file: scores only
 PREDICTIONS = "predictions.jsonl"
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_PUNKT = None
+
+
+def sentence_lines(text: str) -> str:
+    """One sentence per line, for rougeLsum, with NLTK's Punkt and its built-in parameters
+    (no trained model, so no ``nltk.download('punkt')``, which breaks offline runs)."""
+    global _PUNKT
+    if _PUNKT is None:
+        from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+        _PUNKT = PunktSentenceTokenizer()
+    return "\n".join(s.strip() for s in _PUNKT.tokenize(text.strip()))
 
 
 def decode(tokenizer, ids) -> list[str]:
@@ -31,6 +49,74 @@ def decode(tokenizer, ids) -> list[str]:
     arr = np.asarray(ids)
     arr = np.where(arr < 0, tokenizer.pad_token_id, arr)
     return [s.strip() for s in tokenizer.batch_decode(arr, skip_special_tokens=True)]
+
+
+# Generation settings that add logits processors or change greedy search: with any of these set,
+# decoding goes through transformers' generate rather than the shrinking greedy loop below.
+_PROCESSOR_SETTINGS = {
+    "min_length": (0, None), "min_new_tokens": (None, 0), "no_repeat_ngram_size": (0, None),
+    "encoder_no_repeat_ngram_size": (0, None), "repetition_penalty": (1.0, None),
+    "encoder_repetition_penalty": (1.0, None), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+    "bad_words_ids": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "do_sample": (False, None),
+    "sequence_bias": (None,), "exponential_decay_length_penalty": (None,), "renormalize_logits": (False, None),
+    "guidance_scale": (None, 1.0), "max_length_penalty": (None,),
+}
+
+
+def shrinking_greedy_applies(model, num_beams: int) -> bool:
+    """True when the shrinking greedy loop gives exactly what ``model.generate`` would."""
+    from transformers import PreTrainedModel
+
+    if num_beams != 1 or not isinstance(model, PreTrainedModel) or not model.config.is_encoder_decoder:
+        return False
+    if not hasattr(model, "get_encoder") or "generate" in type(model).__dict__:  # custom generate (the RNN)
+        return False
+    gc = getattr(model, "generation_config", None)
+    return gc is not None and all(getattr(gc, k, None) in ok for k, ok in _PROCESSOR_SETTINGS.items())
+
+
+def shrinking_greedy(model, input_ids, attention_mask, max_new_tokens: int):
+    """Greedy decoding that drops each sequence from the batch once it has emitted EOS.
+
+    ``generate`` keeps every row in the batch until the last one finishes, so one sequence that
+    never stops (an undertrained model repeating itself) makes all of them run to
+    ``max_new_tokens``. Here finished rows leave the batch with their KV cache, encoder states
+    and mask, so the remaining steps cost what the unfinished rows cost. The output has
+    ``generate``'s layout: the decoder start token, the tokens, pad after EOS (a test checks
+    the outputs are identical).
+    """
+    import torch
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    from transformers.modeling_outputs import BaseModelOutput
+
+    cfg = model.config
+    start, pad = cfg.decoder_start_token_id, cfg.pad_token_id
+    eos = model.generation_config.eos_token_id
+    eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=input_ids.device)
+    hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    out = torch.full((input_ids.size(0), max_new_tokens + 1), pad, dtype=torch.long, device=input_ids.device)
+    out[:, 0] = start
+    alive = torch.arange(input_ids.size(0), device=input_ids.device)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    current = out[:, :1]
+    mask = attention_mask
+    length = 1
+    for step in range(1, max_new_tokens + 1):
+        step_out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
+                         decoder_input_ids=current, past_key_values=cache, use_cache=True)
+        cache = step_out.past_key_values
+        nxt = step_out.logits[:, -1].argmax(-1)
+        out[alive, step] = nxt
+        length = step + 1
+        running = ~torch.isin(nxt, eos)
+        if not running.all():
+            if not running.any():
+                break
+            keep = running.nonzero().squeeze(1)
+            alive, nxt, hidden, mask = alive[keep], nxt[keep], hidden[keep], mask[keep]
+            cache.batch_select_indices(keep)
+        current = nxt[:, None]
+    return out[:, :length]
 
 
 def generate(model, tokenizer, texts: list[str], *, batch_size: int, num_beams: int,
@@ -45,12 +131,16 @@ def generate(model, tokenizer, texts: list[str], *, batch_size: int, num_beams: 
     preds: list[str] = [""] * len(texts)
     gen_lens: list[int] = [0] * len(texts)
     model.eval()
+    fast = shrinking_greedy_applies(model, num_beams)
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=None):
             idx = order[start : start + batch_size]
             batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
                               truncation=True, max_length=max_source).to(device)
-            out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
+            if fast:
+                out = shrinking_greedy(model, batch["input_ids"], batch["attention_mask"], max_new_tokens)
+            else:
+                out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
             out = out.cpu().numpy()
             texts_out = decode(tokenizer, out)
             for j, i in enumerate(idx):
@@ -59,24 +149,133 @@ def generate(model, tokenizer, texts: list[str], *, batch_size: int, num_beams: 
     return preds, gen_lens
 
 
-def score(predictions: list[str], references: list[str]) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Mean ROUGE F-measures and the per-example scores, through ``evaluate`` and the shipped module."""
+def score(predictions: list[str], references: list[str], metrics: tuple[str, ...] = ("rouge",)
+          ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Corpus scores and per-example scores, through ``evaluate`` and the shipped modules."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import evaluate as hf_evaluate
 
-    from tasks.metrics import ROUGE
+    from tasks.metrics import ROUGE, SACREBLEU
 
-    rouge = hf_evaluate.load(ROUGE)
-    per_example = rouge.compute(predictions=predictions, references=references,
-                                use_stemmer=True, use_aggregator=False)
-    means = {k: float(np.mean(v)) if len(v) else 0.0 for k, v in per_example.items()}
+    means: dict[str, float] = {}
+    per_example: dict[str, list[float]] = {}
+    if "rouge" in metrics:
+        rouge = hf_evaluate.load(ROUGE)
+        per = rouge.compute(predictions=[sentence_lines(p) for p in predictions],
+                            references=[sentence_lines(r) for r in references],
+                            use_stemmer=True, use_aggregator=False)
+        per_example.update(per)
+        means.update({k: float(np.mean(v)) if len(v) else 0.0 for k, v in per.items()})
+    if "bleu" in metrics:
+        bleu = hf_evaluate.load(SACREBLEU)
+        means["bleu"] = float(bleu.compute(predictions=predictions, references=references)["bleu"])
+        per_example["bleu"] = bleu.compute(predictions=predictions, references=references, use_aggregator=False)["bleu"]
     return means, per_example
 
 
-def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> EvaluateResult:
-    """Score the trained model on ``evaluate.split``; write metrics + predictions; log them."""
+def primary_metric(cfg: Config) -> str:
+    return cfg.promote.gates.primary or ("rougeL" if "rouge" in cfg.evaluate.metrics else "bleu")
+
+
+def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], prefix: str, desc: str):
+    """Generate and score one model on the split: (metrics, per-example scores, predictions)."""
     from tasks import modeling
 
+    tokenizer, model = modeling.load(model_dir)
+    current = cfg.ingest.source_prefix
+    inputs = [prefix + t.removeprefix(current) if current and prefix != current else t for t in texts]
+    ev = cfg.evaluate
+    preds, gen_lens = generate(model, tokenizer, inputs, batch_size=ev.batch_size, num_beams=ev.num_beams,
+                               max_new_tokens=ev.generation_max_length, max_source=cfg.train.max_seq_length,
+                               desc=desc)
+    means, per_example = score(preds, refs, tuple(ev.metrics))
+    metrics = {k: round(v, 6) for k, v in means.items()}
+    metrics["gen_len"] = round(float(np.mean(gen_lens)) if gen_lens else 0.0, 4)
+    generation = getattr(model, "generation_config", None)
+    return metrics, per_example, preds, (generation.to_dict() if generation is not None else {}), tokenizer
+
+
+def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
+    """(version, model folder, its source prefix) of the current champion, downloaded; or None."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client(cfg)
+    try:
+        version = c.get_model_version_by_alias(cfg.register.model_name, cfg.promote.alias)
+    except MlflowException:
+        return None
+    try:
+        local = Path(download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
+                                        tracking_uri=cfg.tracking_uri()))
+        import yaml
+
+        # MLflow names copied artifacts after their source folders, so read where they went
+        files = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
+        model_dir = local / files["hf_model"]["path"]
+        settings = json.loads((local / files["settings"]["path"]).read_text())
+    except Exception as exc:  # a champion we cannot fetch must not block evaluating the candidate
+        logger.warning("cannot fetch champion v%s for comparison (%s); promotion will use its recorded metrics",
+                       version.version, exc)
+        return None
+    return str(version.version), str(model_dir), settings.get("source_prefix", cfg.ingest.source_prefix)
+
+
+def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, buckets: list[dict]) -> list[Path]:
+    """Candidate vs champion bars, and the primary score by input-length bucket (PNGs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in candidate if k != "gen_len"]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2 if champion else x, [candidate[n] for n in names], 0.4, label="candidate")
+    if champion:
+        ax.bar(x + 0.2, [champion["metrics"].get(n, 0.0) for n in names], 0.4, label=f"champion v{champion['version']}")
+    ax.set_xticks(x, names)
+    ax.set_title("candidate vs champion on the same split")
+    ax.legend()
+    fig.tight_layout()
+    versus = out / "candidate_vs_champion.png"
+    fig.savefig(versus, dpi=90)
+    plt.close(fig)
+
+    metric = primary_metric(cfg)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    labels = [b["bucket"] for b in buckets]
+    ax.plot(labels, [b["candidate"] for b in buckets], "o-", label="candidate")
+    if champion:
+        ax.plot(labels, [b.get("champion") for b in buckets], "s--", label=f"champion v{champion['version']}")
+    ax.set_xlabel("input length (tokens, quantile buckets)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by input length")
+    ax.legend()
+    fig.tight_layout()
+    by_length = out / "score_by_input_length.png"
+    fig.savefig(by_length, dpi=90)
+    plt.close(fig)
+    return [versus, by_length]
+
+
+def length_buckets(lengths: list[int], scores: list[float], other: list[float] | None, n: int) -> list[dict]:
+    edges = np.quantile(lengths, np.linspace(0, 1, n + 1)) if lengths else []
+    out = []
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        idx = [j for j, length in enumerate(lengths) if (lo <= length <= hi if i == len(edges) - 2 else lo <= length < hi)]
+        if not idx:
+            continue
+        row = {"bucket": f"{int(lo)}-{int(hi)}", "n": len(idx), "candidate": float(np.mean([scores[j] for j in idx]))}
+        if other is not None:
+            row["champion"] = float(np.mean([other[j] for j in idx]))
+        out.append(row)
+    return out
+
+
+def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> EvaluateResult:
+    """Score the candidate (and the current champion) on ``evaluate.split``; write and log it all."""
     split_name = cfg.evaluate.split
     df = load_split(ingested, split_name) if split_name in ingested.splits else None
     if df is None or not len(df):
@@ -87,44 +286,64 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
             raise DataError(f"the {split_name} split is empty; raise ingest.test_ratio or ingest.valid_ratio")
     if cfg.evaluate.max_samples:
         df = df.iloc[: cfg.evaluate.max_samples]
-    tokenizer, model = modeling.load(trained.model_dir)
-    preds, gen_lens = generate(
-        model, tokenizer, df["text"].tolist(),
-        batch_size=cfg.evaluate.batch_size, num_beams=cfg.evaluate.num_beams,
-        max_new_tokens=cfg.evaluate.generation_max_length, max_source=cfg.train.max_seq_length,
-    )
-    refs = df["target"].tolist()
-    means, per_example = score(preds, refs)
-    metrics = {k: round(means[k], 6) for k in ROUGE_TYPES}
-    metrics["gen_len"] = round(float(np.mean(gen_lens)) if gen_lens else 0.0, 4)
+    texts, refs = df["text"].tolist(), df["target"].tolist()
+    metrics, per_example, preds, generation, tokenizer = run_model(cfg, trained.model_dir, texts, refs,
+                                                                   cfg.ingest.source_prefix, "candidate")
+    primary = primary_metric(cfg)
+    champion = None
+    champion_scores = None
+    if cfg.evaluate.compare_champion:
+        with tempfile.TemporaryDirectory() as tmp:
+            found = champion_model(cfg, Path(tmp))
+            if found:
+                version, folder, prefix = found
+                champ_metrics, champ_per, *_ = run_model(cfg, folder, texts, refs, prefix, f"champion v{version}")
+                champion = {"version": version, "metrics": champ_metrics}
+                champion_scores = champ_per.get(primary)
 
     reports = cfg.path("reports")
     reports.mkdir(parents=True, exist_ok=True)
     pred_path = reports / PREDICTIONS
     rows = []
+    for i, (src, ref, pred) in enumerate(zip(texts, refs, preds)):
+        row = {"source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
+               "input": src, "reference": ref, "prediction": pred,
+               **{k: round(v[i], 4) for k, v in per_example.items()}}
+        rows.append(row)
     with pred_path.open("w", encoding="utf-8") as fh:
-        for i, (src, ref, pred) in enumerate(zip(df["text"], refs, preds)):
-            row = {"source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
-                   "input": src, "reference": ref, "prediction": pred,
-                   **{k: round(per_example[k][i], 4) for k in ROUGE_TYPES}}
-            rows.append(row)
+        for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    worst = sorted(rows, key=lambda r: r["rougeL"])[:3]
+    worst = sorted(rows, key=lambda r: r.get(primary, 0.0))[:3]
     (reports / METRICS).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    result = EvaluateResult(split=split_name, n_examples=len(df), metrics=metrics,
-                            predictions_path=str(pred_path), worst=worst)
+    input_lengths = [len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.train.max_seq_length)["input_ids"]]
+    buckets = length_buckets(input_lengths, per_example[primary], champion_scores, cfg.evaluate.length_buckets)
+    settings = {"split": split_name, "n_examples": len(df), "num_beams": cfg.evaluate.num_beams,
+                "generation_max_length": cfg.evaluate.generation_max_length, "metrics": list(cfg.evaluate.metrics),
+                "primary_metric": primary}
+    result = EvaluateResult(split=split_name, n_examples=len(df), metrics=metrics, predictions_path=str(pred_path),
+                            worst=worst, champion=champion, primary=primary, by_length=buckets)
     result.save(reports)
 
     c = tracking.client(cfg)
-    tracking.log_metrics(cfg, trained.run_id, metrics)
+    logged = dict(metrics)
+    if champion:
+        logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
+        c.set_tag(trained.run_id, "compared_with_champion", champion["version"])
+    tracking.log_metrics(cfg, trained.run_id, logged)
     c.log_artifact(trained.run_id, str(pred_path), artifact_path="evaluation")
-    generation = getattr(model, "generation_config", None)
-    c.log_dict(trained.run_id, generation.to_dict() if generation is not None else {}, "evaluation/generation_config.json")
-    c.log_dict(trained.run_id, {"split": split_name, "n_examples": len(df), "num_beams": cfg.evaluate.num_beams,
-                                "generation_max_length": cfg.evaluate.generation_max_length},
-               "evaluation/settings.json")
-    logger.info("evaluate on %s (%d examples): %s", split_name, len(df),
-                ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    import pandas as pd
+
+    c.log_table(trained.run_id, data=pd.DataFrame(rows), artifact_file="evaluation/predictions_table.json")
+    c.log_dict(trained.run_id, generation, "evaluation/generation_config.json")
+    c.log_dict(trained.run_id, {**settings, "by_input_length": buckets}, "evaluation/settings.json")
+    plot_dir = reports / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for png in plots(cfg, plot_dir, metrics, champion, buckets):
+        c.log_artifact(trained.run_id, str(png), artifact_path="plots")
+    logger.info("evaluate on %s (%d examples): %s%s", split_name, len(df),
+                ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+                f"; champion v{champion['version']}: {primary}={champion['metrics'].get(primary, float('nan')):.4f}"
+                if champion else "; no champion yet")
     return result
 
 

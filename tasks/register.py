@@ -56,7 +56,56 @@ def exported_model(cfg: Config, trained: TrainResult) -> str:
     return trained.model_dir
 
 
-def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str]):
+def model_card(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult,
+               model_dir: str) -> str:
+    """README.md for the registered model: task, data, base model, settings, scores, usage."""
+    from tasks.config import load_pipelines
+
+    t = cfg.train
+    description = load_pipelines(cfg.root).get(cfg.pipeline, {}).get("description", "")
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in evaluated.metrics.items())
+    champion = ""
+    if evaluated.champion:
+        champion = (f"\nOn the same rows, champion v{evaluated.champion['version']} scored "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in evaluated.champion["metrics"].items()) + ".\n")
+    kind = "LoRA adapter (loads its base model)" if (Path(model_dir) / "adapter_config.json").is_file() else (
+        "LoRA merged into the base model" if t.peft else "full fine-tune")
+    settings = ", ".join(f"{k}={getattr(t, k)}" for k in ("lr", "epochs", "max_steps", "batch_size", "max_seq_length",
+                                                          "max_target_length", "scheduler", "optimizer", "peft"))
+    return f"""# {cfg.register.model_name}
+
+Sequence-to-sequence model trained by the `{cfg.pipeline}` pipeline of s2s-pipeline.
+{description}
+
+## Intended use
+Input: text (the source prefix `{cfg.ingest.source_prefix}` is added automatically). Output: generated text.
+Trained and evaluated only on the data below; check it on your own data before relying on it.
+
+## Model
+- base model: `{t.model}` ({kind})
+- parameters: {int(trained.metrics.get("n_parameters", 0)):,}
+- training: {settings}
+- MLflow run: `{trained.run_id}`, params hash `{cfg.params_hash()}`, git commit `{tracking.git_commit(cfg.root)}`
+
+## Data
+- source: `{cfg.ingest.source}` (data version `{ingested.data_version}`, the md5 DVC records)
+- rows train/validation/test: {ingested.rows.get("train", 0)}/{ingested.rows.get("validation", 0)}/{ingested.rows.get("test", 0)}
+
+## Evaluation ({evaluated.split} split, {evaluated.n_examples} examples, greedy/beam {cfg.evaluate.num_beams}, max {cfg.evaluate.generation_max_length} new tokens)
+| metric | value |
+|---|---|
+{metrics}
+{champion}
+## Usage
+```python
+import mlflow
+model = mlflow.pyfunc.load_model("models:/{cfg.register.model_name}@champion")
+model.predict(["your input text"])
+```
+"""
+
+
+def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], card: str = ""):
     """Save the pyfunc wrapper around ``model_dir`` and log it as a LoggedModel of ``run_id``.
 
     The client-side equivalent of ``mlflow.pyfunc.log_model``, which only works through the
@@ -86,6 +135,8 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str]):
             input_example=examples,
             mlflow_model=meta,
         )
+        if card:
+            (local / "README.md").write_text(card, encoding="utf-8")
         c.log_model_artifacts(logged.model_id, str(local))
     return c.finalize_logged_model(logged.model_id, "READY")
 
@@ -102,7 +153,9 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
 
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     try:
-        logged = log_pyfunc(cfg, trained.run_id, exported_model(cfg, trained), examples)
+        exported = exported_model(cfg, trained)
+        card = model_card(cfg, trained, evaluated, ingested, exported)
+        logged = log_pyfunc(cfg, trained.run_id, exported, examples, card)
         try:
             c.create_registered_model(name, description=f"seq2seq model of the {cfg.pipeline!r} pipeline")
         except MlflowException as exc:
@@ -111,7 +164,7 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
         mv = c.create_model_version(
             # the artifact location, not "models:/<id>": that form is resolved via the global store
             name, source=logged.artifact_location, run_id=trained.run_id, model_id=logged.model_id, tags=tags,
-            description=f"{cfg.pipeline} pipeline, data {ingested.data_version}",
+            description=card,
         )
     except MlflowException as exc:
         raise TrackingError(f"registering {name!r} at {cfg.tracking_uri()} failed: {exc}",

@@ -78,6 +78,9 @@ class EvaluateResult(StageResult):
     metrics: dict[str, float]
     predictions_path: str
     worst: list[dict[str, Any]] = field(default_factory=list)
+    champion: dict[str, Any] | None = None  # {"version", "metrics"}: the champion on the same rows
+    primary: str = "rougeL"
+    by_length: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

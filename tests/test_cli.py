@@ -36,3 +36,28 @@ def test_stage_entry_point_reports_missing_inputs(project):
     assert proc.returncode == 1
     assert "manifest.json is missing: run the ingest stage first" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_compare_promote_rollback_commands(project):
+    from test_promote import new_version
+
+    from tasks.config import load_config
+
+    cfg = load_config()
+    _, v1 = new_version(cfg, 0.7)
+    _, v2 = new_version(cfg, 0.9)
+    env = {"S2S_ROOT": str(project)}
+    assert run_cli("promote", v1, cwd=project, env=env).returncode == 0
+    proc = run_cli("promote", v2, cwd=project, env=env)
+    assert proc.returncode == 0 and "PROMOTED" in proc.stdout
+    table = run_cli("compare", cwd=project, env=env)
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[1].split()[:6] == ["version", "aliases", "rouge1", "rouge2", "rougeL", "gen_len"]
+    assert lines[3].split()[:2] == [v2, "champion"] and lines[4].split()[:2] == [v1, "previous_champion"]
+    back = run_cli("rollback", cwd=project, env=env)
+    assert back.returncode == 0 and f"champion v{v2} -> v{v1}" in back.stdout
+    refused = run_cli("promote", v2, cwd=project, env={**env})
+    assert refused.returncode == 0  # v2 beats the restored v1 again
+    forced = run_cli("promote", v1, "--force", "--reason", "test", cwd=project, env=env)
+    assert forced.returncode == 0 and "forced by" in forced.stdout

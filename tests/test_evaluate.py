@@ -8,7 +8,7 @@ from rouge_score import rouge_scorer
 
 from tasks import modeling
 from tasks.evaluate import decode, generate, score
-from tasks.metrics.rouge.rouge import sentence_lines
+from tasks.evaluate import sentence_lines
 from tasks.sample_data import generate as sample_rows
 
 
@@ -42,6 +42,44 @@ def test_rouge_equals_rouge_score_on_hundreds_of_pairs():
         assert means[k] == pytest.approx(float(np.mean(expected[k])), abs=1e-12)
 
 
+def perturbed_pairs(n: int, seed: int = 0):
+    rng = random.Random(seed)
+    refs = [r["target"] for r in sample_rows(n, seed=seed + 5)]
+    preds = []
+    for r in refs:  # dropped, shuffled and added words; some multi-sentence, some empty
+        words = r.split()
+        rng.shuffle(words) if rng.random() < 0.3 else None
+        words = [w for w in words if rng.random() > 0.2]
+        extra = " Running dogs were happier. Cats ran." if rng.random() < 0.3 else ""
+        preds.append(" ".join(words) + extra if rng.random() > 0.02 else "")
+    return preds, refs
+
+
+def test_fast_engine_is_bit_identical_to_rouge_score_on_thousands_of_pairs():
+    """rouge-score-rs behind the metric module must give exactly rouge_score's figures."""
+    import evaluate
+
+    from tasks.metrics import ROUGE
+
+    preds, refs = perturbed_pairs(2500)
+    preds, refs = [sentence_lines(p) for p in preds], [sentence_lines(r) for r in refs]
+    rouge = evaluate.load(ROUGE)
+    fast = rouge.compute(predictions=preds, references=refs, use_stemmer=True, use_aggregator=False, engine="rust")
+    slow = rouge.compute(predictions=preds, references=refs, use_stemmer=True, use_aggregator=False, engine="python")
+    assert fast == slow  # exact, every example, every type
+    plain = rouge.compute(predictions=preds, references=refs, use_aggregator=False, engine="rust")
+    assert plain == rouge.compute(predictions=preds, references=refs, use_aggregator=False, engine="python")
+
+
+def test_bleu_equals_sacrebleu_with_wrapped_references():
+    import sacrebleu
+
+    preds, refs = perturbed_pairs(300, seed=1)
+    means, per_example = score(preds, refs, ("bleu",))
+    assert means["bleu"] == sacrebleu.corpus_bleu(preds, [refs]).score
+    assert per_example["bleu"][7] == sacrebleu.sentence_bleu(preds[7], [refs[7]]).score
+
+
 def test_sentence_split_needs_no_download():
     assert sentence_lines("Lyon won 3-1. The coach was happy.  It rained.") == (
         "Lyon won 3-1.\nThe coach was happy.\nIt rained.")
@@ -71,3 +109,43 @@ def test_generation_returns_outputs_in_input_order():
               for t in texts]
     assert batched == single
     assert all(0 <= n <= 6 for n in lens)
+
+
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+def test_shrinking_greedy_equals_generate(tmp_path, arch):
+    """The fast path must decode exactly what transformers' generate does (greedy)."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from tasks.config import Scratch
+    from tasks.evaluate import shrinking_greedy, shrinking_greedy_applies
+
+    rows = sample_rows(700, seed=2)
+    tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], 200)
+    torch.manual_seed(0)
+    if arch == "t5":
+        model = modeling.build_scratch(Scratch(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=1,
+                                               num_decoder_layers=1), tok, seed=0)
+    else:
+        model = BartForConditionalGeneration(BartConfig(
+            vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, pad_token_id=0, eos_token_id=1,
+            bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=None))
+    # a few epochs of training: rows then finish at different lengths, some not at all
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(6):
+        for i in range(0, 640, 32):
+            enc = tok([r["text"] for r in rows[i:i + 32]], return_tensors="pt", padding=True)
+            labels = tok(text_target=[r["target"] for r in rows[i:i + 32]], return_tensors="pt", padding=True)["input_ids"]
+            model(**enc, labels=labels.masked_fill(labels == 0, -100)).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval()
+    assert shrinking_greedy_applies(model, 1) and not shrinking_greedy_applies(model, 4)
+    batch = tok([r["text"] for r in rows[640:700]], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        theirs = model.generate(**batch, max_new_tokens=30, num_beams=1, do_sample=False)
+        ours = shrinking_greedy(model, batch["input_ids"], batch["attention_mask"], 30)
+    stops = [(row[1:] == 1).nonzero()[0].item() if (row[1:] == 1).any() else None for row in theirs]
+    assert len(set(stops)) > 1, stops  # rows finished at different steps: the batch really shrank
+    assert torch.equal(ours, theirs)

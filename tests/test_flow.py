@@ -107,3 +107,39 @@ def test_invalid_data_stops_at_validation_and_registers_nothing(tmp_path, monkey
     assert logged == ["validation/data_docs", "validation/validation.json"]  # JSON report + GX Data Docs
     docs = [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation/data_docs")]
     assert "validation/data_docs/index.html" in docs
+
+
+def test_second_run_scores_the_champion_on_the_same_rows(flow_run, monkeypatch):
+    from flows.pipeline import training_pipeline
+
+    root, first = flow_run
+    monkeypatch.setenv("S2S_ROOT", str(root))
+    second = training_pipeline(overrides=["train.max_steps=4"])
+    evaluation = json.loads((root / "reports" / "evaluation.json").read_text())
+    assert evaluation["champion"]["version"] == first.version  # re-scored by this run, same rows
+    assert set(evaluation["champion"]["metrics"]) == set(evaluation["metrics"])
+    cfg = load_config(root=root)
+    client = tracking.client(cfg)
+    run = client.get_run(second.run_id)
+    assert run.data.tags["compared_with_champion"] == first.version
+    assert "champion_rougeL" in run.data.metrics
+    plots = {a.path for a in client.list_artifacts(second.run_id, "plots")}
+    assert {"plots/candidate_vs_champion.png", "plots/score_by_input_length.png", "plots/loss.png"} <= plots
+    evaluation_files = {a.path for a in client.list_artifacts(second.run_id, "evaluation")}
+    assert {"evaluation/predictions_table.json", "evaluation/generation_config.json"} <= evaluation_files
+    version = client.get_model_version("s2s-default", second.version)
+    assert "re-scored on the same rows" in version.tags["promotion.compared_on"]
+    assert "## Evaluation" in version.description and "data version" in version.description
+
+
+def test_registered_model_carries_a_model_card(flow_run):
+    import mlflow
+
+    root, summary = flow_run
+    cfg = load_config(root=root)
+    version = tracking.client(cfg).get_model_version("s2s-default", summary.version)
+    card = mlflow.artifacts.download_artifacts(artifact_uri=f"{version.source}/README.md",
+                                               tracking_uri=cfg.tracking_uri())
+    text = open(card).read()
+    for needle in ("# s2s-default", "## Intended use", "base model: `scratch`", summary.data_version, "| rougeL |"):
+        assert needle in text

@@ -7,3 +7,4 @@ cannot reach; loading ``tasks/metrics/rouge`` by path needs no network at all.
 from pathlib import Path
 
 ROUGE = str(Path(__file__).parent / "rouge")
+SACREBLEU = str(Path(__file__).parent / "sacrebleu")
