@@ -38,23 +38,153 @@ AUTOTRAIN_FLAGS: dict[str, type] = {
 EXIT_NOT_PROMOTED = 3
 
 
+class TemporaryServer:
+    """Prefect's temporary local server (the same app, settings and database Prefect starts when
+    no API is configured), launched first thing: it boots on the second core while this process
+    imports Prefect and the stages, instead of after them (~3 s off every `s2s run`)."""
+
+    def __init__(self) -> None:
+        import importlib.util
+        import socket
+        import subprocess
+
+        spec = importlib.util.find_spec("prefect")
+        app_dir = os.path.dirname(os.path.dirname(spec.origin))  # site-packages, as Prefect passes it
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env)
+
+    def wait(self, timeout: float = 120.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise PipelineError(f"the temporary Prefect server did not start (exit status {self.proc.returncode}); "
+                                    "run `prefect server start` and set PREFECT_API_URL instead")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            # what Prefect does before stopping its own: let the log and event workers finish
+            if "prefect.logging.handlers" in sys.modules:
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
+
+                for worker in (APILogWorker, EventsWorker):
+                    worker.drain_all(timeout=5)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _prefect_api(server: "TemporaryServer | None"):
+    """Settings for the run: our temporary server's URL, without heartbeats (they let a
+    long-lived server mark crashed runs; stopping their thread costs a second per run)."""
+    import contextlib
+
+    if server is None:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline now through the Prefect flow and print the run summary."""
     import time
 
     started = time.perf_counter()
-    _prepare_env()
-    from tasks.config import load_config
+    # no API configured in the environment: start the temporary server now (checked fully below)
+    server = TemporaryServer() if not os.environ.get("PREFECT_API_URL") else None
+    try:
+        _prepare_env()
+        from tasks.config import load_config
 
-    load_config(args.pipeline, args.overrides)  # fail on a bad setting before Prefect starts
-    from flows.pipeline import training_pipeline
-    from tasks.cli_support import quiet_prefect_user_errors
+        load_config(args.pipeline, args.overrides)  # fail on a bad setting before any run starts
+        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    quiet_prefect_user_errors()
-    summary = training_pipeline(pipeline=args.pipeline, overrides=args.overrides)
+        if server is not None and (PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value()):
+            server.stop()  # a profile or prefect.toml names a server: use that one
+            server = None
+        from flows.pipeline import training_pipeline  # imports the stages while the server boots
+        from tasks.cli_support import quiet_prefect_user_errors
+
+        if server is not None:
+            server.wait()
+        quiet_prefect_user_errors()
+        with _prefect_api(server):
+            summary = training_pipeline(pipeline=args.pipeline, overrides=args.overrides, force=args.force)
+    finally:
+        if server is not None:
+            server.stop()
     summary.wall_seconds = time.perf_counter() - started
     print(summary.format())
     return 0 if summary.promoted else EXIT_NOT_PROMOTED
+
+
+def _require_prefect_server(command: str) -> None:
+    """Deployments and workers live on a long-running Prefect server, not on a temporary one."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        from tasks.errors import ConfigError
+
+        raise ConfigError(f"`s2s {command}` needs a running Prefect server: start one with "
+                          "`prefect server start --host 127.0.0.1` and export "
+                          "PREFECT_API_URL=http://127.0.0.1:4200/api (or set it in your Prefect profile)")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Prefect deployments (with the cron schedules of pipelines.yaml) on the configured server."""
+    _prepare_env()
+    _require_prefect_server("deploy")
+    from flows.deploy import deploy
+
+    names = deploy(pipelines=args.pipelines or None, work_pool=args.work_pool)
+    import prefect.settings
+
+    print(f"deployed to {prefect.settings.PREFECT_API_URL.value()}:")
+    for name in names:
+        print(f"  {name}")
+    print("start a worker for each work pool: s2s worker --pool POOL")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Prefect process worker for a work pool (runs the deployments' flow runs here)."""
+    _prepare_env()
+    _require_prefect_server("worker")
+    import sys
+    from pathlib import Path
+
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    command = [prefect, "worker", "start", "--pool", args.pool, "--type", "process"]
+    if args.limit:
+        command += ["--limit", str(args.limit)]
+    if args.run_once:
+        command.append("--run-once")
+    os.execv(prefect, command)
+    return 0  # not reached
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -66,6 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     flags = {k: v for k, v in vars(args).items() if k in AUTOTRAIN_FLAGS and v not in (None, False)}
     overrides = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
     args.overrides = overrides + args.overrides  # explicit --set wins
+    args.force = False
     return cmd_run(args)
 
 
@@ -102,6 +233,36 @@ def cmd_promote(args: argparse.Namespace) -> int:
     result = promote_version(cfg, args.version, force=args.force, reason=args.reason)
     verdict = "PROMOTED" if result.promoted else "NOT PROMOTED (no alias changed)"
     print(f"{result.model_name} v{result.version}: {verdict}")
+    for reason in result.reasons:
+        print(f"  - {reason}")
+    return 0 if result.promoted else EXIT_NOT_PROMOTED
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """Finish a run whose registration failed (tracking server down): register the model it
+    trained and evaluated (kept on disk), then promote it through the gates. Never twice."""
+    _prepare_env()
+    from tasks import tracking
+    from tasks.config import load_config
+    from tasks.promote import promote
+    from tasks.register import register
+    from tasks.results import EvaluateResult, IngestResult, TrainResult
+
+    cfg = load_config(args.pipeline, args.overrides)
+    reports = cfg.path("reports")
+    try:
+        trained, evaluated = TrainResult.load(reports), EvaluateResult.load(reports)
+        ingested = IngestResult.load(cfg.path("data"))
+    except FileNotFoundError as exc:
+        from tasks.errors import ConfigError
+
+        raise ConfigError(f"nothing to register for pipeline {cfg.pipeline!r}: {exc.filename} is missing "
+                          "(run the pipeline first)") from None
+    tracking.preflight(cfg)
+    registered = register(cfg, trained, evaluated, ingested)
+    result = promote(cfg, registered, evaluated)
+    verdict = "PROMOTED" if result.promoted else "NOT PROMOTED (no alias changed)"
+    print(f"{registered.model_name} v{registered.version} (run {registered.run_id}): {verdict}")
     for reason in result.reasons:
         print(f"  - {reason}")
     return 0 if result.promoted else EXIT_NOT_PROMOTED
@@ -154,8 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline now (default: the 'default' pipeline)")
+    run.add_argument("--force", action="store_true", help="re-run every stage even if dvc.lock says it is current")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
+
+    deploy = sub.add_parser("deploy", help="create Prefect deployments (cron schedules) for the pipelines")
+    deploy.add_argument("pipelines", nargs="*", help="pipelines to deploy (default: all of pipelines.yaml)")
+    deploy.add_argument("--work-pool", help="override every pipeline's work_pool")
+    deploy.set_defaults(func=cmd_deploy)
+
+    worker = sub.add_parser("worker", help="start a Prefect process worker for a work pool")
+    worker.add_argument("--pool", default="s2s", help="work pool name (default: %(default)s)")
+    worker.add_argument("--limit", type=int, help="at most this many flow runs at once")
+    worker.add_argument("--run-once", action="store_true", help="run what is due, then exit")
+    worker.set_defaults(func=cmd_worker)
 
     train = sub.add_parser(
         "train", help="train with AutoTrain's flags or YAML config (runs the whole pipeline)",
@@ -178,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", help="why (recorded with --force)")
     add_config_flags(promote)
     promote.set_defaults(func=cmd_promote)
+
+    register = sub.add_parser("register", help="register (then promote) the last trained model, e.g. after "
+                              "the tracking server was down at registration")
+    add_config_flags(register)
+    register.set_defaults(func=cmd_register)
 
     rollback = sub.add_parser("rollback", help="move the champion alias back to the previous champion")
     add_config_flags(rollback)

@@ -16,6 +16,9 @@ LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 
 def setup_logging(level: str | None = None) -> None:
     """Configure logging once, at an entry point (never at import)."""
+    from tasks.secrets import install_redaction
+
+    install_redaction()  # credentials never reach a log line, whichever handler writes it
     logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
     # GX pins one of its module loggers to INFO, so it is named explicitly.
     for noisy in ("httpx", "urllib3", "alembic", "mlflow.store.db.utils", "great_expectations",
@@ -54,7 +57,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def report_error(exc: PipelineError) -> int:
-    print(f"error: {exc}", file=sys.stderr)
+    from tasks.secrets import redact
+
+    print(f"error: {redact(str(exc))}", file=sys.stderr)
     return exc.exit_code
 
 

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,7 @@ class Ingest(Section):
     """Where the raw pairs come from and how they are split (AutoTrain's column names)."""
 
     source: str = "data/sample/reports.csv"
+    dataset_config: str | None = None  # a hub dataset's configuration name (e.g. "3.0.0", "de-en")
     text_column: str = "text"
     target_column: str = "target"
     train_split: str = "train"
@@ -308,8 +310,69 @@ SECTIONS: dict[str, type[Section]] = {
     "promote": Promote,
 }
 
-# Keys of a pipelines.yaml entry. ``params`` overrides params.yaml; the rest are pipeline facts.
-PIPELINE_KEYS = {"description", "model_name", "data", "params", "gates", "schedule"}
+class Schedule(Section):
+    """When a pipeline's retrain deployment runs: a cron expression in a time zone."""
+
+    cron: str
+    timezone: str = "UTC"
+    active: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(v, datetime(2026, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"schedule.cron {v!r} is not a valid cron expression ({exc})") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"schedule.timezone {v!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        return v
+
+
+class Retries(Section):
+    """Retries of the tasks whose failures are transient (tracking server, hub, storage)."""
+
+    count: int = Field(2, ge=0)
+    delay_s: list[float] = Field(default_factory=lambda: [10.0, 60.0])  # backoff, one per retry (last repeats)
+
+
+class Timeouts(Section):
+    """Wall-clock limits of the long tasks, in seconds (null: none)."""
+
+    train_s: float | None = Field(None, gt=0)
+    evaluate_s: float | None = Field(None, gt=0)
+
+
+class PipelineSpec(Section):
+    """One entry of pipelines.yaml. ``data`` / ``params`` / ``gates`` override params.yaml and are
+    checked against its sections when the pipeline's configuration is resolved."""
+
+    description: str = ""
+    model_name: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)  # overrides of the ingest section
+    params: dict[str, Any] = Field(default_factory=dict)  # overrides of any other section
+    gates: dict[str, Any] | None = None  # promote.gates
+    schedule: Schedule | None = None
+    retries: Retries = Retries()
+    timeouts: Timeouts = Timeouts()
+    work_pool: str = "s2s"
+    tags: list[str] = Field(default_factory=list)
+
+
+PIPELINE_KEYS = set(PipelineSpec.model_fields)
 
 
 @dataclass(frozen=True)
@@ -326,7 +389,8 @@ class Config:
     evaluate: Evaluate
     register: Register
     promote: Promote
-    schedule: dict[str, Any] = field(default_factory=dict)
+    spec: PipelineSpec = field(default_factory=PipelineSpec)
+    overrides: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- resolved locations -------------------------------------------------------------
@@ -443,6 +507,16 @@ def _suggest(word: str, options: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _section_type(annotation: Any) -> Any:
+    """The Section class inside an annotation like ``Schedule | None``."""
+    import typing
+
+    if isinstance(annotation, type):
+        return annotation
+    return next((a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
+                annotation)
+
+
 def _format_validation_error(section: str, exc: ValidationError, model: type[Section]) -> str:
     lines = []
     for err in exc.errors():
@@ -451,10 +525,11 @@ def _format_validation_error(section: str, exc: ValidationError, model: type[Sec
         if err["type"] == "extra_forbidden":
             parent = model
             for part in err["loc"][:-1]:
-                ann = parent.model_fields.get(str(part))
-                parent = ann.annotation if ann and isinstance(ann.annotation, type) else parent
+                ann = getattr(parent, "model_fields", {}).get(str(part))
+                parent = _section_type(ann.annotation) if ann else parent
             options = list(getattr(parent, "model_fields", {}).keys())
-            lines.append(f"{where}: unknown setting{_suggest(str(err['loc'][-1]), options)}")
+            hint = _suggest(str(err["loc"][-1]), options) or (f"; allowed: {', '.join(options)}" if options else "")
+            lines.append(f"{where}: unknown setting{hint}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {msg} (got {err.get('input')!r})")
@@ -462,21 +537,34 @@ def _format_validation_error(section: str, exc: ValidationError, model: type[Sec
 
 
 def load_pipelines(root: Path) -> dict[str, dict[str, Any]]:
-    """The named pipelines of ``pipelines.yaml``, each checked for unknown keys."""
+    """The named pipelines of ``pipelines.yaml`` as raw mappings, each checked against the
+    strict schema (unknown keys, cron, time zone, types) with errors naming pipeline and key."""
     path = root / PIPELINES_FILE
     data = _read_yaml(path) if path.exists() else {DEFAULT_PIPELINE: {}}
     for name, spec in data.items():
         spec = spec or {}
         if not isinstance(spec, dict):
             raise ConfigError(f"{PIPELINES_FILE}: pipeline {name!r} must be a mapping")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", str(name)):
+            raise ConfigError(f"{PIPELINES_FILE}: pipeline name {name!r}: use lowercase letters, digits, - and _")
         for key in spec:
             if key not in PIPELINE_KEYS:
                 raise ConfigError(
                     f"{PIPELINES_FILE}: {name}.{key}: unknown key{_suggest(key, sorted(PIPELINE_KEYS))}; "
                     f"allowed: {', '.join(sorted(PIPELINE_KEYS))}"
                 )
+        try:
+            PipelineSpec.model_validate(spec)
+        except ValidationError as exc:
+            raise ConfigError(f"{PIPELINES_FILE}: " + _format_validation_error(name, exc, PipelineSpec)) from None
         data[name] = spec
     return data
+
+
+def validate_all(root: Path | None = None) -> dict[str, "Config"]:
+    """Resolve every pipeline of pipelines.yaml (as `s2s deploy` does): all or a named error."""
+    root = find_root(root)
+    return {name: load_config(name, root=root) for name in load_pipelines(root)}
 
 
 def load_config(
@@ -528,4 +616,5 @@ def load_config(
     if errors:
         raise ConfigError(f"invalid configuration for pipeline {pipeline!r}: " + "; ".join(errors))
     raw = {name: sec.model_dump(mode="json") for name, sec in sections.items()}
-    return Config(pipeline=pipeline, root=root, schedule=spec.get("schedule") or {}, raw=raw, **sections)
+    return Config(pipeline=pipeline, root=root, spec=PipelineSpec.model_validate(spec), overrides=tuple(overrides),
+                  raw=raw, **sections)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Base of the project's user-facing errors."""
+    """Base of the project's user-facing errors. ``transient``: trying again later can help
+    (a server or the network was down), the only case the orchestrator retries."""
 
     exit_code = 1
+    transient = False
 
 
 class ConfigError(PipelineError):
@@ -32,11 +34,7 @@ class ValidationFailed(PipelineError):
 
 
 class TrackingError(PipelineError):
-    """The MLflow tracking server or registry cannot be reached or refused a request.
-
-    ``transient`` says whether trying again later can help (server down, timeout, 5xx), which is
-    the only case the orchestrator retries.
-    """
+    """The MLflow tracking server or registry cannot be reached or refused a request."""
 
     def __init__(self, message: str, transient: bool = False):
         super().__init__(message)

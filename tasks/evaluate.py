@@ -338,6 +338,9 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
     c.log_dict(trained.run_id, {**settings, "by_input_length": buckets}, "evaluation/settings.json")
     plot_dir = reports / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
+    # `dvc plots show/diff`: one bar per score, compared across revisions and experiments
+    (plot_dir / "scores.csv").write_text(
+        "metric,score\n" + "".join(f"{k},{v}\n" for k, v in metrics.items() if k != "gen_len"), encoding="utf-8")
     for png in plots(cfg, plot_dir, metrics, champion, buckets):
         c.log_artifact(trained.run_id, str(png), artifact_path="plots")
     logger.info("evaluate on %s (%d examples): %s%s", split_name, len(df),

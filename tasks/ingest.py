@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,16 +233,20 @@ def _read_hub(name: str, cfg: Config) -> tuple[dict[str, RawSplit], str]:
         if not spec:
             continue
         try:
-            ds = load_dataset(name, split=spec)
+            ds = load_dataset(name, ic.dataset_config, split=spec)
         except Exception as exc:
-            raise DataError(
+            error = DataError(
                 f"ingest.source: cannot load hub dataset {name!r} split {spec!r} "
                 f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}). Without network access, "
                 "save it where you have network (Dataset.save_to_disk) and point ingest.source at that folder"
-            ) from None
+            )
+            # the hub being unreachable may pass; offline mode or a wrong name will not
+            error.transient = isinstance(exc, (ConnectionError, TimeoutError)) and not (
+                os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1")
+            raise error from None
         fingerprints.append(f"{spec}={ds._fingerprint}")
         out[role] = RawSplit(ds.to_pandas(), f"{name}:{spec}")
-    version = "hub:" + hashlib.md5(f"{name}|{'|'.join(fingerprints)}".encode()).hexdigest()
+    version = "hub:" + hashlib.md5(f"{name}|{ic.dataset_config}|{'|'.join(fingerprints)}".encode()).hexdigest()
     return out, version
 
 
@@ -255,6 +260,7 @@ def clean(df: pd.DataFrame, cfg: Config, origin: str) -> tuple[pd.DataFrame, dic
     with their row numbers: ingest never drops a row silently.
     """
     ic = cfg.ingest
+    df = _flatten_dotted(df, (ic.text_column, ic.target_column))
     missing = [c for c in (ic.text_column, ic.target_column) if c not in df.columns]
     if missing:
         raise DataError(
@@ -326,6 +332,17 @@ def _blank(values: pd.Series) -> pd.Series:
         return ~values.str.contains(r"\S", regex=True).fillna(False).astype(bool)
     has = pc.fill_null(pc.match_substring_regex(pa.array(values), r"\S"), False)
     return pd.Series(~has.to_numpy(zero_copy_only=False), index=values.index)
+
+
+def _flatten_dotted(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``translation.en`` selects key ``en`` of a column of records (as hub translation sets store
+    pairs), when the data has no column by that literal name."""
+    for col in columns:
+        parent, _, key = col.partition(".")
+        if col in df.columns or not key or parent not in df.columns:
+            continue
+        df = df.assign(**{col: df[parent].map(lambda d: d.get(key) if isinstance(d, dict) else None)})
+    return df
 
 
 def split(df: pd.DataFrame, cfg: Config, roles: tuple[str, ...]) -> dict[str, pd.DataFrame]:

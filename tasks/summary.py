@@ -22,6 +22,17 @@ class RunSummary:
     run_id: str
     worst: list[dict[str, Any]] = field(default_factory=list)
     wall_seconds: float | None = None  # the whole command, orchestration included
+    skipped: list[str] = field(default_factory=list)  # stages whose dvc.lock record was still current
+    champion: dict[str, Any] | None = None  # the champion the candidate was compared with
+
+    @classmethod
+    def of(cls, cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped) -> "RunSummary":
+        return cls(
+            pipeline=cfg.pipeline, data_version=ingested.data_version, rows=ingested.rows, metrics=evaluated.metrics,
+            model_name=registered.model_name, version=registered.version, promoted=promoted.promoted,
+            alias=promoted.alias, reasons=promoted.reasons, stage_seconds=seconds, tracking_uri=cfg.tracking_uri(),
+            run_id=trained.run_id, worst=evaluated.worst, skipped=skipped, champion=evaluated.champion,
+        )
 
     @property
     def total_seconds(self) -> float:
@@ -37,6 +48,13 @@ class RunSummary:
         lines = [
             "",
             f"== pipeline '{self.pipeline}' finished in {self.total_seconds:.1f}s ==",
+        ]
+        nothing_ran = bool(self.skipped) and not self.stage_seconds
+        if nothing_ran:
+            lines.append("nothing changed since dvc.lock recorded the last run: no stage ran; its results:")
+        elif self.skipped:
+            lines.append(f"unchanged, not re-run: {', '.join(self.skipped)}")
+        lines += [
             f"data version : {self.data_version}  (rows train/validation/test = "
             f"{self.rows.get('train', 0)}/{self.rows.get('validation', 0)}/{self.rows.get('test', 0)})",
             "metrics      : " + "  ".join(f"{k}={v:.4f}" if k != "gen_len" else f"{k}={v:.1f}"
@@ -44,15 +62,23 @@ class RunSummary:
             f"model        : {self.model_name} version {self.version} (run {self.run_id})",
             f"gate         : {verdict} -> alias '{self.alias}'",
         ]
+        if self.champion:
+            lines.insert(-1, "champion     : v{} on the same rows: {}".format(
+                self.champion["version"], "  ".join(f"{k}={v:.4f}" for k, v in self.champion["metrics"].items()
+                                                     if k != "gen_len")))
         lines += [f"               - {r}" for r in self.reasons]
         overhead = self.total_seconds - sum(self.stage_seconds.values())
         lines.append("stages       : " + "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
                      + (f"  (orchestration {overhead:.1f}s)" if self.wall_seconds is not None else ""))
+        if nothing_ran:
+            lines[-1] = f"stages       : all up to date  (orchestration {overhead:.1f}s)"
         if self.worst:
             lines.append("worst examples (lowest rougeL):")
             for w in self.worst:
                 lines.append(f"  row {w.get('source_row')}: rougeL={w.get('rougeL', 0):.2f}")
                 lines.append(f"    reference : {w.get('reference')}")
                 lines.append(f"    prediction: {w.get('prediction')}")
-        lines.append(f"MLflow UI    : {self.ui_command()}")
+        from tasks.secrets import redact
+
+        lines.append(f"MLflow UI    : {redact(self.ui_command())}")
         return "\n".join(lines)

@@ -39,6 +39,11 @@ def quiet_telemetry() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DVC_NO_ANALYTICS": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # MLflow's client retries a dead server 7 times with exponential backoff (minutes);
+        # fail fast instead and let the pipeline's own retries (pipelines.yaml) do the waiting.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
     }.items():
         os.environ.setdefault(key, value)
 
@@ -52,6 +57,35 @@ def client(cfg: Config) -> "MlflowClient":
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def preflight(cfg: Config) -> None:
+    """Before any work: the tracking store answers and accepts our credentials, or a clear error
+    now instead of after hours of training."""
+    from mlflow.exceptions import MlflowException
+
+    from tasks.secrets import redact
+
+    uri = cfg.tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return  # a local store: nothing to be down; its first use creates it
+    c = client(cfg)
+    try:
+        c.search_experiments(max_results=1)
+    except MlflowException as exc:
+        text = str(exc)
+        if "401" in text or "Unauthorized" in text or "403" in text or "PERMISSION_DENIED" in text:
+            raise TrackingError(
+                f"MLflow at {redact(uri)} rejected the credentials: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or the Prefect Secret block mlflow-tracking-password)") from None
+        if is_transient(exc):
+            raise TrackingError(f"the MLflow tracking server at {redact(uri)} is unreachable ({redact(text.splitlines()[0])}); "
+                                "nothing was trained. Start it, or point MLFLOW_TRACKING_URI / tracking.uri "
+                                "at a running one", transient=True) from None
+        raise TrackingError(f"MLflow at {redact(uri)} refused the request: {redact(text)}") from None
+    except Exception as exc:
+        raise TrackingError(f"cannot reach the MLflow tracking store at {redact(uri)}: {redact(str(exc))}; "
+                            "nothing was trained. Check MLFLOW_TRACKING_URI or tracking.uri", transient=True) from None
 
 
 def experiment_id(cfg: Config, c: "MlflowClient | None" = None) -> str:

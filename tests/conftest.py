@@ -70,6 +70,38 @@ def make_project(dest: Path, params: dict | None = None, pipelines: dict | None 
     return dest
 
 
+def project_files() -> list[str]:
+    """What a clone of the repo holds: tracked files plus new ones git does not ignore."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if (REPO / f).is_file() and not f.startswith(("dvc.lock", "reports/"))]
+
+
+def make_clone(dest: Path, params: dict | None = None, gates: dict | None = None) -> Path:
+    """A git + DVC working copy of the project with TINY settings (and ``params``) committed."""
+    for rel in project_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    merged = deep_merge(deep_merge(yaml.safe_load((dest / "params.yaml").read_text()), TINY), params or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    pipes = yaml.safe_load((dest / "pipelines.yaml").read_text())
+    pipes["default"]["gates"] = gates or {"min": {"rougeL": 0.0}, "primary": "rougeL", "min_delta": None}
+    (dest / "pipelines.yaml").write_text(yaml.safe_dump(pipes, sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dest, check=True)
+    return dest
+
+
+def dvc_env() -> dict:
+    """`python` in dvc.yaml must be this environment's interpreter, activated or not."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("S2S_ROOT", None)
+    return env
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A tiny project folder; S2S_ROOT points at it for the duration of the test."""

@@ -1,51 +1,26 @@
 """`dvc repro` runs the same stages from dvc.yaml in a fresh git clone; a re-run does nothing."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, TINY, deep_merge, venv_bin
+from conftest import dvc_env, make_clone, venv_bin
 
 pytestmark = pytest.mark.integration
 
 
-def project_files() -> list[str]:
-    """What a clone of the repo holds: tracked files plus new ones git does not ignore."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return [f for f in out.splitlines() if (REPO / f).is_file()]
-
-
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dvc") / "clone"
-    for rel in project_files():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest)
-    params = deep_merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    pipes = yaml.safe_load((root / "pipelines.yaml").read_text())
-    pipes["default"]["gates"] = {"min": {"rougeL": 0.0}}
-    (root / "pipelines.yaml").write_text(yaml.safe_dump(pipes, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-qm", "clone"], cwd=root, check=True)
-    return root
+    return make_clone(tmp_path_factory.mktemp("dvc") / "clone")
 
 
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    # `python` in dvc.yaml must be this environment's interpreter, activated or not
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("S2S_ROOT", None)
-    proc = subprocess.run([venv_bin("dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([venv_bin("dvc"), *args], cwd=root, env=dvc_env(), capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -117,3 +92,24 @@ def test_outputs_round_trip_through_a_local_remote(clone, tmp_path):
     dvc(clone, "pull")
     assert (clone / "artifacts" / "model" / "model.safetensors").is_file()
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
+
+
+def test_exp_run_metrics_diff_and_plots(clone):
+    """What a DVC user does: commit a baseline, try a setting with `dvc exp run -S`, compare."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    dvc(clone, "repro")
+    subprocess.run([*git, "add", "-f", "dvc.lock", "reports/metrics.json", "reports/plots/train.csv",
+                    "reports/plots/eval.csv", "reports/plots/scores.csv"], cwd=clone, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=clone, check=True)
+    exp = dvc(clone, "exp", "run", "-S", "train.lr=0.01")
+    assert ran(exp)[:1] == ["train"] and "ingest" not in ran(exp)  # only train and what follows
+    assert yaml.safe_load((clone / "params.yaml").read_text())["train"]["lr"] == 0.01
+    diff = json.loads(dvc(clone, "metrics", "diff", "--all", "--json").stdout)["reports/metrics.json"]
+    assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"} <= set(diff)
+    assert all(set(v) >= {"old", "new"} for v in diff.values())
+    assert any(v["old"] != v["new"] for v in diff.values())  # another learning rate, another model
+    plots = json.loads(dvc(clone, "plots", "show", "--json").stdout)["data"]
+    assert any("train.csv" in key for key in plots) and any("eval.csv" in key for key in plots)
+    assert any("scores.csv" in key for key in plots)
+    shown = json.dumps(plots)
+    assert "loss" in shown and "rougeL" in shown

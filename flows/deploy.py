@@ -1,0 +1,109 @@
+"""`s2s deploy`: Prefect deployments for every pipeline of pipelines.yaml.
+
+Per pipeline: ``retrain/<name>`` on the pipeline's cron schedule (skips when the data and
+settings are the champion's), ``training-pipeline/<name>`` to run on demand, and
+``promotion/<name>`` for manual promotions. Each runs on the pipeline's work pool (created as a
+process pool when missing) from this project folder, and promotions of a model share a Prefect
+concurrency limit of one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tasks.config import Config, validate_all
+
+logger = logging.getLogger(__name__)
+
+FLOWS = {  # flow name -> entrypoint in this project
+    "retrain": "flows/pipeline.py:retrain",
+    "training-pipeline": "flows/pipeline.py:training_pipeline",
+    "promotion": "flows/pipeline.py:promotion",
+}
+
+
+def ensure_work_pool(name: str) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def _ensure():
+        async with get_client() as client:
+            try:
+                await client.read_work_pool(name)
+            except ObjectNotFound:
+                try:
+                    await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+                    logger.info("created process work pool %r", name)
+                except ObjectAlreadyExists:
+                    pass
+
+    run_coro_as_sync(_ensure())
+
+
+def ensure_promotion_limit(model_name: str) -> None:
+    """One promotion of a model at a time, across every worker (see flows/stages.py)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def _ensure():
+        async with get_client() as client:
+            name = f"promote-{model_name}"
+            try:
+                await client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                try:
+                    await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+                except ObjectAlreadyExists:
+                    pass
+
+    run_coro_as_sync(_ensure())
+
+
+def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
+    """Create or update the three deployments of one pipeline; returns their full names."""
+    from prefect import Flow
+    from prefect.schedules import Cron
+
+    spec = cfg.spec
+    pool = work_pool or spec.work_pool
+    ensure_work_pool(pool)
+    ensure_promotion_limit(cfg.register.model_name)
+    job = {"working_dir": str(cfg.root), "env": {"S2S_ROOT": str(cfg.root), "S2S_PIPELINE": cfg.pipeline}}
+    names = []
+    for flow_name, entrypoint in FLOWS.items():
+        flow = Flow.from_source(source=str(cfg.root), entrypoint=entrypoint)
+        schedules = None
+        if flow_name == "retrain" and spec.schedule is not None:
+            schedules = [Cron(spec.schedule.cron, timezone=spec.schedule.timezone, active=spec.schedule.active)]
+        flow.deploy(
+            name=cfg.pipeline,
+            work_pool_name=pool,
+            parameters={"pipeline": cfg.pipeline},
+            schedules=schedules,
+            job_variables=job,
+            tags=["s2s", cfg.pipeline, *spec.tags],
+            description=(spec.description or f"{flow_name} of the {cfg.pipeline} pipeline").strip(),
+            build=False,
+            push=False,
+            print_next_steps=False,
+            ignore_warnings=True,
+        )
+        names.append(f"{flow_name}/{cfg.pipeline}")
+    return names
+
+
+def deploy(root: Path | None = None, pipelines: list[str] | None = None, work_pool: str | None = None) -> list[str]:
+    """Validate every pipeline (all or nothing), then deploy the chosen ones (default: all)."""
+    configs = validate_all(root)
+    chosen = pipelines or list(configs)
+    unknown = [p for p in chosen if p not in configs]
+    if unknown:
+        from tasks.errors import ConfigError
+
+        raise ConfigError(f"unknown pipeline(s) {unknown}; pipelines.yaml defines {', '.join(configs)}")
+    return [name for p in chosen for name in deploy_pipeline(configs[p], work_pool)]

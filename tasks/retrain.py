@@ -1,0 +1,35 @@
+"""Whether a scheduled retrain has anything to do: new data or new settings since the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks import tracking
+from tasks.config import Config
+from tasks.ingest import dvc_hash
+
+
+def current_data_version(cfg: Config) -> str | None:
+    """The DVC hash of ``ingest.source`` now, or None when it cannot be known without fetching
+    it (a hub dataset): then the retrain runs and ingest decides."""
+    src = Path(cfg.ingest.source).expanduser()
+    src = src if src.is_absolute() else cfg.root / src
+    return dvc_hash(src) if src.exists() else None
+
+
+def skip_reason(cfg: Config) -> str | None:
+    """Why a retrain can be skipped (same data and settings as the champion), or None to run."""
+    from mlflow.exceptions import MlflowException
+
+    version = current_data_version(cfg)
+    if version is None:
+        return None
+    try:
+        champion = tracking.client(cfg).get_model_version_by_alias(cfg.register.model_name, cfg.promote.alias)
+    except MlflowException:
+        return None
+    tags = champion.tags or {}
+    if tags.get("data_version") != version or tags.get("params_hash") != cfg.params_hash():
+        return None
+    return (f"data version {version} and settings (params hash {cfg.params_hash()}) are those "
+            f"champion v{champion.version} was trained on: nothing to retrain")

@@ -1,0 +1,104 @@
+"""The Prefect flow with DVC as the one caching authority: a no-change re-run computes nothing,
+a changed setting re-runs only its stage and what follows, `dvc repro` agrees with the flow (same
+metrics from a fresh clone), the retrain flow skips when data and settings are the champion's."""
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import dvc_env, make_clone, venv_bin
+from tasks import tracking
+from tasks.config import load_config
+
+pytestmark = pytest.mark.integration
+STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory, prefect_server):
+    root = make_clone(tmp_path_factory.mktemp("orch") / "clone")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S2S_ROOT", str(root))
+        yield root
+
+
+def versions(root) -> list[str]:
+    cfg = load_config(root=root)
+    return [str(v.version) for v in tracking.client(cfg).search_model_versions("name='s2s-default'")]
+
+
+def test_first_run_runs_every_stage_and_records_them_in_dvc_lock(clone):
+    from flows.pipeline import training_pipeline
+
+    summary = training_pipeline()
+    assert list(summary.stage_seconds) == STAGES and summary.skipped == []
+    assert set(yaml.safe_load((clone / "dvc.lock").read_text())["stages"]) == set(STAGES)
+    proc = subprocess.run([venv_bin("dvc"), "repro"], cwd=clone, env=dvc_env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and "Running stage" not in proc.stdout  # dvc agrees: nothing to do
+
+
+def test_a_second_run_with_nothing_changed_computes_nothing(clone):
+    from flows.pipeline import training_pipeline
+
+    before = versions(clone)
+    summary = training_pipeline()
+    assert summary.skipped == STAGES and summary.stage_seconds == {}
+    assert versions(clone) == before  # no retraining, no new model version
+    assert "nothing changed since dvc.lock" in summary.format()
+
+
+def test_a_changed_evaluate_setting_reruns_evaluate_and_after(clone):
+    from flows.pipeline import training_pipeline
+
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["evaluate"]["num_beams"] = 2
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    summary = training_pipeline()
+    assert summary.skipped == ["ingest", "validate", "train"]
+    assert list(summary.stage_seconds) == ["evaluate", "register", "promote"]
+
+
+def test_overrides_and_force_bypass_the_cache_without_touching_dvc_lock(clone):
+    from flows.pipeline import training_pipeline
+
+    lock = (clone / "dvc.lock").read_text()
+    summary = training_pipeline(overrides=["evaluate.max_samples=8"])
+    assert summary.skipped == [] and (clone / "dvc.lock").read_text() == lock
+
+
+def test_dvc_repro_in_a_fresh_clone_reproduces_the_flow_metrics(clone, tmp_path):
+    from flows.pipeline import training_pipeline
+
+    flow_metrics = training_pipeline(force=True).metrics
+    fresh = make_clone(tmp_path / "fresh")
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    (fresh / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))  # the same settings
+    proc = subprocess.run([venv_bin("dvc"), "repro"], cwd=fresh, env=dvc_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((fresh / "reports" / "metrics.json").read_text()) == flow_metrics
+
+
+def test_retrain_skips_unchanged_data_and_runs_on_new_data(clone):
+    from flows.pipeline import retrain
+
+    before = versions(clone)
+    assert retrain() is None and versions(clone) == before  # the champion saw this data and settings
+    raw = clone / "data" / "sample" / "reports.csv"
+    lines = raw.read_text().splitlines()
+    raw.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")  # new data version
+    summary = retrain()
+    assert summary is not None and summary.skipped == [] and len(versions(clone)) == len(before) + 1
+
+
+def test_promotion_flow(clone):
+    from flows.pipeline import promotion
+
+    cfg = load_config(root=clone)
+    client = tracking.client(cfg)
+    champion = str(client.get_model_version_by_alias("s2s-default", "champion").version)
+    other = next(v for v in versions(clone) if v != champion)
+    result = promotion(version=other, force=True, reason="test")
+    assert result["promoted"] and str(client.get_model_version_by_alias("s2s-default", "champion").version) == other
