@@ -18,15 +18,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: install
 	$(BIN)/s2s run
 
-# Debian packages some tests drive for real (headless Chromium for the MLflow UI check).
+# Debian packages some tests drive for real: headless Chromium (the MLflow UI check) and the
+# PostgreSQL server (the tracking server's backend, as in docker/compose.yaml).
 # Installed when missing and we may (root); otherwise those tests say what to install.
-SYSTEM_PACKAGES := chromium
+SYSTEM_PACKAGES := chromium postgresql
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else echo "note: install$$missing (Debian/Ubuntu: sudo apt-get install$$missing) for the browser test"; fi; \
+	  else echo "note: install$$missing (Debian/Ubuntu: sudo apt-get install$$missing) for the browser and tracking-server tests"; fi; \
 	fi
 
 test: install system-deps

@@ -6,6 +6,7 @@ params hash, pipeline, Prefect flow run id, and every evaluation metric.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from tasks import tracking
 from tasks.config import Config
+from tasks.secrets import redact
 from tasks.errors import TrackingError
 from tasks.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 
@@ -150,8 +152,28 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
     tags = tracking.run_tags(cfg, ingested.data_version)
     tags.update({f"metric.{k}": str(v) for k, v in evaluated.metrics.items()})
     tags["run_id"] = trained.run_id
+    # what makes this registration this one: the training run, its evaluation, the serving settings
+    tags["registration_key"] = hashlib.sha256(json.dumps(
+        {"run": trained.run_id, "metrics": evaluated.metrics, "serving": serving_settings(cfg),
+         "export": cfg.register.lora_export}, sort_keys=True).encode()).hexdigest()[:20]
 
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
+    try:
+        # A retry after a failure (or `s2s register` after an outage) must not register twice:
+        # a version with this training run, evaluation and serving settings is the result.
+        done = c.search_model_versions(f"name='{name}' and tags.registration_key='{tags['registration_key']}'")
+        if done:
+            version = str(max(int(v.version) for v in done))
+            logger.info("register: run %s (same evaluation and settings) is already %s version %s; "
+                        "not registering it again", trained.run_id, name, version)
+            result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}",
+                                    run_id=trained.run_id)
+            result.save(cfg.path("reports"))
+            return result
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" not in str(exc) and "not found" not in str(exc).lower():
+            raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}",
+                                transient=tracking.is_transient(exc)) from None
     try:
         exported = exported_model(cfg, trained)
         card = model_card(cfg, trained, evaluated, ingested, exported)
@@ -167,8 +189,13 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
             description=card,
         )
     except MlflowException as exc:
-        raise TrackingError(f"registering {name!r} at {cfg.tracking_uri()} failed: {exc}",
+        raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}; "
+                            "the trained model stays in place: `s2s register` completes it later",
                             transient=tracking.is_transient(exc)) from None
+    except OSError as exc:  # connection trouble below MLflow's own error handling
+        raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}; "
+                            "the trained model stays in place: `s2s register` completes it later",
+                            transient=True) from None
     version = str(mv.version)
     result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}", run_id=trained.run_id)
     result.save(cfg.path("reports"))
