@@ -20,11 +20,11 @@ import os
 import re
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench._worker import report, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "bench" / ".cache"
@@ -147,17 +147,12 @@ def worker(kind: str, csv: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = (run_ours if kind == "ours" else run_baseline)(csv, Path(tmp))
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("RESULT " + json.dumps(result))
+    report(result)
 
 
 def measure(kind: str, csv: Path) -> dict:
     env = {**os.environ, "S2S_LOG_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "true"}
-    proc = subprocess.run([sys.executable, "-m", "bench.ingest_validate", "--worker", kind, "--csv", str(csv)],
-                          cwd=REPO, env=env, capture_output=True, text=True)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"{kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(line[len("RESULT "):])
+    return run_worker("bench.ingest_validate", ["--worker", kind, "--csv", str(csv)], env, kind)
 
 
 def main(argv: list[str] | None = None) -> int:

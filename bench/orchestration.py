@@ -25,14 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from tests.projects import make_clone  # the test suite's project copies
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = {"ingest": {"max_samples": 400}, "validate": {"min_rows": {"train": 50, "validation": 10, "test": 10}},
-        "train": {"scratch": {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1,
-                              "num_decoder_layers": 1, "vocab_size": 300}, "max_steps": 12, "batch_size": 16},
-        "evaluate": {"max_samples": 24, "generation_max_length": 16, "batch_size": 16}}
 NOOP_FLOW = "from prefect import flow\nnoop = flow(name='noop')(lambda: None)\nnoop()"
 DIRECT = """
 from tasks.config import load_config
@@ -51,32 +47,6 @@ evaluated = evaluate(cfg, trained, ingested)
 registered = register(cfg, trained, evaluated, ingested)
 print(promote(cfg, registered, evaluated))
 """
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def copy_project(dest: Path, tiny: bool) -> Path:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\n")
-    for rel in listed:
-        if rel and (REPO / rel).is_file() and not rel.startswith(("dvc.lock", "reports/")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-    if tiny:
-        params = yaml.safe_load((dest / "params.yaml").read_text())
-        (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY), sort_keys=False))
-        pipes = yaml.safe_load((dest / "pipelines.yaml").read_text())
-        pipes["default"]["gates"] = {"min": {"rougeL": 0.0}, "primary": "rougeL"}
-        (dest / "pipelines.yaml").write_text(yaml.safe_dump(pipes, sort_keys=False))
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-    for cmd in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=dest, check=True)
-    return dest
 
 
 def timed(cmd: list[str], cwd: Path, env: dict, ok: tuple[int, ...] = (0,)) -> float:
@@ -98,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="s2s-bench-orch-"))
     env["PREFECT_HOME"] = str(work / "prefect-home")
     try:
-        flow_dir = copy_project(work / "flow", args.tiny)
-        direct_dir = copy_project(work / "direct", args.tiny)
+        flow_dir = make_clone(work / "flow", tiny=args.tiny)  # without dvc.lock: every stage runs
+        direct_dir = make_clone(work / "direct", tiny=args.tiny)
         timed([sys.executable, "-c", "import torch, transformers, mlflow, prefect, dvc.repo"], REPO, env)  # warm the OS cache
         # Prefect creates its database on a machine's first flow run ever; users pay it once
         first_use = timed([sys.executable, "-c", NOOP_FLOW], REPO, env)

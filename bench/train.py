@@ -17,15 +17,14 @@ counts them (``num_input_tokens_seen``). The loss curves of both are printed sid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench._worker import report, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,18 +128,13 @@ def worker(kind: str, steps: int, batch: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = (run_ours if kind == "ours" else run_reference)(Path(tmp), steps, batch)
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("RESULT " + json.dumps(result))
+    report(result)
 
 
 def measure(kind: str, steps: int, batch: int) -> dict:
     env = {**os.environ, "S2S_LOG_LEVEL": "WARNING", "TQDM_DISABLE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "bench.train", "--worker", kind, "--steps", str(steps),
-                           "--batch-size", str(batch)], cwd=REPO, env=env, capture_output=True, text=True)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"{kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(line[len("RESULT "):])
+    return run_worker("bench.train", ["--worker", kind, "--steps", str(steps), "--batch-size", str(batch)], env, kind)
 
 
 def main(argv: list[str] | None = None) -> int:

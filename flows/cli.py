@@ -174,7 +174,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """A Prefect process worker for a work pool (runs the deployments' flow runs here)."""
     _prepare_env()
     _require_prefect_server("worker")
-    import sys
     from pathlib import Path
 
     prefect = str(Path(sys.executable).with_name("prefect"))
@@ -223,6 +222,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision(label: str, result) -> int:
+    """Print a gate decision with its reasons; the exit status says whether the alias moved."""
+    print(f"{label}: {'PROMOTED' if result.promoted else 'NOT PROMOTED (no alias changed)'}")
+    for reason in result.reasons:
+        print(f"  - {reason}")
+    return 0 if result.promoted else EXIT_NOT_PROMOTED
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     """Promote a registered version by hand: through the gates unless --force (then recorded)."""
     _prepare_env()
@@ -231,11 +238,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.pipeline, args.overrides)
     result = promote_version(cfg, args.version, force=args.force, reason=args.reason)
-    verdict = "PROMOTED" if result.promoted else "NOT PROMOTED (no alias changed)"
-    print(f"{result.model_name} v{result.version}: {verdict}")
-    for reason in result.reasons:
-        print(f"  - {reason}")
-    return 0 if result.promoted else EXIT_NOT_PROMOTED
+    return _decision(f"{result.model_name} v{result.version}", result)
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -261,11 +264,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     tracking.preflight(cfg)
     registered = register(cfg, trained, evaluated, ingested)
     result = promote(cfg, registered, evaluated)
-    verdict = "PROMOTED" if result.promoted else "NOT PROMOTED (no alias changed)"
-    print(f"{registered.model_name} v{registered.version} (run {registered.run_id}): {verdict}")
-    for reason in result.reasons:
-        print(f"  - {reason}")
-    return 0 if result.promoted else EXIT_NOT_PROMOTED
+    return _decision(f"{registered.model_name} v{registered.version} (run {registered.run_id})", result)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

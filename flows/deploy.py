@@ -23,45 +23,44 @@ FLOWS = {  # flow name -> entrypoint in this project
 }
 
 
-def ensure_work_pool(name: str) -> None:
+def _read_or_create(read, create) -> bool:
+    """Call ``read()``; when the object does not exist, ``create()`` it (a concurrent creator
+    wins). True when this call created it."""
     from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     async def _ensure():
         async with get_client() as client:
             try:
-                await client.read_work_pool(name)
+                await read(client)
             except ObjectNotFound:
                 try:
-                    await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-                    logger.info("created process work pool %r", name)
+                    await create(client)
+                    return True
                 except ObjectAlreadyExists:
                     pass
+            return False
 
-    run_coro_as_sync(_ensure())
+    return run_coro_as_sync(_ensure())
+
+
+def ensure_work_pool(name: str) -> None:
+    """A process work pool ``name`` (left as it is when it exists, whatever its type)."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    if _read_or_create(lambda c: c.read_work_pool(name),
+                       lambda c: c.create_work_pool(WorkPoolCreate(name=name, type="process"))):
+        logger.info("created process work pool %r", name)
 
 
 def ensure_promotion_limit(model_name: str) -> None:
     """One promotion of a model at a time, across every worker (see flows/stages.py)."""
-    from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-    from prefect.utilities.asyncutils import run_coro_as_sync
 
-    async def _ensure():
-        async with get_client() as client:
-            name = f"promote-{model_name}"
-            try:
-                await client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                try:
-                    await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-                except ObjectAlreadyExists:
-                    pass
-
-    run_coro_as_sync(_ensure())
+    name = f"promote-{model_name}"
+    _read_or_create(lambda c: c.read_global_concurrency_limit_by_name(name),
+                    lambda c: c.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1)))
 
 
 def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:

@@ -173,11 +173,16 @@ def _select(available: dict, cfg: Config, where: str) -> dict[str, str]:
     return chosen
 
 
+def source_path(cfg: Config) -> Path:
+    """``ingest.source`` as a local path (relative ones resolve against the project root)."""
+    src = Path(cfg.ingest.source).expanduser()
+    return src if src.is_absolute() else cfg.root / src
+
+
 def read_source(cfg: Config) -> tuple[dict[str, RawSplit], str]:
     """The source's splits by role, and its data version."""
     ic = cfg.ingest
-    src = Path(ic.source).expanduser()
-    src = src if src.is_absolute() else cfg.root / src
+    src = source_path(cfg)
     specs = {"train": ic.train_split, "validation": ic.valid_split, "test": ic.test_split}
 
     def sliced(df: pd.DataFrame, role: str) -> pd.DataFrame:

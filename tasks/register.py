@@ -157,7 +157,6 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
         {"run": trained.run_id, "metrics": evaluated.metrics, "serving": serving_settings(cfg),
          "export": cfg.register.lora_export}, sort_keys=True).encode()).hexdigest()[:20]
 
-    examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     try:
         # A retry after a failure (or `s2s register` after an outage) must not register twice:
         # a version with this training run, evaluation and serving settings is the result.
@@ -166,41 +165,37 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
             version = str(max(int(v.version) for v in done))
             logger.info("register: run %s (same evaluation and settings) is already %s version %s; "
                         "not registering it again", trained.run_id, name, version)
-            result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}",
-                                    run_id=trained.run_id)
-            result.save(cfg.path("reports"))
-            return result
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" not in str(exc) and "not found" not in str(exc).lower():
-            raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}",
-                                transient=tracking.is_transient(exc)) from None
-    try:
-        exported = exported_model(cfg, trained)
-        card = model_card(cfg, trained, evaluated, ingested, exported)
-        logged = log_pyfunc(cfg, trained.run_id, exported, examples, card)
-        try:
-            c.create_registered_model(name, description=f"seq2seq model of the {cfg.pipeline!r} pipeline")
-        except MlflowException as exc:
-            if "already exists" not in str(exc).lower():
-                raise
-        mv = c.create_model_version(
-            # the artifact location, not "models:/<id>": that form is resolved via the global store
-            name, source=logged.artifact_location, run_id=trained.run_id, model_id=logged.model_id, tags=tags,
-            description=card,
-        )
-    except MlflowException as exc:
+        else:
+            version = _new_version(cfg, c, name, trained, evaluated, ingested, tags)
+            logger.info("register: %s version %s (run %s)", name, version, trained.run_id)
+    except (MlflowException, OSError) as exc:  # OSError: connection trouble below MLflow's handling
         raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}; "
                             "the trained model stays in place: `s2s register` completes it later",
-                            transient=tracking.is_transient(exc)) from None
-    except OSError as exc:  # connection trouble below MLflow's own error handling
-        raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}; "
-                            "the trained model stays in place: `s2s register` completes it later",
-                            transient=True) from None
-    version = str(mv.version)
+                            transient=isinstance(exc, OSError) or tracking.is_transient(exc)) from None
     result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}", run_id=trained.run_id)
     result.save(cfg.path("reports"))
-    logger.info("register: %s version %s (run %s)", name, version, trained.run_id)
     return result
+
+
+def _new_version(cfg: Config, c, name: str, trained: TrainResult, evaluated: EvaluateResult,
+                 ingested: IngestResult, tags: dict) -> str:
+    from mlflow.exceptions import MlflowException
+
+    examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
+    exported = exported_model(cfg, trained)
+    card = model_card(cfg, trained, evaluated, ingested, exported)
+    logged = log_pyfunc(cfg, trained.run_id, exported, examples, card)
+    try:
+        c.create_registered_model(name, description=f"seq2seq model of the {cfg.pipeline!r} pipeline")
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+    mv = c.create_model_version(
+        # the artifact location, not "models:/<id>": that form is resolved via the global store
+        name, source=logged.artifact_location, run_id=trained.run_id, model_id=logged.model_id, tags=tags,
+        description=card,
+    )
+    return str(mv.version)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tasks import tracking
 from tasks.config import Config
-from tasks.ingest import dvc_hash
+from tasks.ingest import dvc_hash, source_path
 
 
 def current_data_version(cfg: Config) -> str | None:
     """The DVC hash of ``ingest.source`` now, or None when it cannot be known without fetching
     it (a hub dataset): then the retrain runs and ingest decides."""
-    src = Path(cfg.ingest.source).expanduser()
-    src = src if src.is_absolute() else cfg.root / src
+    src = source_path(cfg)
     return dvc_hash(src) if src.exists() else None
 
 

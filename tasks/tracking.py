@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tasks.config import Config
 from tasks.errors import TrackingError
@@ -29,7 +29,8 @@ RUN_FILE = "mlflow_run.json"
 
 
 def quiet_telemetry() -> None:
-    """Turn off usage telemetry of the libraries we drive; these machines are offline anyway."""
+    """Process defaults for the libraries we drive: no usage telemetry (these machines are
+    offline anyway) and MLflow HTTP clients that fail fast. Set values are left alone."""
     for key, value in {
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",

@@ -345,7 +345,7 @@ def mfu(runtime: Runtime, n_params: int, tokens_per_s: float) -> float | None:
 
 def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainResult:
     """Fine-tune ``train.model`` on the train split; return where the model is and the run id."""
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, ProgressCallback
 
     started = time.perf_counter()
     main = is_main_process()

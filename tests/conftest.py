@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO, TINY, deep_merge, make_clone  # noqa: F401  (shared with bench/orchestration.py)
 
 # Test processes are entry points: isolate Prefect's home and silence telemetry before any import.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="s2s-prefect-home-")
@@ -30,28 +30,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
-
-# Small enough to train in seconds on two cores, big enough to run every real code path.
-TINY = {
-    "ingest": {"max_samples": 400},
-    "validate": {"min_rows": {"train": 50, "validation": 10, "test": 10}},
-    "train": {
-        "scratch": {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1,
-                    "num_decoder_layers": 1, "vocab_size": 300},
-        "max_steps": 12,
-        "batch_size": 16,
-        "lr": 0.003,
-    },
-    "evaluate": {"max_samples": 24, "generation_max_length": 16, "batch_size": 16},
-}
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
 
 def make_project(dest: Path, params: dict | None = None, pipelines: dict | None = None, tiny: bool = True) -> Path:
     """Copy the project's config and sample data to ``dest`` with ``params`` merged over TINY
@@ -67,31 +45,6 @@ def make_project(dest: Path, params: dict | None = None, pipelines: dict | None 
     shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
     (dest / "data" / "sample").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "data" / "sample" / "reports.csv", dest / "data" / "sample" / "reports.csv")
-    return dest
-
-
-def project_files() -> list[str]:
-    """What a clone of the repo holds: tracked files plus new ones git does not ignore."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return [f for f in out.splitlines() if (REPO / f).is_file() and not f.startswith(("dvc.lock", "reports/"))]
-
-
-def make_clone(dest: Path, params: dict | None = None, gates: dict | None = None) -> Path:
-    """A git + DVC working copy of the project with TINY settings (and ``params``) committed."""
-    for rel in project_files():
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, target)
-    merged = deep_merge(deep_merge(yaml.safe_load((dest / "params.yaml").read_text()), TINY), params or {})
-    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-    pipes = yaml.safe_load((dest / "pipelines.yaml").read_text())
-    pipes["default"]["gates"] = gates or {"min": {"rougeL": 0.0}, "primary": "rougeL", "min_delta": None}
-    (dest / "pipelines.yaml").write_text(yaml.safe_dump(pipes, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dest, check=True)
     return dest
 
 
@@ -128,3 +81,44 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) 
     """Run the installed ``s2s`` console script in a fresh process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([venv_bin("s2s"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+# -- servers the tests start (Prefect, MLflow) ---------------------------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Poll ``url`` until it answers 200; fail with the end of ``log`` if ``proc`` dies first."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+def stop_group(proc: subprocess.Popen | None) -> None:
+    """Stop a server started with ``start_new_session=True`` and everything it spawned."""
+    import signal
+
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -6,43 +6,24 @@ registers carries the Prefect flow run id."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import make_clone, venv_bin
+from conftest import free_port, make_clone, stop_group, venv_bin, wait_healthy
 from tasks import tracking
 from tasks.config import load_config
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_ENABLED": "false"}
@@ -51,20 +32,10 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([venv_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "prefect server did not start in 180 s"
-            time.sleep(0.5)
+        wait_healthy(f"{url}/health", proc, home / "server.log")
         yield {"url": url, "home": home, "log": home / "server.log"}
     finally:
-        _stop(proc)
+        stop_group(proc)
         log.close()
     assert proc.returncode is not None  # stopped
 
@@ -149,7 +120,7 @@ def test_a_worker_runs_the_triggered_default_deployment(server, project):
                 assert time.monotonic() < deadline, f"flow run still {state.name} after 600 s"
                 time.sleep(2)
     finally:
-        _stop(worker)
+        stop_group(worker)
     assert state.is_completed(), f"{state.name}: {state.message}\n{log_path.read_text()[-4000:]}"
 
     cfg = load_config(root=project)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, dvc_env, make_clone, venv_bin
+from conftest import REPO, dvc_env, free_port, make_clone, stop_group, venv_bin, wait_healthy
 
 pytestmark = pytest.mark.integration
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ADMIN_PASSWORD = "mlflow-admin-Secret-7731"  # the known secret values searched for afterwards
 HUB_TOKEN = "hf_KnownSecretToken4242"
 S3_SECRET = "s3-Known-Secret-Key-9090"
@@ -39,12 +36,6 @@ def _pg_bin() -> Path:
     if not found:
         pytest.fail("PostgreSQL server binaries missing: `make system-deps` installs Debian's postgresql package")
     return found[-1].parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -66,7 +57,7 @@ def postgres(tmp_path_factory):
         shutil.chown(sock, "postgres")
         shutil.chown(pwfile, "postgres")
         base.chmod(0o700)
-    port = _free_port()
+    port = free_port()
     init = subprocess.run(_as_postgres([str(pg / "initdb"), "-D", str(data), "-U", "s2s", "--auth=scram-sha-256",
                                         f"--pwfile={pwfile}", "-E", "UTF8"]), capture_output=True, text=True)
     assert init.returncode == 0, init.stdout + init.stderr
@@ -89,7 +80,7 @@ class MlflowServer:
     """docker/mlflow/start.sh on 127.0.0.1 with the PostgreSQL backend; can be stopped and restarted."""
 
     def __init__(self, postgres: dict, folder: Path):
-        self.port, self.folder, self.proc = _free_port(), folder, None
+        self.port, self.folder, self.proc = free_port(), folder, None
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "mlflow-server.log"
         self.artifacts = folder / "artifacts"
@@ -111,25 +102,10 @@ class MlflowServer:
             self.proc = subprocess.Popen([str(REPO / "docker" / "mlflow" / "start.sh"), "--host", "127.0.0.1",
                                           "--port", str(self.port), "--workers", "1"],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
-            time.sleep(0.5)
+        wait_healthy(f"{self.url}/health", self.proc, self.log, timeout=120)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +203,7 @@ def test_default_pipeline_against_the_server_registers_and_leaks_no_secret(serve
 
 def test_tracking_server_down_at_start_fails_before_training(tmp_path):
     project = make_clone(tmp_path / "proj")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}",
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
            "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD, "S2S_ROOT": str(project)}
     start = time.monotonic()
     proc = subprocess.run([venv_bin("s2s"), "run"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
