@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  step {s:4d}: {a:.3f} | {b:.3f}")
     tail = max(1, len(pairs) // 5)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    a_end, b_end = mean([a for (_, a), _ in pairs[-tail:]]), mean([b for _, (_, b) in pairs[-tail:]])
-    print(f"mean train loss over the last {tail * 10} steps: ours {a_end:.3f}, reference {b_end:.3f} "
-          f"({100 * (a_end - b_end) / b_end:+.1f}%)")
+    if pairs:  # none with fewer than 10 steps
+        a_end, b_end = mean([a for (_, a), _ in pairs[-tail:]]), mean([b for _, (_, b) in pairs[-tail:]])
+        print(f"mean train loss over the last {tail * 10} steps: ours {a_end:.3f}, reference {b_end:.3f} "
+              f"({100 * (a_end - b_end) / b_end:+.1f}%)")
     print(f"validation loss of the final model: ours {ours['eval_loss']:.3f}, reference {ref['eval_loss']:.3f} "
           f"({100 * (ours['eval_loss'] - ref['eval_loss']) / ref['eval_loss']:+.1f}%; random batches vary about "
           "+-2% from seed to seed at 300 steps)")
