@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def prepare(workdir: Path, rows: int, steps: int):
-    from tasks.config import load_config
+    from tasks.core.config import load_config
     from tasks.ingest import ingest
-    from tasks.sample_data import generate, write_csv
+    from tasks.data.sample import generate, write_csv
     from tasks.train import train
     from tasks.validate import validate
 
@@ -53,8 +53,8 @@ def baseline(cfg, trained, ingested) -> tuple[float, dict[str, float]]:
     from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
                               Seq2SeqTrainingArguments)
 
-    from tasks.evaluate import sentence_lines
-    from tasks.results import load_split
+    from tasks.metrics.scoring import sentence_lines
+    from tasks.core.results import load_split
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(trained.model_dir)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg, ingested, trained = prepare(Path(tmp), args.rows, args.steps)
         if args.batch_size:
-            from tasks.config import load_config
+            from tasks.core.config import load_config
 
             cfg = load_config(root=cfg.root, overrides=[f"ingest.source={cfg.ingest.source}",
                                                         f"ingest.test_ratio={cfg.ingest.test_ratio}",

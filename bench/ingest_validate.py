@@ -34,7 +34,7 @@ def dataset(rows: int) -> Path:
     """A generated CSV of ``rows`` distinct pairs (the sample generator, another seed), cached."""
     path = CACHE / f"reports-{rows}.csv"
     if not path.exists():
-        from tasks.sample_data import generate, write_csv
+        from tasks.data.sample import generate, write_csv
 
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -44,7 +44,7 @@ def dataset(rows: int) -> Path:
 
 
 def project(csv: Path, workdir: Path):
-    from tasks.config import load_config
+    from tasks.core.config import load_config
 
     shutil.copy(REPO / "params.yaml", workdir / "params.yaml")
     shutil.copy(REPO / "pipelines.yaml", workdir / "pipelines.yaml")
@@ -73,7 +73,7 @@ def run_baseline(csv: Path, workdir: Path) -> dict:
     import csv as csvmod
     import random
 
-    from tasks.modeling import train_tokenizer
+    from tasks.modeling.models import train_tokenizer
 
     cfg = project(csv, workdir)
     ic, v, t = cfg.ingest, cfg.validate, cfg.train

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NOOP_FLOW = "from prefect import flow\nnoop = flow(name='noop')(lambda: None)\nnoop()"
 DIRECT = """
-from tasks.config import load_config
+from tasks.core.config import load_config
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.promote import promote

@@ -20,8 +20,8 @@ import time
 
 
 def pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    from tasks.evaluate import sentence_lines
-    from tasks.sample_data import generate
+    from tasks.metrics.scoring import sentence_lines
+    from tasks.data.sample import generate
 
     rng = random.Random(seed)
     refs = [r["target"] for r in generate(n, seed=seed + 5)]

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def setup(workdir: Path, steps: int, batch: int):
     """A project copy with the default data, prepared up to training (ingest + validate)."""
-    from tasks.config import load_config
+    from tasks.core.config import load_config
     from tasks.ingest import ingest
     from tasks.validate import validate
 
@@ -51,8 +51,8 @@ def validation_loss(model_dir: str, cfg, ingested) -> float:
     import torch
     from transformers import DataCollatorForSeq2Seq
 
-    from tasks import modeling
-    from tasks.results import load_split
+    from tasks.modeling import models as modeling
+    from tasks.core.results import load_split
     from tasks.train import tokenize
 
     tokenizer, model = modeling.load(model_dir)
@@ -89,8 +89,8 @@ def run_reference(workdir: Path, steps: int, batch: int) -> dict:
                               Seq2SeqTrainingArguments)
 
     cfg, ingested = setup(workdir, steps, batch)
-    from tasks import modeling
-    from tasks.results import load_split
+    from tasks.modeling import models as modeling
+    from tasks.core.results import load_split
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.path("tokenizer"))
     modeling.load_base_model(cfg, tokenizer)  # the same initial weights, written to base_model/

@@ -7,19 +7,19 @@ import argparse
 import os
 import sys
 
-from tasks.cli_support import add_config_flags, report_error, setup_logging
-from tasks.errors import PipelineError
+from tasks.core.entry import add_config_flags, report_error, setup_logging
+from tasks.core.errors import PipelineError
 
 
 def _prepare_env() -> None:
-    from tasks.tracking import quiet_telemetry
+    from tasks.tracking.client import quiet_telemetry
 
     quiet_telemetry()
     # Our stage loggers appear in Prefect's run logs (and the UI), not only on the console.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
 
 
-# AutoTrain's seq2seq flags (dashes on the command line) and their types; tasks.autotrain maps them.
+# AutoTrain's seq2seq flags (dashes on the command line) and their types; tasks.core.autotrain maps them.
 AUTOTRAIN_FLAGS: dict[str, type] = {
     "model": str, "data_path": str, "project_name": str, "text_column": str, "target_column": str,
     "train_split": str, "valid_split": str, "max_samples": int, "lr": float, "epochs": float,
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = TemporaryServer() if not os.environ.get("PREFECT_API_URL") else None
     try:
         _prepare_env()
-        from tasks.config import load_config
+        from tasks.core.config import load_config
 
         load_config(args.pipeline, args.overrides)  # fail on a bad setting before any run starts
         from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.stop()  # a profile or prefect.toml names a server: use that one
             server = None
         from flows.pipeline import training_pipeline  # imports the stages while the server boots
-        from tasks.cli_support import quiet_prefect_user_errors
+        from tasks.core.entry import quiet_prefect_user_errors
 
         if server is not None:
             server.wait()
@@ -147,7 +147,7 @@ def _require_prefect_server(command: str) -> None:
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        from tasks.errors import ConfigError
+        from tasks.core.errors import ConfigError
 
         raise ConfigError(f"`s2s {command}` needs a running Prefect server: start one with "
                           "`prefect server start --host 127.0.0.1` and export "
@@ -190,7 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """AutoTrain-style training: flags or an AutoTrain YAML config, then the whole pipeline."""
     from pathlib import Path
 
-    from tasks.autotrain import config_overrides, to_overrides
+    from tasks.core.autotrain import config_overrides, to_overrides
 
     flags = {k: v for k, v in vars(args).items() if k in AUTOTRAIN_FLAGS and v not in (None, False)}
     overrides = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
@@ -204,8 +204,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _prepare_env()
     import mlflow
 
-    from tasks.config import load_config
-    from tasks.errors import TrackingError
+    from tasks.core.config import load_config
+    from tasks.core.errors import TrackingError
 
     cfg = load_config(args.pipeline, args.overrides)
     name = args.model or cfg.register.model_name
@@ -233,7 +233,7 @@ def _decision(label: str, result) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     """Promote a registered version by hand: through the gates unless --force (then recorded)."""
     _prepare_env()
-    from tasks.config import load_config
+    from tasks.core.config import load_config
     from tasks.promote import promote_version
 
     cfg = load_config(args.pipeline, args.overrides)
@@ -245,11 +245,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     """Finish a run whose registration failed (tracking server down): register the model it
     trained and evaluated (kept on disk), then promote it through the gates. Never twice."""
     _prepare_env()
-    from tasks import tracking
-    from tasks.config import load_config
+    from tasks.tracking import client as tracking
+    from tasks.core.config import load_config
     from tasks.promote import promote
     from tasks.register import register
-    from tasks.results import EvaluateResult, IngestResult, TrainResult
+    from tasks.core.results import EvaluateResult, IngestResult, TrainResult
 
     cfg = load_config(args.pipeline, args.overrides)
     reports = cfg.path("reports")
@@ -257,7 +257,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         trained, evaluated = TrainResult.load(reports), EvaluateResult.load(reports)
         ingested = IngestResult.load(cfg.path("data"))
     except FileNotFoundError as exc:
-        from tasks.errors import ConfigError
+        from tasks.core.errors import ConfigError
 
         raise ConfigError(f"nothing to register for pipeline {cfg.pipeline!r}: {exc.filename} is missing "
                           "(run the pipeline first)") from None
@@ -270,7 +270,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Move the champion alias back to the previous champion."""
     _prepare_env()
-    from tasks.config import load_config
+    from tasks.core.config import load_config
     from tasks.promote import rollback
 
     cfg = load_config(args.pipeline, args.overrides)
@@ -282,7 +282,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Registered versions side by side: aliases, metrics, data versions, decisions."""
     _prepare_env()
-    from tasks.config import load_config
+    from tasks.core.config import load_config
     from tasks.promote import compare
 
     cfg = load_config(args.pipeline, args.overrides)

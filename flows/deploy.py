@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tasks.config import Config, validate_all
+from tasks.core.config import Config, validate_all
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def deploy(root: Path | None = None, pipelines: list[str] | None = None, work_po
     chosen = pipelines or list(configs)
     unknown = [p for p in chosen if p not in configs]
     if unknown:
-        from tasks.errors import ConfigError
+        from tasks.core.errors import ConfigError
 
         raise ConfigError(f"unknown pipeline(s) {unknown}; pipelines.yaml defines {', '.join(configs)}")
     return [name for p in chosen for name in deploy_pipeline(configs[p], work_pool)]

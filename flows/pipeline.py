@@ -14,15 +14,15 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.stages import for_pipeline, promote_version_task
-from tasks.config import Config, load_config
-from tasks.dvc_cache import StageCache
-from tasks.errors import ValidationFailed
-from tasks.results import EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
-from tasks import tracking
-from tasks.retrain import skip_reason
-from tasks.secrets import install_redaction, load_secret_blocks
-from tasks.summary import RunSummary
-from tasks.tracking import log_failed_validation
+from tasks.core.config import Config, load_config
+from tasks.core.dvc_cache import StageCache
+from tasks.core.errors import ValidationFailed
+from tasks.core.results import EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
+from tasks.tracking import client as tracking
+from tasks.tracking.retrain import skip_reason
+from tasks.core.secrets import install_redaction, load_secret_blocks
+from tasks.core.summary import RunSummary
+from tasks.tracking.client import log_failed_validation
 
 
 def run_stages(cfg: Config, force: bool = False) -> RunSummary:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.config import Config
+from tasks.core.config import Config
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.promote import promote, promote_version

@@ -20,166 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import tracking
-from tasks.config import Config
-from tasks.errors import DataError
-from tasks.results import EvaluateResult, IngestResult, TrainResult, load_split
+from tasks.tracking import client as tracking
+from tasks.core.config import Config
+from tasks.core.errors import DataError
+from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
+from tasks.metrics.scoring import score
+from tasks.modeling.generation import generate
 
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics.json"  # the DVC metrics file: scores only
 PREDICTIONS = "predictions.jsonl"
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-_PUNKT = None
-
-
-def sentence_lines(text: str) -> str:
-    """One sentence per line, for rougeLsum, with NLTK's Punkt and its built-in parameters
-    (no trained model, so no ``nltk.download('punkt')``, which breaks offline runs)."""
-    global _PUNKT
-    if _PUNKT is None:
-        from nltk.tokenize.punkt import PunktSentenceTokenizer
-
-        _PUNKT = PunktSentenceTokenizer()
-    return "\n".join(s.strip() for s in _PUNKT.tokenize(text.strip()))
-
-
-def decode(tokenizer, ids) -> list[str]:
-    """Decode generated or label ids; -100 (the loss's ignore index) is mapped to pad first."""
-    arr = np.asarray(ids)
-    arr = np.where(arr < 0, tokenizer.pad_token_id, arr)
-    return [s.strip() for s in tokenizer.batch_decode(arr, skip_special_tokens=True)]
-
-
-# Generation settings that add logits processors or change greedy search: with any of these set,
-# decoding goes through transformers' generate rather than the shrinking greedy loop below.
-_PROCESSOR_SETTINGS = {
-    "min_length": (0, None), "min_new_tokens": (None, 0), "no_repeat_ngram_size": (0, None),
-    "encoder_no_repeat_ngram_size": (0, None), "repetition_penalty": (1.0, None),
-    "encoder_repetition_penalty": (1.0, None), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
-    "bad_words_ids": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "do_sample": (False, None),
-    "sequence_bias": (None,), "exponential_decay_length_penalty": (None,), "renormalize_logits": (False, None),
-    "guidance_scale": (None, 1.0), "max_length_penalty": (None,),
-}
-
-
-def shrinking_greedy_applies(model, num_beams: int) -> bool:
-    """True when the shrinking greedy loop gives exactly what ``model.generate`` would."""
-    from transformers import PreTrainedModel
-
-    if num_beams != 1 or not isinstance(model, PreTrainedModel) or not model.config.is_encoder_decoder:
-        return False
-    if not hasattr(model, "get_encoder") or "generate" in type(model).__dict__:  # custom generate (the RNN)
-        return False
-    gc = getattr(model, "generation_config", None)
-    return gc is not None and all(getattr(gc, k, None) in ok for k, ok in _PROCESSOR_SETTINGS.items())
-
-
-def shrinking_greedy(model, input_ids, attention_mask, max_new_tokens: int):
-    """Greedy decoding that drops each sequence from the batch once it has emitted EOS.
-
-    ``generate`` keeps every row in the batch until the last one finishes, so one sequence that
-    never stops (an undertrained model repeating itself) makes all of them run to
-    ``max_new_tokens``. Here finished rows leave the batch with their KV cache, encoder states
-    and mask, so the remaining steps cost what the unfinished rows cost. The output has
-    ``generate``'s layout: the decoder start token, the tokens, pad after EOS (a test checks
-    the outputs are identical).
-    """
-    import torch
-    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-    from transformers.modeling_outputs import BaseModelOutput
-
-    cfg = model.config
-    start, pad = cfg.decoder_start_token_id, cfg.pad_token_id
-    eos = model.generation_config.eos_token_id
-    eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=input_ids.device)
-    hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    out = torch.full((input_ids.size(0), max_new_tokens + 1), pad, dtype=torch.long, device=input_ids.device)
-    out[:, 0] = start
-    alive = torch.arange(input_ids.size(0), device=input_ids.device)
-    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-    current = out[:, :1]
-    mask = attention_mask
-    length = 1
-    for step in range(1, max_new_tokens + 1):
-        step_out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                         decoder_input_ids=current, past_key_values=cache, use_cache=True)
-        cache = step_out.past_key_values
-        nxt = step_out.logits[:, -1].argmax(-1)
-        out[alive, step] = nxt
-        length = step + 1
-        running = ~torch.isin(nxt, eos)
-        if not running.all():
-            if not running.any():
-                break
-            keep = running.nonzero().squeeze(1)
-            alive, nxt, hidden, mask = alive[keep], nxt[keep], hidden[keep], mask[keep]
-            cache.batch_select_indices(keep)
-        current = nxt[:, None]
-    return out[:, :length]
-
-
-def generate(model, tokenizer, texts: list[str], *, batch_size: int, num_beams: int,
-             max_new_tokens: int, max_source: int, desc: str = "generate") -> tuple[list[str], list[int]]:
-    """Predictions and generated lengths (tokens, pad excluded) for ``texts``, in input order."""
-    import torch
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_source)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")[::-1]  # longest first: a too-big batch fails at once
-    preds: list[str] = [""] * len(texts)
-    gen_lens: list[int] = [0] * len(texts)
-    model.eval()
-    fast = shrinking_greedy_applies(model, num_beams)
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=None):
-            idx = order[start : start + batch_size]
-            batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                              truncation=True, max_length=max_source).to(device)
-            if fast:
-                out = shrinking_greedy(model, batch["input_ids"], batch["attention_mask"], max_new_tokens)
-            else:
-                out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False)
-            out = out.cpu().numpy()
-            texts_out = decode(tokenizer, out)
-            for j, i in enumerate(idx):
-                preds[i] = texts_out[j]
-                gen_lens[i] = int(np.count_nonzero(out[j] != tokenizer.pad_token_id))
-    return preds, gen_lens
-
-
-def score(predictions: list[str], references: list[str], metrics: tuple[str, ...] = ("rouge",)
-          ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Corpus scores and per-example scores, through ``evaluate`` and the shipped modules."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import evaluate as hf_evaluate
-
-    from tasks.metrics import ROUGE, SACREBLEU
-
-    means: dict[str, float] = {}
-    per_example: dict[str, list[float]] = {}
-    if "rouge" in metrics:
-        rouge = hf_evaluate.load(ROUGE)
-        per = rouge.compute(predictions=[sentence_lines(p) for p in predictions],
-                            references=[sentence_lines(r) for r in references],
-                            use_stemmer=True, use_aggregator=False)
-        per_example.update(per)
-        means.update({k: float(np.mean(v)) if len(v) else 0.0 for k, v in per.items()})
-    if "bleu" in metrics:
-        bleu = hf_evaluate.load(SACREBLEU)
-        means["bleu"] = float(bleu.compute(predictions=predictions, references=references)["bleu"])
-        per_example["bleu"] = bleu.compute(predictions=predictions, references=references, use_aggregator=False)["bleu"]
-    return means, per_example
-
-
-def primary_metric(cfg: Config) -> str:
-    return cfg.promote.gates.primary or ("rougeL" if "rouge" in cfg.evaluate.metrics else "bleu")
 
 
 def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], prefix: str, desc: str):
     """Generate and score one model on the split: (metrics, per-example scores, predictions)."""
-    from tasks import modeling
+    from tasks.modeling import models as modeling
 
     tokenizer, model = modeling.load(model_dir)
     current = cfg.ingest.source_prefix
@@ -242,7 +98,7 @@ def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, bucket
     fig.savefig(versus, dpi=90)
     plt.close(fig)
 
-    metric = primary_metric(cfg)
+    metric = cfg.primary_metric
     fig, ax = plt.subplots(figsize=(6, 3))
     labels = [b["bucket"] for b in buckets]
     ax.plot(labels, [b["candidate"] for b in buckets], "o-", label="candidate")
@@ -289,7 +145,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
     texts, refs = df["text"].tolist(), df["target"].tolist()
     metrics, per_example, preds, generation, tokenizer = run_model(cfg, trained.model_dir, texts, refs,
                                                                    cfg.ingest.source_prefix, "candidate")
-    primary = primary_metric(cfg)
+    primary = cfg.primary_metric
     champion = None
     champion_scores = None
     if cfg.evaluate.compare_champion:
@@ -351,7 +207,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli_support import stage_main
+    from tasks.core.entry import stage_main
 
     def run(cfg: Config) -> EvaluateResult:
         return evaluate(cfg, TrainResult.load(cfg.path("reports")), IngestResult.load(cfg.path("data")))

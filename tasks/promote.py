@@ -20,10 +20,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks import tracking
-from tasks.config import Config, Gates
-from tasks.errors import ConfigError, TrackingError
-from tasks.results import EvaluateResult, PromoteResult, RegisterResult
+from tasks.tracking import client as tracking
+from tasks.core.config import Config, Gates
+from tasks.core.errors import ConfigError, TrackingError
+from tasks.core.results import EvaluateResult, PromoteResult, RegisterResult
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +131,7 @@ def version_metrics(version) -> dict[str, float]:
 
 
 def _gates(cfg: Config, primary: str | None = None) -> Gates:
-    from tasks.evaluate import primary_metric
-
-    return cfg.promote.gates.model_copy(update={"primary": primary or primary_metric(cfg)})
+    return cfg.promote.gates.model_copy(update={"primary": primary or cfg.primary_metric})
 
 
 def _apply(cfg: Config, c, name: str, version: str, decision: Decision, previous: str | None,
@@ -250,7 +248,7 @@ def compare(cfg: Config, limit: int = 10) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli_support import stage_main
+    from tasks.core.entry import stage_main
 
     def run(cfg: Config) -> PromoteResult:
         reports = cfg.path("reports")

@@ -13,16 +13,16 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from tasks import tracking
-from tasks.config import Config
-from tasks.secrets import redact
-from tasks.errors import TrackingError
-from tasks.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
+from tasks.tracking import client as tracking
+from tasks.core.config import Config
+from tasks.core.secrets import redact
+from tasks.core.errors import TrackingError
+from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 
 logger = logging.getLogger(__name__)
 
-SERVING = Path(__file__).with_name("serving.py")
-RNN_CODE = Path(__file__).with_name("rnn_model.py")
+SERVING = Path(__file__).parent / "serving" / "pyfunc.py"
+RNN_CODE = Path(__file__).parent / "modeling" / "rnn_model.py"
 RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
 
 
@@ -61,7 +61,7 @@ def exported_model(cfg: Config, trained: TrainResult) -> str:
 def model_card(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult,
                model_dir: str) -> str:
     """README.md for the registered model: task, data, base model, settings, scores, usage."""
-    from tasks.config import load_pipelines
+    from tasks.core.config import load_pipelines
 
     t = cfg.train
     description = load_pipelines(cfg.root).get(cfg.pipeline, {}).get("description", "")
@@ -199,7 +199,7 @@ def _new_version(cfg: Config, c, name: str, trained: TrainResult, evaluated: Eva
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli_support import stage_main
+    from tasks.core.entry import stage_main
 
     def run(cfg: Config) -> RegisterResult:
         reports = cfg.path("reports")

@@ -23,11 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks import modeling, tracking
-from tasks.config import GENERATION_METRICS, Config
-from tasks.errors import ConfigError, DataError
-from tasks.results import IngestResult, TrainResult, load_split
-from tasks.runtime import Runtime
+from tasks.modeling import models as modeling
+
+from tasks.tracking import client as tracking
+from tasks.core.config import GENERATION_METRICS, Config
+from tasks.core.errors import ConfigError, DataError
+from tasks.core.results import IngestResult, TrainResult, load_split
+from tasks.modeling.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +150,8 @@ def callbacks(cfg: Config, run_id: str | None):
 
 def compute_rouge(tokenizer):
     """compute_metrics for generation-based evaluation during training (best model, early stop)."""
-    from tasks.evaluate import decode, score
+    from tasks.metrics.scoring import score
+    from tasks.modeling.generation import decode
 
     def compute(pred) -> dict[str, float]:
         preds = decode(tokenizer, pred.predictions)
@@ -508,7 +511,7 @@ def _system_metrics(cfg: Config, run_id: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli_support import stage_main
+    from tasks.core.entry import stage_main
 
     return stage_main("train", lambda cfg: train(cfg, IngestResult.load(cfg.path("data"))), argv)
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks import modeling
-from tasks.config import Config
-from tasks.errors import ValidationFailed
-from tasks.results import SPLITS, IngestResult, load_split
+from tasks.modeling import models as modeling
+from tasks.core.config import Config
+from tasks.core.errors import ValidationFailed
+from tasks.core.results import SPLITS, IngestResult, load_split
 
 logger = logging.getLogger(__name__)
 
@@ -385,14 +385,14 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli_support import stage_main
+    from tasks.core.entry import stage_main
 
     def run(cfg: Config) -> ValidateResult:
         ingested = IngestResult.load(cfg.path("data"))
         try:
             return validate(cfg, ingested)
         except ValidationFailed as exc:
-            from tasks.tracking import log_failed_validation
+            from tasks.tracking.client import log_failed_validation
 
             log_failed_validation(cfg, ingested, Path(exc.report_path or ""))
             raise

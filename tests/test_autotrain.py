@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from conftest import make_project, run_cli
-from tasks import tracking
-from tasks.autotrain import config_overrides, to_overrides
-from tasks.config import load_config
-from tasks.errors import ConfigError
+from tasks.tracking import client as tracking
+from tasks.core.autotrain import config_overrides, to_overrides
+from tasks.core.config import load_config
+from tasks.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("params, expected", [

@@ -41,7 +41,7 @@ def test_stage_entry_point_reports_missing_inputs(project):
 def test_compare_promote_rollback_commands(project):
     from test_promote import new_version
 
-    from tasks.config import load_config
+    from tasks.core.config import load_config
 
     cfg = load_config()
     _, v1 = new_version(cfg, 0.7)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tasks.config import load_config, parse_override
-from tasks.errors import ConfigError
+from tasks.core.config import load_config, parse_override
+from tasks.core.errors import ConfigError
 
 
 def test_defaults_load_from_the_repo_params(project):
@@ -91,7 +91,7 @@ def test_params_yaml_spells_out_every_setting():
     import yaml
 
     from conftest import REPO
-    from tasks.config import SECTIONS
+    from tasks.core.config import SECTIONS
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -112,7 +112,7 @@ def test_params_yaml_spells_out_every_setting():
 def test_optimizer_list_matches_transformers():
     from transformers.training_args import OptimizerNames
 
-    from tasks.config import OPTIMIZERS
+    from tasks.core.config import OPTIMIZERS
 
     assert set(OPTIMIZERS) == {o.value for o in OptimizerNames}
 

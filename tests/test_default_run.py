@@ -9,8 +9,8 @@ import json
 import pytest
 
 from conftest import make_project, run_cli
-from tasks import tracking
-from tasks.config import load_config
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
 
 pytestmark = pytest.mark.integration
 

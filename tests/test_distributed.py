@@ -7,12 +7,12 @@ import subprocess
 import pytest
 
 from conftest import make_project, venv_bin
-from tasks import tracking
-from tasks.config import load_config
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.register import register
-from tasks.results import TrainResult
+from tasks.core.results import TrainResult
 from tasks.validate import validate
 
 pytestmark = pytest.mark.integration

@@ -73,8 +73,8 @@ def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone):
         after = json.loads(manifest.read_text())["data_version"]
         assert after != before
         registration = json.loads((clone / "reports" / "registration.json").read_text())
-        from tasks import tracking
-        from tasks.config import load_config
+        from tasks.tracking import client as tracking
+        from tasks.core.config import load_config
 
         version = tracking.client(load_config(root=clone)).get_model_version("s2s-default", registration["version"])
         assert version.tags["data_version"] == after  # the new model version carries the new data version

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from tasks import modeling
-from tasks.evaluate import decode, generate, score
-from tasks.evaluate import sentence_lines
-from tasks.sample_data import generate as sample_rows
+from tasks.modeling import models as modeling
+from tasks.metrics.scoring import score
+from tasks.modeling.generation import decode, generate
+from tasks.metrics.scoring import sentence_lines
+from tasks.data.sample import generate as sample_rows
 
 
 def test_decode_maps_minus_100_to_pad():
@@ -98,7 +99,7 @@ def test_metric_module_loads_by_path_without_network(monkeypatch):
 
 
 def test_generation_returns_outputs_in_input_order():
-    from tasks.config import Scratch
+    from tasks.core.config import Scratch
 
     texts = ["short", "a much longer input with many more words in it", "medium sized input"]
     tok = modeling.train_tokenizer(texts * 30, 50)
@@ -117,8 +118,8 @@ def test_shrinking_greedy_equals_generate(tmp_path, arch):
     import torch
     from transformers import BartConfig, BartForConditionalGeneration
 
-    from tasks.config import Scratch
-    from tasks.evaluate import shrinking_greedy, shrinking_greedy_applies
+    from tasks.core.config import Scratch
+    from tasks.modeling.generation import shrinking_greedy, shrinking_greedy_applies
 
     rows = sample_rows(700, seed=2)
     tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], 200)

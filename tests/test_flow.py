@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from conftest import make_project, run_cli
-from tasks import tracking
-from tasks.config import load_config
-from tasks.errors import ValidationFailed
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
+from tasks.core.errors import ValidationFailed
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from conftest import venv_bin
-from tasks.config import load_config
-from tasks.errors import DataError
-from tasks.ingest import dvc_hash, ingest, parse_split
-from tasks.results import IngestResult, load_split
+from tasks.core.config import load_config
+from tasks.core.errors import DataError
+from tasks.data.sources import dvc_hash, parse_split
+from tasks.ingest import ingest
+from tasks.core.results import IngestResult, load_split
 
 
 def write(project, name, text, mode="w"):

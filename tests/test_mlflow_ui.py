@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from conftest import venv_bin
-from tasks.config import load_config
+from tasks.core.config import load_config
 from tasks.promote import promote_version
 from test_promote import new_version
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import make_project
-from tasks.config import load_config
+from tasks.core.config import load_config
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.register import register

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import dvc_env, make_clone, venv_bin
-from tasks import tracking
-from tasks.config import load_config
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
 
 pytestmark = pytest.mark.integration
 STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]

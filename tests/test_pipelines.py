@@ -2,8 +2,8 @@
 
 import pytest
 
-from tasks.config import load_config, validate_all
-from tasks.errors import ConfigError
+from tasks.core.config import load_config, validate_all
+from tasks.core.errors import ConfigError
 
 
 def test_shipped_pipelines_all_resolve():
@@ -50,7 +50,7 @@ def test_every_pipeline_is_checked_not_only_the_one_run(project):
 
 def test_retries_and_timeouts_reach_the_tasks(project):
     from flows.stages import for_pipeline, transient
-    from tasks.errors import DataError, TrackingError
+    from tasks.core.errors import DataError, TrackingError
 
     write(project, "default:\n  retries: {count: 3, delay_s: [1, 5]}\n  timeouts: {train_s: 120}\n")
     tasks = for_pipeline(load_config())

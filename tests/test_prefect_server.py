@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from conftest import free_port, make_clone, stop_group, venv_bin, wait_healthy
-from tasks import tracking
-from tasks.config import load_config
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
 
 pytestmark = pytest.mark.integration
 

@@ -5,11 +5,11 @@ import multiprocessing as mp
 
 import pytest
 
-from tasks import tracking
-from tasks.config import Gates, load_config
-from tasks.errors import ConfigError, TrackingError
+from tasks.tracking import client as tracking
+from tasks.core.config import Gates, load_config
+from tasks.core.errors import ConfigError, TrackingError
 from tasks.promote import compare, decide, promote, promote_version, rollback
-from tasks.results import EvaluateResult, RegisterResult
+from tasks.core.results import EvaluateResult, RegisterResult
 
 ABS = Gates(min={"rougeL": 0.5, "rouge1": 0.5}, max={"gen_len": 30}, min_delta=None)
 VS = Gates(primary="rougeL", min_delta=0.01, max_regression={"rouge1": 0.02})
@@ -160,9 +160,9 @@ def _race(root, version, run_id, score, barrier):
     import os
 
     os.environ["S2S_ROOT"] = root
-    from tasks.config import load_config as load
+    from tasks.core.config import load_config as load
     from tasks.promote import promote as do_promote
-    from tasks.results import EvaluateResult as Ev, RegisterResult as Reg
+    from tasks.core.results import EvaluateResult as Ev, RegisterResult as Reg
 
     cfg = load(overrides=["promote.gates={primary: rougeL, min_delta: 0.0}", "promote.lock_timeout_s=120"])
     barrier.wait()  # everyone reaches the registry at once

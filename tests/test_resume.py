@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_project
-from tasks import tracking
-from tasks.config import load_config
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
 from tasks.ingest import ingest
-from tasks.results import TrainResult
+from tasks.core.results import TrainResult
 from tasks.train import complete, train
 from tasks.validate import validate
 

@@ -1,6 +1,6 @@
 """The embedded data set is reproducible: the generator and the shipped file agree byte for byte."""
 
-from tasks.sample_data import generate, write_csv
+from tasks.data.sample import generate, write_csv
 from conftest import REPO
 
 

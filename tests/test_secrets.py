@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tasks import secrets
+from tasks.core import secrets
 
 
 def test_unset_credentials_come_from_prefect_secret_blocks(prefect_server, monkeypatch):

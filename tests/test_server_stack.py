@@ -245,8 +245,8 @@ def test_server_down_at_registration_retries_then_completes_once(server, tmp_pat
         from prefect import flow, get_client
 
         from flows.stages import for_pipeline
-        from tasks.config import load_config
-        from tasks.results import EvaluateResult, IngestResult, TrainResult
+        from tasks.core.config import load_config
+        from tasks.core.results import EvaluateResult, IngestResult, TrainResult
 
         for k, v in client_env(server).items():
             monkeypatch.setenv(k, v)

@@ -112,7 +112,7 @@ def test_pins_and_installed_versions_clear_the_cve_floors(package):
 
 
 def test_remote_code_is_off_by_default_and_weights_are_safetensors_only():
-    from tasks.config import Train
+    from tasks.core.config import Train
 
     assert Train().trust_remote_code is False
     code = "\n".join(p.read_text() for d in ("tasks", "flows") for p in (REPO / d).rglob("*.py"))

@@ -3,12 +3,12 @@
 import pytest
 
 from conftest import make_project
-from tasks import modeling
-from tasks import tracking
-from tasks.config import load_config
-from tasks.errors import ConfigError
+from tasks.modeling import models as modeling
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
+from tasks.core.errors import ConfigError
 from tasks.ingest import ingest
-from tasks.results import TrainResult
+from tasks.core.results import TrainResult
 from tasks.train import train
 from tasks.validate import validate
 
@@ -26,7 +26,7 @@ def test_scratch_tokenizer_ends_labels_with_eos_and_matches_the_model():
     tok = modeling.train_tokenizer(["summarize: the council of Lyon met", "Lyon council approves"] * 50, 60)
     ids = tok(text_target="Lyon council approves")["input_ids"]
     assert ids[-1] == tok.eos_token_id == 1 and tok.pad_token_id == 0
-    from tasks.config import Scratch
+    from tasks.core.config import Scratch
 
     model = modeling.build_scratch(Scratch(), tok, seed=0)
     assert model.config.vocab_size == len(tok)
@@ -90,7 +90,7 @@ def test_unloadable_model_name_is_a_config_error(tmp_path):
 
 
 def test_fp16_on_cpu_is_refused():
-    from tasks.runtime import Runtime
+    from tasks.modeling.runtime import Runtime
 
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         Runtime.resolve("fp16")
@@ -98,7 +98,7 @@ def test_fp16_on_cpu_is_refused():
 
 def test_scratch_tokenizer_is_reproducible_byte_for_byte():
     """The Unigram trainer alone is not: hash-map order and parallel float sums leak into ids."""
-    from tasks.sample_data import generate
+    from tasks.data.sample import generate
 
     rows = generate(800, seed=3)
     texts = [r["text"] for r in rows] + [r["target"] for r in rows]

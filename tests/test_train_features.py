@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_project
-from tasks import modeling, tracking
-from tasks.config import load_config
-from tasks.errors import ConfigError
+from tasks.modeling import models as modeling
+from tasks.tracking import client as tracking
+from tasks.core.config import load_config
+from tasks.core.errors import ConfigError
 from tasks.ingest import ingest
 from tasks.train import train
 from tasks.validate import validate
@@ -101,7 +102,7 @@ def test_quantization_on_cpu_is_refused_before_training(tmp_path):
     root = make_project(tmp_path / "proj", params={"train": {"model": "google/flan-t5-small", "peft": True,
                                                               "quantization": "int4"}})
     cfg = load_config(root=root)
-    from tasks.runtime import Runtime
+    from tasks.modeling.runtime import Runtime
 
     with pytest.raises(ConfigError, match="quantization=int4 needs a CUDA GPU"):
         Runtime.resolve(cfg.train.mixed_precision, cfg.train.quantization)
@@ -119,7 +120,7 @@ def test_recurrent_model_trains_through_the_same_path(tmp_path, cell):
 
 def test_packed_encoding_ignores_padding():
     """The PackedSequence contract: a sequence encodes the same alone or padded in a batch."""
-    from tasks.rnn_model import RnnSeq2SeqConfig, RnnSeq2SeqModel
+    from tasks.modeling.rnn_model import RnnSeq2SeqConfig, RnnSeq2SeqModel
 
     torch.manual_seed(0)
     model = RnnSeq2SeqModel(RnnSeq2SeqConfig(vocab_size=30, embedding_size=8, hidden_size=12, num_layers=2)).eval()

@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from tasks.config import load_config
-from tasks.errors import ValidationFailed
+from tasks.core.config import load_config
+from tasks.core.errors import ValidationFailed
 from tasks.ingest import ingest
 from tasks.validate import validate
 
@@ -157,7 +157,7 @@ def _saved_t5(tmp_path, tokenizer, **overrides):
 
 
 def test_vocabulary_mismatch_is_named(project, tmp_path):
-    from tasks.modeling import train_tokenizer
+    from tasks.modeling.models import train_tokenizer
 
     tok = train_tokenizer(GOOD * 3, 120)
     folder = _saved_t5(tmp_path, tok, vocab_size=len(tok) - 10)
@@ -168,14 +168,14 @@ def test_vocabulary_mismatch_is_named(project, tmp_path):
 
 
 def test_missing_decoder_start_token_is_named(project, tmp_path):
-    from tasks.modeling import train_tokenizer
+    from tasks.modeling.models import train_tokenizer
 
     folder = _saved_t5(tmp_path, train_tokenizer(GOOD * 3, 120), decoder_start_token_id=None)
     assert "no decoder_start_token_id" in failure(csv(project, GOOD), f"train.model={folder}")
 
 
 def test_t5_without_prefix_is_warned_about(project, tmp_path):
-    from tasks.modeling import train_tokenizer
+    from tasks.modeling.models import train_tokenizer
 
     folder = _saved_t5(tmp_path, train_tokenizer(GOOD * 3, 120))
     cfg, ingested = run(csv(project, GOOD), f"train.model={folder}", "ingest.source_prefix=")

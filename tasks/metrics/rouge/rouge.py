@@ -11,7 +11,7 @@ A drop-in for the hub's ``rouge`` module (same inputs, same per-example figures,
   promotion gate must not flip on resampling noise.
 
 rougeLsum treats newlines as sentence boundaries; putting one sentence per line is the caller's
-preprocessing (``tasks.evaluate.sentence_lines``), as in transformers' summarization example.
+preprocessing (``tasks.metrics.scoring.sentence_lines``), as in transformers' summarization example.
 """
 
 import datasets

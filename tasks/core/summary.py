@@ -78,7 +78,7 @@ class RunSummary:
                 lines.append(f"  row {w.get('source_row')}: rougeL={w.get('rougeL', 0):.2f}")
                 lines.append(f"    reference : {w.get('reference')}")
                 lines.append(f"    prediction: {w.get('prediction')}")
-        from tasks.secrets import redact
+        from tasks.core.secrets import redact
 
         lines.append(f"MLflow UI    : {redact(self.ui_command())}")
         return "\n".join(lines)

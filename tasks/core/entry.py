@@ -9,14 +9,14 @@ import os
 import sys
 from typing import Any, Callable
 
-from tasks.errors import PipelineError
+from tasks.core.errors import PipelineError
 
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 
 
 def setup_logging(level: str | None = None) -> None:
     """Configure logging once, at an entry point (never at import)."""
-    from tasks.secrets import install_redaction
+    from tasks.core.secrets import install_redaction
 
     install_redaction()  # credentials never reach a log line, whichever handler writes it
     logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
@@ -57,7 +57,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def report_error(exc: PipelineError) -> int:
-    from tasks.secrets import redact
+    from tasks.core.secrets import redact
 
     print(f"error: {redact(str(exc))}", file=sys.stderr)
     return exc.exit_code
@@ -69,8 +69,8 @@ def stage_main(name: str, run: Callable[[Any], Any], argv: list[str] | None = No
     add_config_flags(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    from tasks.config import load_config
-    from tasks.tracking import quiet_telemetry
+    from tasks.core.config import load_config
+    from tasks.tracking.client import quiet_telemetry
 
     quiet_telemetry()
     try:

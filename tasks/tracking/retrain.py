@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks import tracking
-from tasks.config import Config
-from tasks.ingest import dvc_hash, source_path
+from tasks.tracking import client as tracking
+from tasks.core.config import Config
+from tasks.data.sources import dvc_hash, source_path
 
 
 def current_data_version(cfg: Config) -> str | None:

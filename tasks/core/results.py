@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from tasks.errors import DataError
+from tasks.core.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 T = TypeVar("T", bound="StageResult")

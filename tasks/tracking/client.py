@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.config import Config
-from tasks.errors import TrackingError
+from tasks.core.config import Config
+from tasks.core.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from tasks.results import IngestResult
+    from tasks.core.results import IngestResult
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def preflight(cfg: Config) -> None:
     now instead of after hours of training."""
     from mlflow.exceptions import MlflowException
 
-    from tasks.secrets import redact
+    from tasks.core.secrets import redact
 
     uri = cfg.tracking_uri()
     if not uri.startswith(("http://", "https://")):

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from tasks.config import DEFAULT_PIPELINE, Config
+from tasks.core.config import DEFAULT_PIPELINE, Config
 
 logger = logging.getLogger(__name__)
 

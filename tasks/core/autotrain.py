@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 # AutoTrain's Seq2SeqParams that are ``train.*`` settings under the same name.
 TRAIN_PARAMS = (

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from tasks.config import Config, Scratch
-from tasks.errors import ConfigError, DataError
+from tasks.core.config import Config, Scratch
+from tasks.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -151,7 +151,7 @@ def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int
 
 
 def rnn_config(cfg: Config, tokenizer) -> "PreTrainedConfig":
-    from tasks.rnn_model import RnnSeq2SeqConfig
+    from tasks.modeling.rnn_model import RnnSeq2SeqConfig
 
     r = cfg.train.rnn
     return RnnSeq2SeqConfig(
@@ -199,7 +199,7 @@ def load_model(name_or_path: str, trust_remote_code: bool = False, **kwargs):
     adapter through PEFT."""
     from transformers import AutoModelForSeq2SeqLM
 
-    from tasks import rnn_model
+    from tasks.modeling import rnn_model
 
     rnn_model.register()
     try:
@@ -232,7 +232,7 @@ def load_base_model(cfg: Config, tokenizer, write: bool = True, **kwargs) -> "Pr
         if cfg.train.model == SCRATCH:
             model = build_scratch(cfg.train.scratch, tokenizer, cfg.train.seed)
         else:
-            from tasks.rnn_model import RnnSeq2SeqModel
+            from tasks.modeling.rnn_model import RnnSeq2SeqModel
 
             torch.manual_seed(cfg.train.seed)
             model = RnnSeq2SeqModel(rnn_config(cfg, tokenizer))

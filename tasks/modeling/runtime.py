@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

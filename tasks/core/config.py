@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
 PIPELINES_FILE = "pipelines.yaml"
@@ -411,6 +411,11 @@ class Config:
     def artifact_location(self) -> str:
         loc = self.tracking.artifacts
         return (loc if loc.is_absolute() else self.root / loc).as_uri()
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric promotion compares on: ``gates.primary``, else rougeL (BLEU without ROUGE)."""
+        return self.promote.gates.primary or ("rougeL" if "rouge" in self.evaluate.metrics else "bleu")
 
     def experiment_name(self) -> str:
         return self.tracking.experiment or f"s2s-{self.pipeline}"
