@@ -57,8 +57,8 @@ def baseline(cfg, trained, ingested) -> tuple[float, dict[str, float]]:
     from tasks.core.results import load_split
 
     start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(trained.model_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(trained.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.resolve(trained.model_dir))
+    model = AutoModelForSeq2SeqLM.from_pretrained(cfg.resolve(trained.model_dir))
     df = load_split(ingested, "test")
     ev = cfg.evaluate
 

@@ -79,7 +79,7 @@ def run_ours(workdir: Path, steps: int, batch: int) -> dict:
     curve = [(int(r["step"]), float(r["loss"])) for r in
              __import__("csv").DictReader((cfg.path("reports") / "plots" / "train.csv").open())]
     return {"tokens_per_s": result.metrics["train_tokens_per_s"], "train_s": result.metrics["train_runtime_s"],
-            "wall_s": wall, "curve": curve, "eval_loss": validation_loss(result.model_dir, cfg, ingested)}
+            "wall_s": wall, "curve": curve, "eval_loss": validation_loss(str(cfg.resolve(result.model_dir)), cfg, ingested)}
 
 
 def run_reference(workdir: Path, steps: int, batch: int) -> dict:

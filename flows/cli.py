@@ -38,89 +38,24 @@ AUTOTRAIN_FLAGS: dict[str, type] = {
 EXIT_NOT_PROMOTED = 3
 
 
-class TemporaryServer:
-    """Prefect's temporary local server (the same app, settings and database Prefect starts when
-    no API is configured), launched first thing: it boots on the second core while this process
-    imports Prefect and the stages, instead of after them (~3 s off every `s2s run`)."""
-
-    def __init__(self) -> None:
-        import importlib.util
-        import socket
-        import subprocess
-
-        spec = importlib.util.find_spec("prefect")
-        app_dir = os.path.dirname(os.path.dirname(spec.origin))  # site-packages, as Prefect passes it
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/api"
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", "prefect.server.api.server:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env)
-
-    def wait(self, timeout: float = 120.0) -> None:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise PipelineError(f"the temporary Prefect server did not start (exit status {self.proc.returncode}); "
-                                    "run `prefect server start` and set PREFECT_API_URL instead")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.proc.poll() is None:
-            # what Prefect does before stopping its own: let the log and event workers finish
-            if "prefect.logging.handlers" in sys.modules:
-                from prefect.events.worker import EventsWorker
-                from prefect.logging.handlers import APILogWorker
-
-                for worker in (APILogWorker, EventsWorker):
-                    worker.drain_all(timeout=5)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _prefect_api(server: "TemporaryServer | None"):
-    """Settings for the run: our temporary server's URL, without heartbeats (they let a
-    long-lived server mark crashed runs; stopping their thread costs a second per run)."""
-    import contextlib
-
-    if server is None:
-        return contextlib.nullcontext()
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    return temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline now through the Prefect flow and print the run summary."""
     import time
 
+    from flows.local_server import TemporaryServer, api_settings
+    from tasks.core import locks
+
     started = time.perf_counter()
     # no API configured in the environment: start the temporary server now (checked fully below)
     server = TemporaryServer() if not os.environ.get("PREFECT_API_URL") else None
+    root = None
     try:
         _prepare_env()
         from tasks.core.config import load_config
 
-        load_config(args.pipeline, args.overrides)  # fail on a bad setting before any run starts
+        cfg = load_config(args.pipeline, args.overrides)  # fail on a bad setting before any run starts
+        locks.acquire(cfg.root, wait=args.wait)  # one writer per project folder: fail (or wait) now
+        root = cfg.root
         from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
         if server is not None and (PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value()):
@@ -132,13 +67,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if server is not None:
             server.wait()
         quiet_prefect_user_errors()
-        with _prefect_api(server):
+        with api_settings(server):
             summary = training_pipeline(pipeline=args.pipeline, overrides=args.overrides, force=args.force)
     finally:
         if server is not None:
             server.stop()
+        if root is not None:
+            locks.release(root)
     summary.wall_seconds = time.perf_counter() - started
     print(summary.format())
+    if not summary.holds:
+        return 1
     return 0 if summary.promoted else EXIT_NOT_PROMOTED
 
 
@@ -249,21 +188,26 @@ def cmd_register(args: argparse.Namespace) -> int:
     from tasks.core.config import load_config
     from tasks.promote import promote
     from tasks.register import register
+    from tasks.core.errors import ConfigError, DataError
     from tasks.core.results import EvaluateResult, IngestResult, TrainResult
+
+    from tasks.core import locks
+    from tasks.tracking.run import owned
 
     cfg = load_config(args.pipeline, args.overrides)
     reports = cfg.path("reports")
-    try:
-        trained, evaluated = TrainResult.load(reports), EvaluateResult.load(reports)
-        ingested = IngestResult.load(cfg.path("data"))
-    except FileNotFoundError as exc:
-        from tasks.core.errors import ConfigError
-
-        raise ConfigError(f"nothing to register for pipeline {cfg.pipeline!r}: {exc.filename} is missing "
-                          "(run the pipeline first)") from None
-    tracking.preflight(cfg)
-    registered = register(cfg, trained, evaluated, ingested)
-    result = promote(cfg, registered, evaluated)
+    with locks.project_lock(cfg.root, wait=args.wait):
+        try:
+            trained, evaluated = TrainResult.load(reports), EvaluateResult.load(reports)
+            ingested = IngestResult.load(cfg.path("data"))
+        except DataError as exc:
+            raise ConfigError(f"nothing to register for pipeline {cfg.pipeline!r}: {exc} "
+                              "(run the pipeline first)") from None
+        tracking.preflight(cfg)
+        with owned(cfg) as owner:
+            run = owner.attach(trained.run_id, trained.data_version)
+            registered = register(cfg, trained, evaluated, ingested, run)
+            result = promote(cfg, registered, evaluated, run)
     return _decision(f"{registered.model_name} v{registered.version} (run {registered.run_id})", result)
 
 
@@ -275,7 +219,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.pipeline, args.overrides)
     old, new = rollback(cfg)
-    print(f"{cfg.register.model_name}: champion v{old} -> v{new} (v{old} is now previous_champion)")
+    print(f"{cfg.register.model_name}: champion v{old} -> v{new}"
+          + (f" (v{old} is now previous_champion)" if old != "none" else ""))
     return 0
 
 
@@ -297,7 +242,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for r in table:
         r[header.index("data_version")] = r[header.index("data_version")][:12]
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
-    print(f"{cfg.register.model_name} ({cfg.tracking_uri()})")
+    from tasks.core.secrets import redact
+
+    print(f"{cfg.register.model_name} ({redact(cfg.tracking_uri())})")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))
     for r in table:
@@ -315,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pipeline now (default: the 'default' pipeline)")
     run.add_argument("--force", action="store_true", help="re-run every stage even if dvc.lock says it is current")
+    run.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
 
@@ -341,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(opt, dest=flag, action="store_true", default=None)
         else:
             train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper())
+    train.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -353,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register = sub.add_parser("register", help="register (then promote) the last trained model, e.g. after "
                               "the tracking server was down at registration")
+    register.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(register)
     register.set_defaults(func=cmd_register)
 
@@ -376,12 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.core import signals
+
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_logging(streams=True)
+    signals.install()
     try:
         return args.func(args)
     except PipelineError as exc:
         return report_error(exc)
+    except BaseException as exc:
+        code = signals.exit_code_for(exc)
+        if code is None:
+            raise
+        # stopped on request: everything was released on the way out. Exit now, without the
+        # interpreter's shutdown hooks, which could wait on a Prefect server that is gone.
+        print(f"s2s {args.command}: {exc or 'interrupted'}; the MLflow run is marked KILLED and a re-run "
+              "continues from the last checkpoint", file=sys.stderr)
+        signals.hard_exit(code - 128)
 
 
 if __name__ == "__main__":

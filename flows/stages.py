@@ -1,16 +1,21 @@
 """The stage functions as Prefect tasks.
 
-DVC owns artifact caching (see tasks/dvc_cache.py), so Prefect caches nothing. Retries are for
-transient failures only (a tracking server, the hub or storage being unreachable), with the
-pipeline's count and backoff; bad data or a bad setting fails at once.
+DVC owns artifact caching (see tasks/core/dvc_cache.py), so Prefect caches nothing. Retries are
+for transient failures only (a tracking server, the hub or storage being unreachable), with the
+pipeline's count and backoff; bad data or a bad setting fails at once. Promotions of a model are
+serialized by the registry's own lock (tasks/tracking/registry.py), which holds across machines
+with or without a Prefect server.
 """
 
 from __future__ import annotations
+
+import functools
 
 from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.core.config import Config
+from tasks.core.secrets import scrub_exception
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.promote import promote, promote_version
@@ -28,35 +33,32 @@ def transient(task, task_run, state) -> bool:
     return False
 
 
-def serialized_promote(cfg: Config, registered, evaluated):
-    """Promotion under the model's Prefect concurrency limit too (created by `s2s deploy`), so
-    runs on different machines never move the alias at the same time; the file lock inside
-    ``promote`` covers one machine."""
-    from prefect.concurrency.sync import concurrency
+def scrubbed(fn):
+    """The stage function, with credentials removed from any exception it raises before Prefect
+    turns the message into a run state (kept in the Prefect database and shown in its UI)."""
 
-    with concurrency(f"promote-{cfg.register.model_name}", occupy=1, strict=False):
-        return promote(cfg, registered, evaluated)
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            scrub_exception(exc)
+            raise
 
-
-def serialized_promote_version(cfg: Config, version: str, force: bool = False, reason: str | None = None):
-    from prefect.concurrency.sync import concurrency
-
-    with concurrency(f"promote-{cfg.register.model_name}", occupy=1, strict=False):
-        return promote_version(cfg, version, force=force, reason=reason)
+    return wrapper
 
 
-TASKS = {
-    "ingest": task(ingest, name="ingest", cache_policy=NONE, retry_condition_fn=transient),
-    "validate": task(validate, name="validate", cache_policy=NONE),
-    "train": task(train, name="train", cache_policy=NONE),
-    "evaluate": task(evaluate, name="evaluate", cache_policy=NONE, retry_condition_fn=transient),
-    "register": task(register, name="register", cache_policy=NONE, retry_condition_fn=transient),
-    "promote": task(serialized_promote, name="promote", cache_policy=NONE, retry_condition_fn=transient),
-}
-promote_version_task = task(serialized_promote_version, name="promote-version", cache_policy=NONE,
-                            retry_condition_fn=transient)
+def _task(fn, name: str, retryable: bool):
+    options = {"retry_condition_fn": transient} if retryable else {}
+    return task(scrubbed(fn), name=name, cache_policy=NONE, **options)
+
+
 # the stages whose failures can be transient get the pipeline's retries
 RETRYABLE = ("ingest", "evaluate", "register", "promote")
+TASKS = {name: _task(fn, name, name in RETRYABLE) for name, fn in (
+    ("ingest", ingest), ("validate", validate), ("train", train), ("evaluate", evaluate),
+    ("register", register), ("promote", promote))}
+promote_version_task = _task(promote_version, "promote-version", True)
 
 
 def for_pipeline(cfg: Config) -> dict:

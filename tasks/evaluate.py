@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.tracking import client as tracking
+from tasks.core import paths
+from tasks.tracking import registry
+from tasks.tracking.run import RunHandle, owned
 from tasks.core.config import Config
 from tasks.core.errors import DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
@@ -52,27 +54,27 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
 
 
 def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
-    """(version, model folder, its source prefix) of the current champion, downloaded; or None."""
+    """(version, model folder, its source prefix) of the current champion, downloaded; None only
+    when the registry says there is no champion. A registry or artifact store that does not
+    answer is a transient error (fail closed): the candidate is never judged without its rival."""
     from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
 
-    c = tracking.client(cfg)
-    try:
-        version = c.get_model_version_by_alias(cfg.register.model_name, cfg.promote.alias)
-    except MlflowException:
+    version = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
+    if version is None:
         return None
+    local = Path(registry.call(cfg, lambda: download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
+                                                               tracking_uri=cfg.tracking_uri()),
+                               f"downloading champion v{version.version}"))
     try:
-        local = Path(download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
-                                        tracking_uri=cfg.tracking_uri()))
         import yaml
 
         # MLflow names copied artifacts after their source folders, so read where they went
         files = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
         model_dir = local / files["hf_model"]["path"]
         settings = json.loads((local / files["settings"]["path"]).read_text())
-    except Exception as exc:  # a champion we cannot fetch must not block evaluating the candidate
-        logger.warning("cannot fetch champion v%s for comparison (%s); promotion will use its recorded metrics",
-                       version.version, exc)
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # not a model this pipeline registered
+        logger.warning("champion v%s is not a model of this pipeline's format (%s); promotion compares "
+                       "with its recorded metrics", version.version, exc)
         return None
     return str(version.version), str(model_dir), settings.get("source_prefix", cfg.ingest.source_prefix)
 
@@ -95,8 +97,7 @@ def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, bucket
     ax.legend()
     fig.tight_layout()
     versus = out / "candidate_vs_champion.png"
-    fig.savefig(versus, dpi=90)
-    plt.close(fig)
+    _save_png(fig, versus)
 
     metric = cfg.primary_metric
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -110,9 +111,17 @@ def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, bucket
     ax.legend()
     fig.tight_layout()
     by_length = out / "score_by_input_length.png"
-    fig.savefig(by_length, dpi=90)
-    plt.close(fig)
+    _save_png(fig, by_length)
     return [versus, by_length]
+
+
+def _save_png(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = paths.temp_sibling(path)
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def length_buckets(lengths: list[int], scores: list[float], other: list[float] | None, n: int) -> list[dict]:
@@ -130,8 +139,13 @@ def length_buckets(lengths: list[int], scores: list[float], other: list[float] |
     return out
 
 
-def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> EvaluateResult:
-    """Score the candidate (and the current champion) on ``evaluate.split``; write and log it all."""
+def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: RunHandle | None = None
+             ) -> EvaluateResult:
+    """Score the candidate (and the current champion) on ``evaluate.split``; write and log it all
+    to ``run``, the training's MLflow run (its owner ends it; without one, this call's own)."""
+    if run is None:
+        with owned(cfg) as owner:
+            return evaluate(cfg, trained, ingested, owner.attach(trained.run_id, trained.data_version))
     split_name = cfg.evaluate.split
     df = load_split(ingested, split_name) if split_name in ingested.splits else None
     if df is None or not len(df):
@@ -143,8 +157,8 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
     if cfg.evaluate.max_samples:
         df = df.iloc[: cfg.evaluate.max_samples]
     texts, refs = df["text"].tolist(), df["target"].tolist()
-    metrics, per_example, preds, generation, tokenizer = run_model(cfg, trained.model_dir, texts, refs,
-                                                                   cfg.ingest.source_prefix, "candidate")
+    metrics, per_example, preds, generation, tokenizer = run_model(cfg, str(cfg.resolve(trained.model_dir)), texts,
+                                                                   refs, cfg.ingest.source_prefix, "candidate")
     primary = cfg.primary_metric
     champion = None
     champion_scores = None
@@ -166,39 +180,39 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
                "input": src, "reference": ref, "prediction": pred,
                **{k: round(v[i], 4) for k, v in per_example.items()}}
         rows.append(row)
-    with pred_path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    paths.atomic_write_text(pred_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     worst = sorted(rows, key=lambda r: r.get(primary, 0.0))[:3]
-    (reports / METRICS).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    paths.atomic_write_json(reports / METRICS, metrics)
     input_lengths = [len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.train.max_seq_length)["input_ids"]]
     buckets = length_buckets(input_lengths, per_example[primary], champion_scores, cfg.evaluate.length_buckets)
     settings = {"split": split_name, "n_examples": len(df), "num_beams": cfg.evaluate.num_beams,
                 "generation_max_length": cfg.evaluate.generation_max_length, "metrics": list(cfg.evaluate.metrics),
                 "primary_metric": primary}
-    result = EvaluateResult(split=split_name, n_examples=len(df), metrics=metrics, predictions_path=str(pred_path),
-                            worst=worst, champion=champion, primary=primary, by_length=buckets)
-    result.save(reports)
-
-    c = tracking.client(cfg)
-    logged = dict(metrics)
-    if champion:
-        logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
-        c.set_tag(trained.run_id, "compared_with_champion", champion["version"])
-    tracking.log_metrics(cfg, trained.run_id, logged)
-    c.log_artifact(trained.run_id, str(pred_path), artifact_path="evaluation")
-    import pandas as pd
-
-    c.log_table(trained.run_id, data=pd.DataFrame(rows), artifact_file="evaluation/predictions_table.json")
-    c.log_dict(trained.run_id, generation, "evaluation/generation_config.json")
-    c.log_dict(trained.run_id, {**settings, "by_input_length": buckets}, "evaluation/settings.json")
     plot_dir = reports / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     # `dvc plots show/diff`: one bar per score, compared across revisions and experiments
-    (plot_dir / "scores.csv").write_text(
-        "metric,score\n" + "".join(f"{k},{v}\n" for k, v in metrics.items() if k != "gen_len"), encoding="utf-8")
-    for png in plots(cfg, plot_dir, metrics, champion, buckets):
-        c.log_artifact(trained.run_id, str(png), artifact_path="plots")
+    paths.atomic_write_text(plot_dir / "scores.csv",
+                            "metric,score\n" + "".join(f"{k},{v}\n" for k, v in metrics.items() if k != "gen_len"))
+    pngs = plots(cfg, plot_dir, metrics, champion, buckets)
+
+    logged = dict(metrics)
+    if champion:
+        logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
+        run.set_tags({"compared_with_champion": champion["version"]})
+    run.log_metrics(logged)
+    run.log_artifact(pred_path, artifact_path="evaluation")
+    import pandas as pd
+
+    run.log_table(pd.DataFrame(rows), "evaluation/predictions_table.json")
+    run.log_dict(generation, "evaluation/generation_config.json")
+    run.log_dict({**settings, "by_input_length": buckets}, "evaluation/settings.json")
+    for png in pngs:
+        run.log_artifact(png, artifact_path="plots")
+    # written last: its presence says the stage finished, tracking included
+    result = EvaluateResult(split=split_name, n_examples=len(df), metrics=metrics,
+                            predictions_path=cfg.relative(pred_path), worst=worst, champion=champion, primary=primary,
+                            by_length=buckets)
+    result.save(reports)
     logger.info("evaluate on %s (%d examples): %s%s", split_name, len(df),
                 ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
                 f"; champion v{champion['version']}: {primary}={champion['metrics'].get(primary, float('nan')):.4f}"
@@ -209,8 +223,9 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult) -> Evalu
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.entry import stage_main
 
-    def run(cfg: Config) -> EvaluateResult:
-        return evaluate(cfg, TrainResult.load(cfg.path("reports")), IngestResult.load(cfg.path("data")))
+    def run(cfg: Config, owner) -> EvaluateResult:
+        trained = TrainResult.load(cfg.path("reports"))
+        return evaluate(cfg, trained, IngestResult.load(cfg.path("data")), owner.attach(trained.run_id, trained.data_version))
 
     return stage_main("evaluate", run, argv)
 

@@ -22,6 +22,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import DataError
 from tasks.core.results import SPLITS, IngestResult
@@ -164,11 +165,11 @@ def ingest(cfg: Config) -> IngestResult:
         frames.setdefault(role, frames["train"].iloc[:0])
 
     out_dir = cfg.path("data")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = paths.temp_sibling(out_dir)  # the splits and their manifest appear together or not at all
+    staging.mkdir(parents=True)
     files = {}
     for name in SPLITS:
-        path = out_dir / f"{name}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
+        path = staging / f"{name}.parquet"
         frame = frames[name]
         # mixed columns (strings with stray numbers) are stored as text; validation still sees
         # the original types through the `*_type` columns
@@ -176,11 +177,10 @@ def ingest(cfg: Config) -> IngestResult:
             text_type=_types(frame["text"]), target_type=_types(frame["target"]),
             text=_as_text(frame["text"]), target=_as_text(frame["target"]),
         )
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)  # never leave a half-written split behind
+        frame.to_parquet(path, index=False)
         files[name] = path.name
     result = IngestResult(
-        data_dir=str(out_dir),
+        data_dir=cfg.relative(out_dir),
         splits=files,
         rows={k: len(frames[k]) for k in SPLITS},
         data_version=version,
@@ -188,7 +188,9 @@ def ingest(cfg: Config) -> IngestResult:
         counts={f"{role}.{k}": v for role, c in counts.items() for k, v in c.items()},
         origins={role: part.origin for role, part in raw.items()},
     )
-    result.save(out_dir)
+    result.save(staging)
+    paths.replace_dir(staging, out_dir)
+    result._folder = out_dir
     for role, c in counts.items():
         logger.info("ingest %s (%s): %s", role, raw[role].origin, ", ".join(f"{k}={v}" for k, v in c.items()))
     logger.info(
@@ -220,7 +222,7 @@ def _as_text(values: pd.Series) -> pd.Series:
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.entry import stage_main
 
-    return stage_main("ingest", ingest, argv)
+    return stage_main("ingest", lambda cfg, _owner: ingest(cfg), argv)
 
 
 if __name__ == "__main__":

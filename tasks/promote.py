@@ -7,10 +7,12 @@ moves aliases and writes the decision and its reasons as tags on the version.
 
 MLflow's alias update is last-writer-wins with no compare-and-set, so without the lock two runs
 finishing together could both read "champion = v3", both pass, and leave the alias on whichever
-wrote last, even the worse one. The lock is a file lock next to the SQLite store (or under the
-project folder for a tracking server): it serialises promotions on one machine or a shared file
-system; on several machines run promotions through the promotion flow, which Prefect limits to
-one at a time.
+wrote last, even the worse one. The lock (tasks/tracking/registry.py) is a file lock beside a
+SQLite store and a lease kept in the registry itself for a shared server, so it holds across
+machines. The decision and the champion before are recorded on the version before any alias
+moves, and the alias moves are one recoverable change: a crash at any point leaves a state the
+next run (or ``s2s rollback``) completes. Promoting the version that already is the champion
+is a no-op that says so.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from __future__ import annotations
 import getpass
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from tasks.tracking import client as tracking
+from tasks.tracking import registry
+from tasks.tracking.run import RunHandle
 from tasks.core.config import Config, Gates
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import EvaluateResult, PromoteResult, RegisterResult
@@ -102,29 +105,6 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
 # -- registry side effects -----------------------------------------------------------------
 
 
-def lock_path(cfg: Config, name: str) -> Path:
-    uri = cfg.tracking_uri()
-    base = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else cfg.root / ".s2s"
-    folder = base / ".s2s-locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"promote-{name}.lock"
-
-
-def promotion_lock(cfg: Config, name: str):
-    from filelock import FileLock
-
-    return FileLock(str(lock_path(cfg, name)), timeout=cfg.promote.lock_timeout_s)
-
-
-def _alias(c, name: str, alias: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return c.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
 def version_metrics(version) -> dict[str, float]:
     """The metrics recorded on a model version (its ``metric.*`` tags)."""
     return {k.removeprefix("metric."): float(v) for k, v in (version.tags or {}).items() if k.startswith("metric.")}
@@ -134,75 +114,97 @@ def _gates(cfg: Config, primary: str | None = None) -> Gates:
     return cfg.promote.gates.model_copy(update={"primary": primary or cfg.primary_metric})
 
 
-def _apply(cfg: Config, c, name: str, version: str, decision: Decision, previous: str | None,
-           basis: str, extra_tags: dict[str, str] | None = None) -> PromoteResult:
-    """Move aliases for a decision and record it on the version."""
-    alias = cfg.promote.alias
-    if decision.promote:
-        c.set_registered_model_alias(name, alias, version)
-        if previous and previous != version:
-            c.set_registered_model_alias(name, PREVIOUS, previous)
-        champion = version
-    else:
-        c.set_registered_model_alias(name, CHALLENGER, version)
-        champion = previous
+def _record(cfg: Config, name: str, version: str, decision: Decision, previous: str | None, basis: str,
+            extra: dict[str, str] | None = None) -> None:
+    """The decision, its reasons and the champion before, on the version: written before any alias moves."""
     tags = {
         "promotion.decision": "promoted" if decision.promote else "rejected",
         "promotion.reasons": "; ".join(decision.reasons)[:5000],
         "promotion.champion_before": previous or "none",
         "promotion.compared_on": basis,
-        **(extra_tags or {}),
+        "promotion.failed_gates": ",".join(decision.failed),
+        **(extra or {}),
     }
-    if decision.failed:
-        tags["promotion.failed_gates"] = ",".join(decision.failed)
+    c = tracking.client(cfg)
     for k, v in tags.items():
-        c.set_model_version_tag(name, version, k, v)
+        registry.call(cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, k, v), "recording the decision")
+
+
+def _apply(cfg: Config, lock, name: str, version: str, decision: Decision, previous: str | None,
+           basis: str, extra: dict[str, str] | None = None) -> PromoteResult:
+    """Record the decision, then move the aliases as one recoverable change."""
+    alias = cfg.promote.alias
+    _record(cfg, name, version, decision, previous, basis, extra)
+    if decision.promote:
+        changes: dict[str, str | None] = {}
+        if previous and previous != version:
+            changes[PREVIOUS] = previous  # the rollback target is in place before the champion moves
+        changes[alias] = version
+        champion = version
+    else:
+        changes, champion = {CHALLENGER: version}, previous
+    registry.move_aliases(cfg, name, changes, {"op": "promote" if decision.promote else "reject",
+                                               "version": version, "champion_before": previous}, lock)
     return PromoteResult(model_name=name, version=version, promoted=decision.promote, reasons=list(decision.reasons),
                          failed=list(decision.failed), alias=alias if decision.promote else CHALLENGER,
                          previous_champion=previous, champion=champion)
 
 
-def promote(cfg: Config, registered: RegisterResult, evaluated: EvaluateResult) -> PromoteResult:
-    """Apply the gates to the candidate against the champion *as it is now*, under the lock."""
-    c = tracking.client(cfg)
+def _already(cfg: Config, name: str, version: str, previous: str | None) -> PromoteResult:
+    reason = f"v{version} already holds the {cfg.promote.alias!r} alias: nothing to do"
+    return PromoteResult(model_name=name, version=version, promoted=True, reasons=[reason], failed=[],
+                         alias=cfg.promote.alias, previous_champion=previous, champion=version)
+
+
+def promote(cfg: Config, registered: RegisterResult, evaluated: EvaluateResult, run: RunHandle | None = None
+            ) -> PromoteResult:
+    """Apply the gates to the candidate against the champion *as it is now*, under the model's lock."""
     name, version = registered.model_name, str(registered.version)
-    with promotion_lock(cfg, name):
-        current = _alias(c, name, cfg.promote.alias)  # re-read inside the lock
+    with registry.locked_model(cfg, name) as lock:
+        current = registry.alias_version(cfg, name, cfg.promote.alias)  # re-read inside the lock
         previous = str(current.version) if current else None
-        if current is None:
-            champion, basis = None, "no champion"
-        elif evaluated.champion and str(evaluated.champion["version"]) == previous:
-            champion, basis = evaluated.champion["metrics"], f"champion v{previous} re-scored on the same rows"
+        if previous == version:
+            prior = registry.aliases(cfg, name).get(PREVIOUS)
+            result = _already(cfg, name, version, prior)
         else:
-            champion = version_metrics(current)
-            basis = (f"champion v{previous} changed during this run: its recorded metrics" if evaluated.champion
-                     else f"champion v{previous}: its recorded metrics")
-        decision = decide(evaluated.metrics, champion, _gates(cfg, evaluated.primary))
-        result = _apply(cfg, c, name, version, decision, previous, basis)
-    c.set_tag(registered.run_id, "promotion.decision", "promoted" if decision.promote else "rejected")
-    tracking.end_run(cfg, registered.run_id, "FINISHED")
+            if current is None:
+                champion, basis = None, "no champion"
+            elif evaluated.champion and str(evaluated.champion["version"]) == previous:
+                champion, basis = evaluated.champion["metrics"], f"champion v{previous} re-scored on the same rows"
+            else:
+                champion = version_metrics(current)
+                basis = (f"champion v{previous} changed during this run: its recorded metrics" if evaluated.champion
+                         else f"champion v{previous}: its recorded metrics")
+            decision = decide(evaluated.metrics, champion, _gates(cfg, evaluated.primary))
+            result = _apply(cfg, lock, name, version, decision, previous, basis)
+    if run is not None:
+        run.set_tags({"promotion.decision": "promoted" if result.promoted else "rejected"})
     result.save(cfg.path("reports"))
-    logger.info("promote: %s v%s %s (%s; %s)", name, version, "PROMOTED" if decision.promote else "not promoted",
-                basis, "; ".join(decision.reasons))
+    logger.info("promote: %s v%s %s (%s)", name, version, "PROMOTED" if result.promoted else "not promoted",
+                "; ".join(result.reasons))
     return result
+
+
+def is_current(cfg: Config, result: PromoteResult) -> bool:
+    """A cached decision still holds: the alias points where it says (the champion it made, or the
+    champion it lost to). Otherwise promotion runs again against the registry as it is."""
+    current = registry.alias_version(cfg, result.model_name, cfg.promote.alias)
+    holder = str(current.version) if current else None
+    return holder == (result.version if result.promoted else result.champion)
 
 
 def promote_version(cfg: Config, version: str, force: bool = False, reason: str | None = None) -> PromoteResult:
     """Manual promotion (``s2s promote``): through the gates on recorded metrics unless forced;
     a forced promotion is recorded with who forced it and why."""
-    from mlflow.exceptions import MlflowException
-
-    c = tracking.client(cfg)
     name = cfg.register.model_name
-    try:
-        candidate = c.get_model_version(name, str(version))
-    except MlflowException:
-        raise ConfigError(f"{name} has no version {version}; see `s2s compare`") from None
-    with promotion_lock(cfg, name):
-        current = _alias(c, name, cfg.promote.alias)
+    candidate = registry.get_version(cfg, name, str(version))
+    if candidate is None:
+        raise ConfigError(f"{name} has no version {version}; see `s2s compare`")
+    with registry.locked_model(cfg, name) as lock:
+        current = registry.alias_version(cfg, name, cfg.promote.alias)
         previous = str(current.version) if current else None
         if previous == str(version):
-            raise ConfigError(f"{name} v{version} is already the {cfg.promote.alias}")
+            return _already(cfg, name, str(version), registry.aliases(cfg, name).get(PREVIOUS))
         champion = version_metrics(current) if current else None
         if force:
             decision = Decision(True, (f"forced by {getpass.getuser()}" + (f": {reason}" if reason else ""),))
@@ -214,45 +216,55 @@ def promote_version(cfg: Config, version: str, force: bool = False, reason: str 
         if not decision.promote:  # a failed manual promotion changes no alias
             return PromoteResult(model_name=name, version=str(version), promoted=False, reasons=list(decision.reasons),
                                  failed=list(decision.failed), alias="", previous_champion=previous, champion=previous)
-        return _apply(cfg, c, name, str(version), decision, previous, "recorded metrics (manual)", extra)
+        return _apply(cfg, lock, name, str(version), decision, previous, "recorded metrics (manual)", extra)
 
 
 def rollback(cfg: Config) -> tuple[str, str]:
     """Move ``champion`` back to ``previous_champion``; returns (from, to)."""
-    c = tracking.client(cfg)
     name = cfg.register.model_name
-    with promotion_lock(cfg, name):
-        current, previous = _alias(c, name, cfg.promote.alias), _alias(c, name, PREVIOUS)
+    c = tracking.client(cfg)
+    with registry.locked_model(cfg, name) as lock:
+        current = registry.alias_version(cfg, name, cfg.promote.alias)
+        previous = registry.alias_version(cfg, name, PREVIOUS)
         if previous is None:
             raise TrackingError(f"{name} has no {PREVIOUS} alias to roll back to")
-        c.set_registered_model_alias(name, cfg.promote.alias, str(previous.version))
-        if current is not None:
-            c.set_registered_model_alias(name, PREVIOUS, str(current.version))
-            c.set_model_version_tag(name, str(current.version), "promotion.rolled_back_by", getpass.getuser())
-        c.set_model_version_tag(name, str(previous.version), "promotion.restored_by_rollback", "true")
-        return (str(current.version) if current else "none"), str(previous.version)
+        if current is not None and str(current.version) == str(previous.version):
+            raise TrackingError(f"{name}: {PREVIOUS} and {cfg.promote.alias} are both v{previous.version}; "
+                                "nothing to roll back")
+        old, new = (str(current.version) if current else None), str(previous.version)
+        if old:
+            registry.call(cfg, lambda: c.set_model_version_tag(name, old, "promotion.rolled_back_by", getpass.getuser()),
+                          "recording the rollback")
+        registry.call(cfg, lambda: c.set_model_version_tag(name, new, "promotion.restored_by_rollback", "true"),
+                      "recording the rollback")
+        changes: dict[str, str | None] = {cfg.promote.alias: new, PREVIOUS: old}
+        registry.move_aliases(cfg, name, changes, {"op": "rollback", "version": new, "champion_before": old}, lock)
+        return old or "none", new
 
 
 def compare(cfg: Config, limit: int = 10) -> list[dict]:
     """The newest versions of the pipeline's model, with metrics, data versions and aliases."""
     c = tracking.client(cfg)
     name = cfg.register.model_name
-    versions = c.search_model_versions(f"name='{name}'", max_results=200)
+    versions = registry.call(cfg, lambda: c.search_model_versions(f"name='{name}'", max_results=200),
+                             f"listing versions of {name!r}")
     versions = sorted(versions, key=lambda v: int(v.version), reverse=True)[:limit]
-    aliases: dict[str, list[str]] = {}  # search results do not carry aliases; the model does
-    for alias, version in (c.get_registered_model(name).aliases or {}).items() if versions else []:
-        aliases.setdefault(str(version), []).append(alias)
-    return [{"version": str(v.version), "aliases": ",".join(sorted(aliases.get(str(v.version), []))), **version_metrics(v),
-             "data_version": (v.tags or {}).get("data_version", ""), "decision": (v.tags or {}).get("promotion.decision", ""),
-             "created": v.creation_timestamp} for v in versions]
+    by_version: dict[str, list[str]] = {}  # search results do not carry aliases; the model does
+    for alias, version in (registry.aliases(cfg, name) if versions else {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    return [{"version": str(v.version), "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
+             **version_metrics(v), "data_version": (v.tags or {}).get("data_version", ""),
+             "decision": (v.tags or {}).get("promotion.decision", ""), "created": v.creation_timestamp}
+            for v in versions]
 
 
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.entry import stage_main
 
-    def run(cfg: Config) -> PromoteResult:
+    def run(cfg: Config, owner) -> PromoteResult:
         reports = cfg.path("reports")
-        return promote(cfg, RegisterResult.load(reports), EvaluateResult.load(reports))
+        registered = RegisterResult.load(reports)
+        return promote(cfg, registered, EvaluateResult.load(reports), owner.attach(registered.run_id))
 
     return stage_main("promote", run, argv)
 

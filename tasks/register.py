@@ -14,8 +14,9 @@ from importlib import metadata
 from pathlib import Path
 
 from tasks.tracking import client as tracking
+from tasks.tracking import registry
+from tasks.tracking.run import RunHandle
 from tasks.core.config import Config
-from tasks.core.secrets import redact
 from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 
@@ -55,7 +56,7 @@ def exported_model(cfg: Config, trained: TrainResult) -> str:
         if not (adapter / "adapter_config.json").is_file():
             raise TrackingError(f"register.lora_export=adapter but {adapter} holds no adapter; re-run training")
         return str(adapter)
-    return trained.model_dir
+    return str(cfg.resolve(trained.model_dir))
 
 
 def model_card(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult,
@@ -143,67 +144,79 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], ca
     return c.finalize_logged_model(logged.model_id, "READY")
 
 
-def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult) -> RegisterResult:
-    """Log ``trained.model_dir`` as a pyfunc of the pipeline's run and register a new version."""
-    from mlflow.exceptions import MlflowException
+def registration_key(cfg: Config, trained: TrainResult, evaluated: EvaluateResult) -> str:
+    """What makes a registration this one: the training run, its evaluation, the serving settings."""
+    return hashlib.sha256(json.dumps(
+        {"run": trained.run_id, "metrics": evaluated.metrics, "serving": serving_settings(cfg),
+         "export": cfg.register.lora_export}, sort_keys=True).encode()).hexdigest()[:20]
 
+
+def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult,
+             run: RunHandle | None = None) -> RegisterResult:
+    """Log the trained model as a pyfunc of the training run and register a new version, once.
+
+    A retry after a failure (or ``s2s register`` after an outage) never registers twice: under the
+    model's lock, a version carrying this registration key is the result. Registry errors are
+    transient (retried); the trained model stays on disk meanwhile."""
     name = cfg.register.model_name
     c = tracking.client(cfg)
     tags = tracking.run_tags(cfg, ingested.data_version)
     tags.update({f"metric.{k}": str(v) for k, v in evaluated.metrics.items()})
     tags["run_id"] = trained.run_id
-    # what makes this registration this one: the training run, its evaluation, the serving settings
-    tags["registration_key"] = hashlib.sha256(json.dumps(
-        {"run": trained.run_id, "metrics": evaluated.metrics, "serving": serving_settings(cfg),
-         "export": cfg.register.lora_export}, sort_keys=True).encode()).hexdigest()[:20]
-
+    key = tags["registration_key"] = registration_key(cfg, trained, evaluated)
     try:
-        # A retry after a failure (or `s2s register` after an outage) must not register twice:
-        # a version with this training run, evaluation and serving settings is the result.
-        done = c.search_model_versions(f"name='{name}' and tags.registration_key='{tags['registration_key']}'")
-        if done:
-            version = str(max(int(v.version) for v in done))
-            logger.info("register: run %s (same evaluation and settings) is already %s version %s; "
-                        "not registering it again", trained.run_id, name, version)
-        else:
-            version = _new_version(cfg, c, name, trained, evaluated, ingested, tags)
-            logger.info("register: %s version %s (run %s)", name, version, trained.run_id)
-    except (MlflowException, OSError) as exc:  # OSError: connection trouble below MLflow's handling
-        raise TrackingError(f"registering {name!r} at {redact(cfg.tracking_uri())} failed: {redact(str(exc))}; "
-                            "the trained model stays in place: `s2s register` completes it later",
-                            transient=isinstance(exc, OSError) or tracking.is_transient(exc)) from None
-    result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}", run_id=trained.run_id)
+        registry.ensure_model(cfg, name, f"seq2seq model of the {cfg.pipeline!r} pipeline")
+        with registry.locked_model(cfg, name):
+            done = registry.call(cfg, lambda: c.search_model_versions(f"name='{name}' and tags.registration_key='{key}'"),
+                                 f"looking up earlier registrations of {name!r}")
+            if done:
+                version = str(max(int(v.version) for v in done))
+                logger.info("register: run %s (same evaluation and settings) is already %s version %s; "
+                            "not registering it again", trained.run_id, name, version)
+            else:
+                version = _new_version(cfg, c, name, trained, evaluated, ingested, tags)
+                logger.info("register: %s version %s (run %s)", name, version, trained.run_id)
+        if run is not None:
+            run.set_tags({"registered_version": version})
+    except TrackingError as exc:
+        raise TrackingError(f"{exc}. The trained and evaluated model stays in place: `s2s register` "
+                            "completes the registration later", transient=exc.transient) from None
+    result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}",
+                            run_id=trained.run_id, registration_key=key)
     result.save(cfg.path("reports"))
     return result
 
 
+def is_current(cfg: Config, result: RegisterResult) -> bool:
+    """A cached registration still holds: that version exists in the store the run points at now,
+    with the same registration key (a cache must never vouch for a registry it has not read)."""
+    version = registry.get_version(cfg, result.model_name, result.version)
+    return version is not None and (version.tags or {}).get("registration_key") == result.registration_key
+
+
 def _new_version(cfg: Config, c, name: str, trained: TrainResult, evaluated: EvaluateResult,
                  ingested: IngestResult, tags: dict) -> str:
-    from mlflow.exceptions import MlflowException
-
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     exported = exported_model(cfg, trained)
     card = model_card(cfg, trained, evaluated, ingested, exported)
-    logged = log_pyfunc(cfg, trained.run_id, exported, examples, card)
-    try:
-        c.create_registered_model(name, description=f"seq2seq model of the {cfg.pipeline!r} pipeline")
-    except MlflowException as exc:
-        if "already exists" not in str(exc).lower():
-            raise
-    mv = c.create_model_version(
+    logged = registry.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card),
+                           "logging the model")
+    mv = registry.call(cfg, lambda: c.create_model_version(
         # the artifact location, not "models:/<id>": that form is resolved via the global store
         name, source=logged.artifact_location, run_id=trained.run_id, model_id=logged.model_id, tags=tags,
         description=card,
-    )
+    ), f"creating a version of {name!r}")
     return str(mv.version)
 
 
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.entry import stage_main
 
-    def run(cfg: Config) -> RegisterResult:
+    def run(cfg: Config, owner) -> RegisterResult:
         reports = cfg.path("reports")
-        return register(cfg, TrainResult.load(reports), EvaluateResult.load(reports), IngestResult.load(cfg.path("data")))
+        trained = TrainResult.load(reports)
+        return register(cfg, trained, EvaluateResult.load(reports), IngestResult.load(cfg.path("data")),
+                        owner.attach(trained.run_id, trained.data_version))
 
     return stage_main("register", run, argv)
 

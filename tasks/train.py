@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.core import paths, signals
 from tasks.modeling import models as modeling
-
-from tasks.tracking import client as tracking
+from tasks.tracking.run import RunHandle, log_validation
 from tasks.core.config import GENERATION_METRICS, Config
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
@@ -76,23 +76,27 @@ def complete(checkpoint: Path) -> bool:
     return f"checkpoint-{state.get('global_step')}" == checkpoint.name
 
 
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint; incomplete ones (a crash mid-write) are removed so that
-    neither we nor transformers' checkpoint rotation ever pick them up."""
+def last_complete_checkpoint(folder: Path, clean: bool = True) -> Path | None:
+    """The newest complete checkpoint; incomplete ones (a crash mid-write) are removed (when
+    ``clean``: by the main process) so that neither we nor transformers' checkpoint rotation
+    ever pick them up."""
     found = []
     for ckpt in folder.glob("checkpoint-*"):
         if not ckpt.name.split("-")[-1].isdigit():
             continue
         if complete(ckpt):
             found.append(ckpt)
-        else:
+        elif clean:
             logger.warning("removing incomplete checkpoint %s (interrupted while it was written)", ckpt)
-            shutil.rmtree(ckpt, ignore_errors=True)
+            paths.remove_inside(folder, ckpt)
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def resume_point(cfg: Config, fingerprint: str) -> tuple[Path | None, str | None]:
-    """(checkpoint to resume from, MLflow run id to continue) or (None, None) for a fresh start."""
+def resume_point(cfg: Config, fingerprint: str, clean: bool = True) -> tuple[Path | None, str | None]:
+    """(checkpoint to resume from, MLflow run id to continue) or (None, None) for a fresh start.
+
+    Every rank of a distributed run asks, so all of them load the same checkpoint; only the
+    main one (``clean``) removes what cannot be resumed, before the others look."""
     folder = cfg.path("checkpoints")
     meta = folder / RUN_META
     if cfg.train.resume and meta.is_file():
@@ -101,20 +105,22 @@ def resume_point(cfg: Config, fingerprint: str) -> tuple[Path | None, str | None
         except ValueError:
             info = {}
         if info.get("fingerprint") == fingerprint:
-            ckpt = last_complete_checkpoint(folder)
+            ckpt = last_complete_checkpoint(folder, clean)
             if ckpt is not None:
                 return ckpt, info.get("run_id")
-        else:
+        elif clean:
             logger.info("checkpoints in %s belong to other settings or data: starting fresh", folder)
-    shutil.rmtree(folder, ignore_errors=True)
+    if clean:
+        paths.remove_owned(folder)
     return None, None
 
 
 # -- callbacks --------------------------------------------------------------------------------
 
 
-def callbacks(cfg: Config, run_id: str | None):
-    """MLflow step metrics (rank 0) and tokens/s on the progress bar."""
+def callbacks(cfg: Config, run: RunHandle | None):
+    """MLflow step metrics (rank 0, buffered through tracking outages), tokens/s on the progress
+    bar, and a clean stop (checkpoint, then return) when the process is asked to stop."""
     from transformers import ProgressCallback, TrainerCallback
 
     names = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
@@ -122,14 +128,14 @@ def callbacks(cfg: Config, run_id: str | None):
 
     class MlflowMetrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if run_id is None or not state.is_world_process_zero or not logs:
+            if run is None or not state.is_world_process_zero or not logs:
                 return
             metrics = {names[k]: float(v) for k, v in logs.items()
                        if k in names and isinstance(v, (int, float)) and math.isfinite(float(v))}
             if "loss" in logs and state.num_input_tokens_seen:
                 metrics["tokens_seen"] = float(state.num_input_tokens_seen)
             if metrics:
-                tracking.log_metrics(cfg, run_id, metrics, step=state.global_step)
+                run.log_metrics(metrics, step=state.global_step, buffered=True)
 
     class TokensPerSecond(TrainerCallback):
         """Input tokens (padding excluded) per second, on the training progress bar."""
@@ -145,7 +151,16 @@ def callbacks(cfg: Config, run_id: str | None):
             if bar is not None and elapsed > 0:
                 bar.set_postfix({"tok/s": f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"}, refresh=False)
 
-    return MlflowMetrics(), TokensPerSecond()
+    class StopOnSignal(TrainerCallback):
+        """SIGTERM / Ctrl-C: save a checkpoint at the end of this step and stop (signals.graceful)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if signals.stop_requested():
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return MlflowMetrics(), TokensPerSecond(), StopOnSignal()
 
 
 def compute_rouge(tokenizer):
@@ -267,23 +282,17 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
 # -- outputs ----------------------------------------------------------------------------------
 
 
-def write_curves(cfg: Config, history: list[dict], run_id: str | None) -> None:
+def write_curves(cfg: Config, history: list[dict], run: RunHandle | None) -> None:
     """Train/eval curves as CSV (for ``dvc plots``) and a PNG (for the MLflow run)."""
     plots = cfg.path("reports") / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     train_rows = [h for h in history if "loss" in h and "step" in h]
     eval_rows = [h for h in history if "eval_loss" in h and "step" in h]
-    with (plots / "train.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["step", "loss", "learning_rate", "grad_norm"])
-        for h in train_rows:
-            w.writerow([h["step"], h["loss"], h.get("learning_rate", ""), h.get("grad_norm", "")])
-    with (plots / "eval.csv").open("w", newline="") as fh:
-        extra = [k for k in (f"eval_{m}" for m in GENERATION_METRICS) if any(k in h for h in eval_rows)]
-        w = csv.writer(fh)
-        w.writerow(["step", "eval_loss", *extra])
-        for h in eval_rows:
-            w.writerow([h["step"], h["eval_loss"], *(h.get(k, "") for k in extra)])
+    extra = [k for k in (f"eval_{m}" for m in GENERATION_METRICS) if any(k in h for h in eval_rows)]
+    paths.atomic_write_text(plots / "train.csv", _csv([["step", "loss", "learning_rate", "grad_norm"]] + [
+        [h["step"], h["loss"], h.get("learning_rate", ""), h.get("grad_norm", "")] for h in train_rows]))
+    paths.atomic_write_text(plots / "eval.csv", _csv([["step", "eval_loss", *extra]] + [
+        [h["step"], h["eval_loss"], *(h.get(k, "") for k in extra)] for h in eval_rows]))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,24 +308,34 @@ def write_curves(cfg: Config, history: list[dict], run_id: str | None) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(plots / "loss.png", dpi=110)
+    tmp = paths.temp_sibling(plots / "loss.png")
+    fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    if run_id:
-        tracking.client(cfg).log_artifacts(run_id, str(plots), artifact_path="plots")
+    os.replace(tmp, plots / "loss.png")
+    if run is not None:
+        run.log_artifacts(plots, artifact_path="plots")
+
+
+def _csv(rows: list[list]) -> str:
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
 
 
 def save_final(cfg: Config, trainer, tokenizer, runtime: Runtime) -> Path:
     """Write the final model (LoRA merged into its base) to ``paths.model`` atomically, and the
     LoRA adapter itself to ``paths.adapter``."""
     out = cfg.path("model")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = paths.temp_sibling(out)
     model = trainer.model
     if cfg.train.peft:
         adapter = cfg.path("adapter")
-        shutil.rmtree(adapter, ignore_errors=True)
-        model.save_pretrained(str(adapter))
-        tokenizer.save_pretrained(str(adapter))
+        adapter_tmp = paths.temp_sibling(adapter)
+        model.save_pretrained(str(adapter_tmp))
+        tokenizer.save_pretrained(str(adapter_tmp))
+        paths.replace_dir(adapter_tmp, adapter)
         if cfg.train.quantization:  # merge into a full-precision copy of the base, not into 4-bit weights
             from peft import PeftModel
 
@@ -327,9 +346,7 @@ def save_final(cfg: Config, trainer, tokenizer, runtime: Runtime) -> Path:
     tokenizer.save_pretrained(str(tmp))
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)  # the model folder appears complete or not at all
-    return out
+    return paths.replace_dir(tmp, out)  # the model folder appears complete or not at all
 
 
 def mfu(runtime: Runtime, n_params: int, tokens_per_s: float) -> float | None:
@@ -346,8 +363,16 @@ def mfu(runtime: Runtime, n_params: int, tokens_per_s: float) -> float | None:
 # -- the stage --------------------------------------------------------------------------------
 
 
-def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainResult:
-    """Fine-tune ``train.model`` on the train split; return where the model is and the run id."""
+def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> TrainResult:
+    """Fine-tune ``train.model`` on the train split; return where the model is and the run id.
+
+    ``run`` is the execution's MLflow run (its owner ends it); without one (a test, a library
+    call), the run is this call's own and ends with it."""
+    if run is None:
+        from tasks.tracking.run import owned
+
+        with owned(cfg) as owner:
+            return train(cfg, ingested, owner.run(ingested.data_version))
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, ProgressCallback
 
     started = time.perf_counter()
@@ -370,10 +395,11 @@ def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainRe
 
     ckpt_dir = cfg.path("checkpoints")
     fingerprint = f"{cfg.params_hash()}:{ingested.data_version}"
-    resume_from, run_id = resume_point(cfg, fingerprint) if main else (None, None)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * t.gradient_accumulation * world)))
     args = training_arguments(cfg, runtime, steps_per_epoch, ckpt_dir, has_eval=valid_ds is not None)
+    with args.main_process_first(desc="checkpoints"):  # rank 0 cleans up first; then every rank reads
+        resume_from, run_id = resume_point(cfg, fingerprint, clean=main)
 
     quant = quantization_config(cfg, runtime)
     with args.main_process_first(desc="base model"):  # rank 0 writes it, the others then read it
@@ -384,21 +410,16 @@ def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainRe
     if t.peft:
         model = apply_peft(model, cfg)
 
+    if resume_from is not None:
+        logger.info("resuming %s from %s", cfg.pipeline, resume_from)
     if main:
-        c = tracking.client(cfg)
-        if run_id and _run_exists(c, run_id):
-            c.update_run(run_id, status="RUNNING")
-            c.set_tag(run_id, "resumed_from", resume_from.name)
-            logger.info("resuming %s from %s (MLflow run %s)", cfg.pipeline, resume_from, run_id)
-        else:
-            run_id = tracking.start_run(cfg, ingested.data_version)
-            tracking.log_validation_artifacts(cfg, run_id, cfg.path("reports") / "validation.json")
-            tracking.log_metrics(cfg, run_id, {f"data_rows_{k}": v for k, v in ingested.rows.items()})
-        c.set_tag(run_id, "device", f"{runtime.device}x{runtime.n_devices * world}/{runtime.precision}")
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (ckpt_dir / RUN_META).write_text(json.dumps({"fingerprint": fingerprint, "run_id": run_id}))
+        if not (run_id and resume_from and run.adopt(run_id, {"resumed_from": resume_from.name})):
+            log_inputs(cfg, ingested, run)
+        run.set_tags({"device": f"{runtime.device}x{runtime.n_devices * world}/{runtime.precision}"})
+        paths.mark(ckpt_dir)
+        paths.atomic_write_json(ckpt_dir / RUN_META, {"fingerprint": fingerprint, "run_id": run.run_id})
 
-    mlflow_cb, speed_cb = callbacks(cfg, run_id if main else None)
+    mlflow_cb, speed_cb, stop_cb = callbacks(cfg, run if main else None)
     extra = []
     if valid_ds is not None and t.eval_strategy != "no" and t.early_stopping_patience > 0:
         extra.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
@@ -413,22 +434,19 @@ def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainRe
                                              pad_to_multiple_of=8 if runtime.device == "cuda" else None),
         processing_class=tokenizer,
         compute_metrics=compute_rouge(tokenizer) if generating else None,
-        callbacks=[mlflow_cb, speed_cb, *extra],
+        callbacks=[mlflow_cb, speed_cb, stop_cb, *extra],
     )
     speed_cb.progress = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)), None)
-    monitor = _system_metrics(cfg, run_id) if main else None
-    try:
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except BaseException:
-        if main and run_id:
-            tracking.end_run(cfg, run_id, "FAILED")  # checkpoints stay: the next run resumes
-        raise
+    monitor = _system_metrics(cfg, run.run_id) if main else None
+    try:  # checkpoints stay on every way out but success: the next run resumes from them
+        with signals.graceful():  # SIGTERM / Ctrl-C: checkpoint, stop, then raise Interrupted
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         if monitor is not None:
             monitor.finish()
 
     if not main:  # other ranks are done: rank 0 writes the outputs
-        return TrainResult(model_dir=str(cfg.path("model")), run_id="", data_version=ingested.data_version,
+        return TrainResult(model_dir=cfg.relative(cfg.path("model")), run_id="", data_version=ingested.data_version,
                            base_model=t.model, metrics={})
     out = save_final(cfg, trainer, tokenizer, runtime)
     runtime_s = float(output.metrics.get("train_runtime", 0.0)) or 1e-9
@@ -448,12 +466,13 @@ def train(cfg: Config, ingested: IngestResult, validated: Any = None) -> TrainRe
         metrics["eval_loss_final"] = float(evals[-1]["eval_loss"])
     if trainer.state.best_model_checkpoint:
         metrics["best_step"] = float(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1])
-    tracking.log_metrics(cfg, run_id, metrics, step=output.global_step)
-    write_curves(cfg, trainer.state.log_history, run_id)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: a re-run starts fresh
-    result = TrainResult(model_dir=str(out), run_id=run_id, data_version=ingested.data_version,
+    run.log_metrics(metrics, step=output.global_step)
+    write_curves(cfg, trainer.state.log_history, run)
+    run.flush()  # every buffered step metric is in before training counts as done
+    result = TrainResult(model_dir=cfg.relative(out), run_id=run.run_id, data_version=ingested.data_version,
                          base_model=t.model, metrics=metrics)
     result.save(cfg.path("reports"))
+    paths.remove_owned(ckpt_dir)  # finished and recorded: a re-run starts fresh
     logger.info("train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
                 output.global_step, time.perf_counter() - started, metrics["train_tokens_per_s"],
                 metrics["train_loss_final"], out)
@@ -487,13 +506,10 @@ def trainer_class(window: int):
     return Trainer
 
 
-def _run_exists(c, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return c.get_run(run_id).info.lifecycle_stage == "active"
-    except MlflowException:
-        return False
+def log_inputs(cfg: Config, ingested: IngestResult, run: RunHandle) -> None:
+    """What a fresh run records before training: the validation report and the split sizes."""
+    log_validation(cfg, run)
+    run.log_metrics({f"data_rows_{k}": v for k, v in ingested.rows.items()})
 
 
 def _system_metrics(cfg: Config, run_id: str):
@@ -513,7 +529,11 @@ def _system_metrics(cfg: Config, run_id: str):
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.entry import stage_main
 
-    return stage_main("train", lambda cfg: train(cfg, IngestResult.load(cfg.path("data"))), argv)
+    def run(cfg: Config, owner) -> TrainResult:
+        ingested = IngestResult.load(cfg.path("data"))
+        return train(cfg, ingested, owner.run(ingested.data_version))
+
+    return stage_main("train", run, argv)
 
 
 if __name__ == "__main__":

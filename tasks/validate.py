@@ -32,12 +32,12 @@ import pandas as pd
 from tasks.modeling import models as modeling
 from tasks.core.config import Config
 from tasks.core.errors import ValidationFailed
-from tasks.core.results import SPLITS, IngestResult, load_split
+from tasks.core import paths
+from tasks.core.results import SPLITS, VALIDATION_DOCS, VALIDATION_REPORT, IngestResult, load_split
 
 logger = logging.getLogger(__name__)
 
-REPORT = "validation.json"
-DOCS = "validation_docs"
+REPORT, DOCS = VALIDATION_REPORT, VALIDATION_DOCS
 EXAMPLES = 5  # offending rows shown per failed check
 # C0 controls except tab/newline/carriage return, DEL, and U+FFFD (what a wrong decoding leaves)
 CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
@@ -214,10 +214,10 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
     context = gx.get_context(mode="ephemeral")
     # One bar per metric is noise in a pipeline log; the stage's own log line says what ran.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    shutil.rmtree(docs_dir, ignore_errors=True)
+    staging = paths.temp_sibling(docs_dir)  # the docs replace the old ones only when complete
     context.add_data_docs_site("report", {
         "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     })
     source = context.data_sources.add_pandas("ingested")
@@ -239,6 +239,8 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
                 if check.dimension == "truncation":
                     check.note = note
                 checks.append(check)
+    if staging.is_dir():
+        paths.replace_dir(staging, docs_dir)
     order = {name: i for i, name in enumerate(SPLITS)}
     checks.sort(key=lambda c: (order.get(c.split, 9), c.column or "", c.dimension))
     return checks
@@ -368,9 +370,7 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
         "failures": [describe(c) for c in result.failures],
         "checks": [asdict(c) for c in checks],
     }
-    tmp = report_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(report_path)
+    paths.atomic_write_json(report_path, payload)
     for w in warnings:
         logger.warning("validate: %s", w)
     if not result.success:
@@ -387,14 +387,14 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.entry import stage_main
 
-    def run(cfg: Config) -> ValidateResult:
+    def run(cfg: Config, owner) -> ValidateResult:
         ingested = IngestResult.load(cfg.path("data"))
         try:
             return validate(cfg, ingested)
-        except ValidationFailed as exc:
-            from tasks.tracking.client import log_failed_validation
+        except ValidationFailed:
+            from tasks.tracking.run import log_validation
 
-            log_failed_validation(cfg, ingested, Path(exc.report_path or ""))
+            log_validation(cfg, owner.run(ingested.data_version))  # the owner ends the run FAILED
             raise
 
     return stage_main("validate", run, argv)

@@ -55,8 +55,13 @@ def test_pipeline_overrides_and_paths(project):
     assert cfg.ingest.text_column == "body"
     assert cfg.train.epochs == 2 and cfg.train.lr == 0.01
     assert cfg.promote.gates.min == {"rouge1": 0.3}
-    # another pipeline never writes over the default pipeline's artifacts
-    assert cfg.path("model") == project / "runs" / "nightly" / "artifacts" / "model"
+    # another pipeline never writes over the default pipeline's artifacts, nor does a one-off run
+    assert load_config("nightly").path("model") == project / "runs" / "nightly" / "artifacts" / "model"
+    assert cfg.path("model").parent.parent.parent == project / "runs"
+    assert cfg.path("model").parts[-3].startswith("nightly.")
+    assert load_config("nightly", overrides=["train.lr=0.01"]).path("model") == cfg.path("model")
+    assert load_config("nightly", overrides=["train.lr=0.02"]).path("model") != cfg.path("model")
+    assert load_config().path("model") == project / "artifacts" / "model"
     assert cfg.experiment_name() == "s2s-nightly"
 
 

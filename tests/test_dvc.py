@@ -31,7 +31,7 @@ def ran(proc) -> list[str]:
 
 def test_repro_runs_every_stage_then_nothing(clone):
     first = dvc(clone, "repro")
-    assert ran(first) == ["ingest", "validate", "train", "evaluate", "register", "promote"]
+    assert ran(first) == ["guard", "ingest", "validate", "train", "evaluate", "register", "promote"]
     metrics = json.loads((clone / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"}
     registration = json.loads((clone / "reports" / "registration.json").read_text())

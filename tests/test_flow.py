@@ -115,7 +115,8 @@ def test_second_run_scores_the_champion_on_the_same_rows(flow_run, monkeypatch):
     root, first = flow_run
     monkeypatch.setenv("S2S_ROOT", str(root))
     second = training_pipeline(overrides=["train.max_steps=4"])
-    evaluation = json.loads((root / "reports" / "evaluation.json").read_text())
+    reports = load_config(root=root, overrides=["train.max_steps=4"]).path("reports")  # runs/default.<hash>/
+    evaluation = json.loads((reports / "evaluation.json").read_text())
     assert evaluation["champion"]["version"] == first.version  # re-scored by this run, same rows
     assert set(evaluation["champion"]["metrics"]) == set(evaluation["metrics"])
     cfg = load_config(root=root)

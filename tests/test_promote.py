@@ -135,8 +135,9 @@ def test_manual_promotion_goes_through_the_gates_unless_forced(cfg):
     assert forced.promoted and champion_of(cfg) == v2
     tags = tracking.client(cfg).get_model_version(name, v2).tags
     assert tags["promotion.forced"] == "true" and tags["promotion.forced_reason"] == "hotfix for a bad champion"
-    with pytest.raises(ConfigError, match="already the champion"):
-        promote_version(cfg, v2)
+    again = promote_version(cfg, v2)  # already the champion: a no-op that says so
+    assert again.promoted and "already holds the 'champion' alias: nothing to do" in again.reasons[0]
+    assert champion_of(cfg) == v2 and champion_of(cfg, "previous_champion") == v1
     with pytest.raises(ConfigError, match="has no version 99"):
         promote_version(cfg, "99")
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from conftest import make_project
 from tasks.tracking import client as tracking
+from tasks.core import paths
 from tasks.core.config import load_config
 from tasks.ingest import ingest
 from tasks.core.results import TrainResult
@@ -76,8 +77,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     ref_root = make_project(tmp_path / "reference", params=PARAMS)
     ref_cfg, ref_ingested = prepared(ref_root)
     reference = train(ref_cfg, ref_ingested)
-    a = load_file(os.path.join(result.model_dir, "model.safetensors"))
-    b = load_file(os.path.join(reference.model_dir, "model.safetensors"))
+    a = load_file(os.path.join(cfg.resolve(result.model_dir), "model.safetensors"))
+    b = load_file(os.path.join(ref_cfg.resolve(reference.model_dir), "model.safetensors"))
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, f"resumed weights differ from the uninterrupted run by {worst}"
@@ -86,10 +87,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_changed_settings_do_not_resume_foreign_checkpoints(tmp_path):
     root = make_project(tmp_path / "proj", params=PARAMS)
     cfg, ingested = prepared(root)
-    ckpts = cfg.path("checkpoints")
-    ckpts.mkdir(parents=True)
+    ckpts = paths.mark(cfg.path("checkpoints"))  # an earlier run's, with other settings
     (ckpts / "s2s_run.json").write_text('{"fingerprint": "other-settings", "run_id": "x"}')
     (ckpts / "checkpoint-50").mkdir()
-    short = load_config(root=root, overrides=["train.max_steps=5"])
-    result = train(short, ingested)
+    text = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(text.replace("max_steps: 160", "max_steps: 5"))
+    result = train(load_config(root=root), ingested)
     assert result.metrics["train_steps"] == 5 and not ckpts.exists()

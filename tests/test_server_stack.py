@@ -225,7 +225,8 @@ def test_wrong_credentials_are_named_before_training(server, tmp_path):
 def test_server_down_at_registration_retries_then_completes_once(server, tmp_path, monkeypatch, prefect_server):
     import yaml
 
-    project = make_clone(tmp_path / "proj")
+    # no waiting inside a call (tracking.retry_s: 0): the task-level retries of the flow are what is tested
+    project = make_clone(tmp_path / "proj", params={"tracking": {"retry_s": 0}})
     pipes = yaml.safe_load((project / "pipelines.yaml").read_text())
     pipes["default"].update(model_name="s2s-outage", retries={"count": 6, "delay_s": [2, 4, 8, 8, 8, 8]})
     (project / "pipelines.yaml").write_text(yaml.safe_dump(pipes, sort_keys=False))

@@ -3,7 +3,9 @@ security floor of the pinned set (CVE version floors, safetensors, no remote cod
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -120,5 +122,36 @@ def test_remote_code_is_off_by_default_and_weights_are_safetensors_only():
     for pattern in (r"pickle\.loads?\(", r"torch\.load\(", r"joblib\.load", r"weights_only\s*=\s*False",
                     r"cloudpickle", r"safe_serialization\s*=\s*False", r"use_safetensors\s*=\s*False"):
         assert not re.search(pattern, code), pattern
-    assert "use_safetensors=True" in (REPO / "tasks" / "modeling.py").read_text()
-    assert "use_safetensors=True" in (REPO / "tasks" / "serving.py").read_text()
+    assert "use_safetensors=True" in (REPO / "tasks" / "modeling" / "models.py").read_text()
+    assert "use_safetensors=True" in (REPO / "tasks" / "serving" / "pyfunc.py").read_text()
+
+
+def _check_env(values: dict) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], **values}
+    return subprocess.run(["sh", str(DOCKER / "check-env.sh")], env=env, capture_output=True, text=True)
+
+
+def test_the_stack_refuses_the_example_placeholders_and_known_defaults():
+    example = dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
+                   if line.strip() and not line.startswith("#"))
+    refused = _check_env(example)
+    assert refused.returncode == 2
+    for var in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_TRACKING_PASSWORD",
+                "MLFLOW_FLASK_SERVER_SECRET_KEY", "PREFECT_SERVER_API_AUTH_STRING"):
+        assert f"check-env: {var} still holds the .env.example placeholder" in refused.stderr, var
+    strong = {var: "Zq7-real-Secret-4411" for var in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
+                                                       "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    strong["PREFECT_SERVER_API_AUTH_STRING"] = "admin:Zq7-real-Secret-4411"
+    assert _check_env(strong).returncode == 0
+    for default in ("password1234", "minioadmin", "Password", "postgres", "short"):
+        result = _check_env({**strong, "MINIO_ROOT_PASSWORD": default})
+        assert result.returncode == 2 and "MINIO_ROOT_PASSWORD" in result.stderr, default
+    assert _check_env({**strong, "POSTGRES_PASSWORD": ""}).returncode == 2
+    # nothing starts before the check passed: every service waits for it, directly or through another
+    def waits_for_check(name, seen=()):
+        needs = SERVICES[name].get("depends_on", {})
+        return "check-env" in needs or any(waits_for_check(n, seen + (name,)) for n in needs if n not in seen)
+
+    for name in SERVICES:
+        if name != "check-env":
+            assert waits_for_check(name), f"{name} can start before check-env"

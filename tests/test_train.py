@@ -36,7 +36,7 @@ def test_scratch_tokenizer_ends_labels_with_eos_and_matches_the_model():
 def test_training_writes_a_loadable_model_and_logs_the_run(trained):
     cfg, ingested, result = trained
     assert TrainResult.load(cfg.path("reports")) == result
-    tok, model = modeling.load(result.model_dir)  # the same call a hub id goes through
+    tok, model = modeling.load(str(cfg.resolve(result.model_dir)))  # the same call a hub id goes through
     assert model.config.model_type == "t5" and len(tok) == model.config.vocab_size
     assert (cfg.path("model") / "model.safetensors").exists()
     assert not cfg.path("checkpoints").exists()  # intermediate checkpoints cleaned up
@@ -71,7 +71,7 @@ def test_a_local_model_folder_trains_through_from_pretrained(trained, tmp_path):
     ingested = ingest(cfg2)
     validate(cfg2, ingested)  # prepares (here: copies) the model's own tokenizer
     result = train(cfg2, ingested)
-    _, model = modeling.load(result.model_dir)
+    _, model = modeling.load(str(cfg2.resolve(result.model_dir)))
     assert model.config.model_type == "bart"
     assert not cfg2.path("base_model").exists()  # nothing built from scratch
 

@@ -35,7 +35,7 @@ def test_lora_saves_adapter_and_a_merged_model_with_best_model_at_end(tmp_path):
                       save_total_limit=1, load_best_model_at_end=True)
     assert (cfg.path("adapter") / "adapter_config.json").is_file()
     assert (cfg.path("adapter") / "adapter_model.safetensors").is_file()
-    merged = modeling.load_model(result.model_dir)  # plain transformers model: no PEFT needed to use it
+    merged = modeling.load_model(str(cfg.resolve(result.model_dir)))  # plain transformers model: no PEFT needed to use it
     assert type(merged).__name__ == "T5ForConditionalGeneration"
     assert not any("lora" in n for n, _ in merged.named_parameters())
     assert result.metrics["best_step"] in (4.0, 8.0, 12.0)
@@ -112,7 +112,7 @@ def test_quantization_on_cpu_is_refused_before_training(tmp_path):
 def test_recurrent_model_trains_through_the_same_path(tmp_path, cell):
     cfg, result = run(tmp_path, model="rnn", rnn={"cell": cell, "embedding_size": 32, "hidden_size": 48},
                       max_steps=20, lr=0.01, eval_strategy="steps", eval_steps=10)
-    model = modeling.load_model(result.model_dir)
+    model = modeling.load_model(str(cfg.resolve(result.model_dir)))
     assert type(model).__name__ == "RnnSeq2SeqModel" and model.config.cell == cell
     first, last = float(curve(cfg)[0]["loss"]), float(curve(cfg)[-1]["loss"])
     assert last < first  # it learns

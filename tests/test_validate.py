@@ -135,8 +135,10 @@ def test_nearly_empty_split_is_caught_by_the_row_count(project):
 
 
 def test_report_lists_failures_in_words(project):
-    failure(csv(project, GOOD + ["an input with no summary,"]))
-    report = json.loads((project / "reports" / "validation.json").read_text())
+    cfg, ingested = run(csv(project, GOOD + ["an input with no summary,"]))
+    with pytest.raises(ValidationFailed):
+        validate(cfg, ingested)
+    report = json.loads((cfg.path("reports") / "validation.json").read_text())
     assert report["success"] is False and report["failed"] == 1
     assert report["failures"][0].startswith("[train target] no missing values: FAILED")
 

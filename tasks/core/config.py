@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tasks.core.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
+RUNS_DIR = "runs"
 PIPELINES_FILE = "pipelines.yaml"
 DEFAULT_PIPELINE = "default"
 
@@ -38,8 +39,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
+def _given(value: Any) -> Any:
+    """An empty path (an unset shell variable) would mean the project folder itself."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; an empty path would mean the project folder itself: give a folder below it")
+    return value
+
+
 class Paths(Section):
-    """Where each stage writes. Relative paths resolve against the project root."""
+    """Where each stage writes. Relative paths resolve against the run folder (the project root
+    for ``default``); every one is checked by tasks/core/paths.py before anything runs."""
 
     data: Path = Path("data/processed")
     reports: Path = Path("reports")
@@ -48,6 +57,12 @@ class Paths(Section):
     model: Path = Path("artifacts/model")
     adapter: Path = Path("artifacts/adapter")
     checkpoints: Path = Path("artifacts/checkpoints")
+    extra_roots: list[str] = Field(default_factory=list)  # absolute folders outside the project it may write under
+
+    @field_validator("data", "reports", "tokenizer", "base_model", "model", "adapter", "checkpoints", mode="before")
+    @classmethod
+    def _given(cls, v: Any) -> Any:
+        return _given(v)
 
 
 class Tracking(Section):
@@ -56,6 +71,12 @@ class Tracking(Section):
     uri: str = "sqlite:///mlflow.db"
     artifacts: Path = Path("mlartifacts")
     experiment: str | None = None
+    retry_s: float = Field(120.0, ge=0)  # how long a stage waits out an unreachable tracking server
+
+    @field_validator("artifacts", mode="before")
+    @classmethod
+    def _given(cls, v: Any) -> Any:
+        return _given(v)
 
 
 class Ingest(Section):
@@ -394,13 +415,31 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- resolved locations -------------------------------------------------------------
+    def base(self) -> Path:
+        """The run folder every relative ``paths.*`` resolves in: the project root for the
+        ``default`` pipeline as params.yaml has it (what dvc.yaml describes), ``runs/<pipeline>``
+        for another pipeline, ``runs/<pipeline>.<hash of the overrides>`` with ``--set`` overrides,
+        so a one-off run never overwrites the outputs DVC tracks."""
+        if self.overrides:
+            tag = hashlib.sha256(json.dumps(list(self.overrides)).encode()).hexdigest()[:10]
+            return self.root / RUNS_DIR / f"{self.pipeline}.{tag}"
+        return self.root if self.pipeline == DEFAULT_PIPELINE else self.root / RUNS_DIR / self.pipeline
+
     def path(self, name: str) -> Path:
-        """Absolute location of ``paths.<name>`` for this pipeline."""
+        """Absolute location of ``paths.<name>`` for this run."""
         rel = getattr(self.paths, name)
-        if rel.is_absolute():
-            return rel
-        base = self.root if self.pipeline == DEFAULT_PIPELINE else self.root / "runs" / self.pipeline
-        return base / rel
+        return rel if rel.is_absolute() else self.base() / rel
+
+    def resolve(self, stored: str | Path) -> Path:
+        """A path a stage result stores (relative to the project root) as an absolute path."""
+        p = Path(stored)
+        return p if p.is_absolute() else self.root / p
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` as stage results store it: relative to the project root when inside it."""
+        from tasks.core.paths import relative
+
+        return relative(path, self.root)
 
     def tracking_uri(self) -> str:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri
@@ -408,9 +447,17 @@ class Config:
             uri = "sqlite:///" + str(self.root / uri[len("sqlite:///") :])
         return uri
 
-    def artifact_location(self) -> str:
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of a ``sqlite:///`` tracking store, else None (the one place that parses it)."""
+        uri = self.tracking_uri()
+        return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+    def artifact_root(self) -> Path:
         loc = self.tracking.artifacts
-        return (loc if loc.is_absolute() else self.root / loc).as_uri()
+        return loc if loc.is_absolute() else self.root / loc
+
+    def artifact_location(self) -> str:
+        return self.artifact_root().as_uri()
 
     @property
     def primary_metric(self) -> str:
@@ -621,5 +668,9 @@ def load_config(
     if errors:
         raise ConfigError(f"invalid configuration for pipeline {pipeline!r}: " + "; ".join(errors))
     raw = {name: sec.model_dump(mode="json") for name, sec in sections.items()}
-    return Config(pipeline=pipeline, root=root, spec=PipelineSpec.model_validate(spec), overrides=tuple(overrides),
-                  raw=raw, **sections)
+    cfg = Config(pipeline=pipeline, root=root, spec=PipelineSpec.model_validate(spec), overrides=tuple(overrides),
+                 raw=raw, **sections)
+    from tasks.core import paths
+
+    paths.check(cfg)  # before any stage: no configured folder may reach outside the run folder
+    return cfg

@@ -43,9 +43,16 @@ class StageCache:
 
     def _dvc(self):
         if self._repo is None:
-            from dvc.repo import Repo
+            from tasks.core import locks
 
-            self._repo = Repo(str(self.root))
+            # the repository whose lock this run holds (tasks/core/locks.py); a second Repo in
+            # this process would contend for DVC's lock with the first
+            self._repo = locks.dvc_repo(self.root)
+            self._own = self._repo is None
+            if self._own:
+                from dvc.repo import Repo
+
+                self._repo = Repo(str(self.root))
         return self._repo
 
     def up_to_date(self, stage: str) -> bool:
@@ -68,6 +75,6 @@ class StageCache:
             self._status = None
 
     def close(self) -> None:
-        if self._repo is not None:
+        if self._repo is not None and getattr(self, "_own", False):
             self._repo.close()
-            self._repo = None
+        self._repo = None

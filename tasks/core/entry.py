@@ -4,6 +4,7 @@ one readable message with a non-zero exit status instead of a traceback."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -14,11 +15,11 @@ from tasks.core.errors import PipelineError
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 
 
-def setup_logging(level: str | None = None) -> None:
+def setup_logging(level: str | None = None, streams: bool = True) -> None:
     """Configure logging once, at an entry point (never at import)."""
     from tasks.core.secrets import install_redaction
 
-    install_redaction()  # credentials never reach a log line, whichever handler writes it
+    install_redaction(streams=streams)  # credentials never reach a log line or the console
     logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
     # GX pins one of its module loggers to INFO, so it is named explicitly.
     for noisy in ("httpx", "urllib3", "alembic", "mlflow.store.db.utils", "great_expectations",
@@ -63,18 +64,51 @@ def report_error(exc: PipelineError) -> int:
     return exc.exit_code
 
 
-def stage_main(name: str, run: Callable[[Any], Any], argv: list[str] | None = None) -> int:
-    """``python -m tasks.<name>``: the DVC entry point of one stage."""
+def retry_delays(cfg) -> list[float]:
+    """The pipeline's backoff for transient failures (pipelines.yaml ``retries``), one per retry."""
+    r = cfg.spec.retries
+    return [r.delay_s[min(i, len(r.delay_s) - 1)] for i in range(r.count)] if r.delay_s else [0.0] * r.count
+
+
+def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None = None, lock: bool = True) -> int:
+    """``python -m tasks.<name>``: the DVC entry point of one stage.
+
+    The process is the owner here, as the flow is in ``s2s run``: it holds the project lock,
+    opens nothing but ends the MLflow run the stage logged to (FINISHED, FAILED or KILLED), and
+    retries transient failures with the pipeline's backoff. ``run(cfg, owner)`` does the work."""
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}", description=f"Run the {name} stage.")
     add_config_flags(parser)
+    parser.add_argument("--wait", action="store_true", help="wait for another run on this folder to finish")
     args = parser.parse_args(argv)
     setup_logging()
+    from tasks.core import locks, retry, signals
     from tasks.core.config import load_config
     from tasks.tracking.client import quiet_telemetry
 
+    signals.install()
     quiet_telemetry()
     try:
-        run(load_config(args.pipeline, args.overrides))
+        cfg = load_config(args.pipeline, args.overrides)
+        if not lock:
+            run(cfg, None)
+            return 0
+        from tasks.tracking.run import owned
+
+        # the other ranks of a distributed (torchrun) run are part of rank 0's run, which holds it
+        holder = locks.project_lock(cfg.root, wait=args.wait) if int(os.environ.get("RANK", "0")) == 0 \
+            else contextlib.nullcontext()
+        with holder:
+            def attempt():
+                with owned(cfg) as owner:
+                    return run(cfg, owner)
+
+            retry.call(attempt, retry_delays(cfg), f"the {name} stage")
     except PipelineError as exc:
         return report_error(exc)
+    except BaseException as exc:
+        code = signals.exit_code_for(exc)
+        if code is None:
+            raise
+        print(f"{name}: {exc or 'interrupted'}; nothing half-written was kept", file=sys.stderr)
+        return code
     return 0

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, TypeVar
 from tasks.core.errors import DataError
 
 SPLITS = ("train", "validation", "test")
+VALIDATION_REPORT = "validation.json"  # under paths.reports, with the GX Data Docs beside it
+VALIDATION_DOCS = "validation_docs"
 T = TypeVar("T", bound="StageResult")
 
 
@@ -26,11 +28,13 @@ class StageResult:
     STAGE: ClassVar[str]
 
     def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write atomically (a unique temporary file, then a rename): a reader sees all or nothing.
+        Paths inside are relative to the project root, so a copied or pulled project reads its own."""
+        from tasks.core.paths import atomic_write_json
+
         path = folder / self.FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_json(path, asdict(self))
+        self._folder = folder
         return path
 
     @classmethod
@@ -38,9 +42,14 @@ class StageResult:
         path = folder / cls.FILE
         if not path.exists():
             raise DataError(f"{path} is missing: run the {cls.STAGE} stage first (s2s run, or dvc repro {cls.STAGE})")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise DataError(f"{path} is not valid JSON ({exc}); re-run the {cls.STAGE} stage") from None
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in names})
+        result = cls(**{k: v for k, v in data.items() if k in names})
+        result._folder = folder
+        return result
 
 
 @dataclass
@@ -49,7 +58,7 @@ class IngestResult(StageResult):
 
     FILE: ClassVar[str] = "manifest.json"
     STAGE: ClassVar[str] = "ingest"
-    data_dir: str
+    data_dir: str  # relative to the project root, as every path a result stores
     splits: dict[str, str]
     rows: dict[str, int]
     data_version: str
@@ -91,6 +100,7 @@ class RegisterResult(StageResult):
     version: str
     model_uri: str
     run_id: str
+    registration_key: str = ""
 
 
 @dataclass
@@ -112,4 +122,6 @@ def load_split(ingested: IngestResult, name: str, columns: list[str] | None = No
     file) and ``text_type`` / ``target_type`` (the raw values' Python type names)."""
     import pandas as pd
 
-    return pd.read_parquet(Path(ingested.data_dir) / ingested.splits[name], columns=columns)
+    # the manifest lives beside the splits: where it was read from (or written to) is where they are
+    folder = getattr(ingested, "_folder", None) or Path(ingested.data_dir)
+    return pd.read_parquet(Path(folder) / ingested.splits[name], columns=columns)

@@ -24,15 +24,25 @@ class RunSummary:
     wall_seconds: float | None = None  # the whole command, orchestration included
     skipped: list[str] = field(default_factory=list)  # stages whose dvc.lock record was still current
     champion: dict[str, Any] | None = None  # the champion the candidate was compared with
+    alias_now: str | None = None  # the version the alias points at, read back from the registry at the end
+    champion_alias: str = "champion"
+    primary: str = "rougeL"
 
     @classmethod
-    def of(cls, cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped) -> "RunSummary":
+    def of(cls, cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped,
+           alias_now: str | None = None) -> "RunSummary":
         return cls(
             pipeline=cfg.pipeline, data_version=ingested.data_version, rows=ingested.rows, metrics=evaluated.metrics,
             model_name=registered.model_name, version=registered.version, promoted=promoted.promoted,
             alias=promoted.alias, reasons=promoted.reasons, stage_seconds=seconds, tracking_uri=cfg.tracking_uri(),
             run_id=trained.run_id, worst=evaluated.worst, skipped=skipped, champion=evaluated.champion,
+            alias_now=alias_now, champion_alias=cfg.promote.alias, primary=evaluated.primary,
         )
+
+    @property
+    def holds(self) -> bool:
+        """The registry agrees with the decision: a promoted version holds the alias."""
+        return not self.promoted or self.alias_now == self.version
 
     @property
     def total_seconds(self) -> float:
@@ -42,6 +52,13 @@ class RunSummary:
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"open {self.tracking_uri}"
         return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1 --port 5000"
+
+    def _read_back(self) -> str:
+        if self.alias_now is None:
+            return f"  (read back: no '{self.champion_alias}' in the registry)"
+        if self.promoted and self.alias_now != self.version:
+            return f"  (read back: '{self.champion_alias}' is now v{self.alias_now}, moved since)"
+        return f"  (read back: '{self.champion_alias}' = v{self.alias_now})"
 
     def format(self) -> str:
         verdict = "PROMOTED" if self.promoted else "NOT PROMOTED"
@@ -60,7 +77,7 @@ class RunSummary:
             "metrics      : " + "  ".join(f"{k}={v:.4f}" if k != "gen_len" else f"{k}={v:.1f}"
                                           for k, v in self.metrics.items()),
             f"model        : {self.model_name} version {self.version} (run {self.run_id})",
-            f"gate         : {verdict} -> alias '{self.alias}'",
+            f"gate         : {verdict} -> alias '{self.alias}'" + self._read_back(),
         ]
         if self.champion:
             lines.insert(-1, "champion     : v{} on the same rows: {}".format(
@@ -73,9 +90,9 @@ class RunSummary:
         if nothing_ran:
             lines[-1] = f"stages       : all up to date  (orchestration {overhead:.1f}s)"
         if self.worst:
-            lines.append("worst examples (lowest rougeL):")
+            lines.append(f"worst examples (lowest {self.primary}):")
             for w in self.worst:
-                lines.append(f"  row {w.get('source_row')}: rougeL={w.get('rougeL', 0):.2f}")
+                lines.append(f"  row {w.get('source_row')}: {self.primary}={w.get(self.primary, 0):.2f}")
                 lines.append(f"    reference : {w.get('reference')}")
                 lines.append(f"    prediction: {w.get('prediction')}")
         from tasks.core.secrets import redact

@@ -111,12 +111,11 @@ def prepare_tokenizer(cfg: Config, train_df) -> "PreTrainedTokenizerBase":
         tokenizer = train_tokenizer(texts, spec.vocab_size)
     else:
         tokenizer = load_tokenizer(model_source(cfg))
-    tmp = out.with_name(out.name + ".tmp")
-    tokenizer.save_pretrained(str(tmp))
-    import shutil
+    from tasks.core import paths
 
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
+    tmp = paths.temp_sibling(out)
+    tokenizer.save_pretrained(str(tmp))
+    paths.replace_dir(tmp, out)
     return tokenizer
 
 
@@ -236,9 +235,12 @@ def load_base_model(cfg: Config, tokenizer, write: bool = True, **kwargs) -> "Pr
 
             torch.manual_seed(cfg.train.seed)
             model = RnnSeq2SeqModel(rnn_config(cfg, tokenizer))
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
+        from tasks.core import paths
+
+        tmp = paths.temp_sibling(out)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        paths.replace_dir(tmp, out)
         n_params = sum(p.numel() for p in model.parameters())
         logger.info("%s model: %.2fM parameters, vocabulary %d, saved to %s",
                     cfg.train.model, n_params / 1e6, len(tokenizer), out)

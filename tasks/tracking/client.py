@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "mlflow_run.json"
 
 
 def quiet_telemetry() -> None:
@@ -55,8 +54,9 @@ def client(cfg: Config) -> "MlflowClient":
     from mlflow import MlflowClient
 
     uri = cfg.tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    db = cfg.sqlite_path()
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -104,13 +104,68 @@ def experiment_id(cfg: Config, c: "MlflowClient | None" = None) -> str:
     except MlflowException as exc:
         if "already exists" in str(exc):  # another process created it between our two calls
             return c.get_experiment_by_name(name).experiment_id
-        raise TrackingError(f"MLflow at {cfg.tracking_uri()} refused the request: {exc}") from None
-    except Exception as exc:  # connection errors come in many types (requests, sqlite, ...)
-        raise TrackingError(
-            f"cannot reach the MLflow tracking store at {cfg.tracking_uri()}: {exc}; "
-            "check MLFLOW_TRACKING_URI or tracking.uri",
-            transient=True,
-        ) from None
+        raise failure(cfg, f"creating experiment {name!r}", exc) from None
+    except store_errors() as exc:
+        raise failure(cfg, f"creating experiment {name!r}", exc) from None
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What a tracking or registry call raises when the store is away, locked or refusing:
+    MLflow's own errors, connection errors (requests, sockets) and database errors."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    kinds: list[type[BaseException]] = [MlflowException, OSError, requests.RequestException]
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        kinds.append(SQLAlchemyError)
+    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
+        pass
+    return tuple(kinds)
+
+
+def run_exists(cfg: Config, run_id: str) -> bool:
+    """The run is in the store the configuration points at now (only "not found" means no)."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return False
+    c = client(cfg)
+    try:
+        return c.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return False
+        raise failure(cfg, f"reading MLflow run {run_id}", exc) from None
+    except store_errors() as exc:
+        raise failure(cfg, f"reading MLflow run {run_id}", exc) from None
+
+
+def redact_uri(cfg: Config) -> str:
+    from tasks.core.secrets import redact
+
+    return redact(cfg.tracking_uri())
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """The one answer that means "absent": the registry says the object does not exist.
+    (A missing alias comes back as INVALID_PARAMETER_VALUE "alias ... not found".)"""
+    code = getattr(exc, "error_code", "") or ""
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and " alias " in f" {exc} " and "not found" in str(exc)
+
+
+def failure(cfg: Config, doing: str, exc: BaseException) -> TrackingError:
+    """A tracking or registry error as a TrackingError: transient (retried with the pipeline's
+    backoff), with a message that names what failed and where, credentials scrubbed."""
+    from tasks.core.secrets import redact
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+    return TrackingError(f"{doing} failed at the MLflow store {redact(cfg.tracking_uri())}: "
+                         f"{type(exc).__name__}: {redact(first)}; nothing was changed by this step, and it "
+                         "is retried as a transient failure", transient=True)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -170,55 +225,4 @@ def run_tags(cfg: Config, data_version: str) -> dict[str, str]:
         tags["prefect_flow_run_id"] = flow_run
     return tags
 
-
-def start_run(cfg: Config, data_version: str, run_name: str | None = None) -> str:
-    """Create the pipeline run's MLflow run with params and tags; return its id."""
-    from mlflow.entities import Param, RunTag
-
-    c = client(cfg)
-    exp = experiment_id(cfg, c)
-    tags = run_tags(cfg, data_version)
-    tags["mlflow.runName"] = run_name or f"{cfg.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = c.create_run(exp, tags=tags)
-    params = [Param(k, v[:6000]) for k, v in sorted(cfg.flat_params().items())]
-    for i in range(0, len(params), 100):  # MLflow's log_batch limit is 100 params per call
-        c.log_batch(run.info.run_id, params=params[i : i + 100])
-    c.log_batch(run.info.run_id, tags=[RunTag("data_version", data_version)])
-    return run.info.run_id
-
-
-def log_metrics(cfg: Config, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if v is not None]
-    client(cfg).log_batch(run_id, metrics=batch)
-
-
-def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
-    client(cfg).set_terminated(run_id, status=status)
-
-
-def log_validation_artifacts(cfg: Config, run_id: str, report: Path) -> None:
-    """The validation report (JSON) and GX Data Docs (HTML) under ``validation/`` of the run."""
-    c = client(cfg)
-    if report.is_file():
-        c.log_artifact(run_id, str(report), artifact_path="validation")
-    docs = report.parent / "validation_docs"
-    if docs.is_dir():
-        c.log_artifacts(run_id, str(docs), artifact_path="validation/data_docs")
-
-
-def log_failed_validation(cfg: Config, ingested: "IngestResult", report: Path) -> str | None:
-    """Record a rejected data set as a FAILED run holding the report; nothing is registered."""
-    try:
-        run_id = start_run(cfg, ingested.data_version, run_name=f"{cfg.pipeline}-validation-failed")
-        c = client(cfg)
-        c.set_tag(run_id, "failed_stage", "validate")
-        log_validation_artifacts(cfg, run_id, report)
-        c.set_terminated(run_id, status="FAILED")
-        return run_id
-    except TrackingError as exc:
-        logger.warning("could not record the failed validation in MLflow: %s", exc)
-        return None
 
