@@ -3,8 +3,8 @@
 Per pipeline: ``retrain/<name>`` on the pipeline's cron schedule (skips when the data and
 settings are the champion's), ``training-pipeline/<name>`` to run on demand, and
 ``promotion/<name>`` for manual promotions. Each runs on the pipeline's work pool (created as a
-process pool when missing) from this project folder, and promotions of a model share a Prefect
-concurrency limit of one.
+process pool when missing) from this project folder. Promotions of a model are serialised by the
+registry's own lock (tasks/tracking/registry.py), which needs no Prefect object.
 """
 
 from __future__ import annotations
@@ -54,15 +54,6 @@ def ensure_work_pool(name: str) -> None:
         logger.info("created process work pool %r", name)
 
 
-def ensure_promotion_limit(model_name: str) -> None:
-    """One promotion of a model at a time, across every worker (see flows/stages.py)."""
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
-    name = f"promote-{model_name}"
-    _read_or_create(lambda c: c.read_global_concurrency_limit_by_name(name),
-                    lambda c: c.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1)))
-
-
 def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
     """Create or update the three deployments of one pipeline; returns their full names."""
     from prefect import Flow
@@ -71,7 +62,6 @@ def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
     spec = cfg.spec
     pool = work_pool or spec.work_pool
     ensure_work_pool(pool)
-    ensure_promotion_limit(cfg.register.model_name)
     job = {"working_dir": str(cfg.root), "env": {"S2S_ROOT": str(cfg.root), "S2S_PIPELINE": cfg.pipeline}}
     names = []
     for flow_name, entrypoint in FLOWS.items():

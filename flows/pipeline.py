@@ -66,11 +66,13 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
                 return result
             log.info("%s: its recorded result names what the tracking store no longer holds; running it", name)
         start = time.perf_counter()
+        log.info("stage %s: running", name)
         try:
             result = tasks[name](cfg, *args)
         finally:
             seconds[name] = round(time.perf_counter() - start, 2)
         cache.record(name)
+        log.info("stage %s: done in %.1f s", name, seconds[name])
         return result
 
     try:

@@ -158,6 +158,9 @@ def callbacks(cfg: Config, run: RunHandle | None):
             if signals.stop_requested():
                 control.should_save = True
                 control.should_training_stop = True
+                # at the end of train() transformers deletes the newest checkpoint when it is not
+                # the best and save_total_limit is 1: that would be the one saved for the stop
+                args.save_total_limit = None
             return control
 
     return MlflowMetrics(), TokensPerSecond(), StopOnSignal()

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from projects import REPO, TINY, deep_merge, make_clone  # noqa: F401  (shared with bench/orchestration.py)
+from services import FaultProxy, MlflowServer, free_port, stop_group, wait_healthy  # noqa: F401  (shared with bench/)
 
 # Test processes are entry points: isolate Prefect's home and silence telemetry before any import.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="s2s-prefect-home-")
@@ -83,42 +84,4 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) 
     return subprocess.run([venv_bin("s2s"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-# -- servers the tests start (Prefect, MLflow) ---------------------------------------------
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    """Poll ``url`` until it answers 200; fail with the end of ``log`` if ``proc`` dies first."""
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, f"{url} did not answer in {timeout:.0f} s"
-        time.sleep(0.5)
-
-
-def stop_group(proc: subprocess.Popen | None) -> None:
-    """Stop a server started with ``start_new_session=True`` and everything it spawned."""
-    import signal
-
-    if proc is not None and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+# -- servers the tests start (Prefect, MLflow): see services.py -------------------------------

@@ -26,6 +26,11 @@ pytestmark = pytest.mark.integration
 PARAMS = {"train": {"max_steps": 160, "eval_strategy": "steps", "eval_steps": 10, "save_total_limit": 2,
                     "logging_steps": 10, "early_stopping_patience": 0, "load_best_model_at_end": False,
                     "batch_size": 8}}
+# a model whose checkpoints take long enough to write (~40 MB with the optimizer) that a kill can
+# land in the middle of one
+BIG = {"train": {**PARAMS["train"], "max_steps": 80, "scratch": {"d_model": 64, "d_ff": 128, "d_kv": 16,
+                                                                 "num_heads": 4, "num_layers": 1,
+                                                                 "num_decoder_layers": 1}}}
 
 
 def prepared(root):
@@ -39,25 +44,29 @@ def steps(folder):
     return sorted(int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if complete(c))
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    root = make_project(tmp_path / "killed", params=PARAMS)
+def test_sigkill_while_a_checkpoint_is_written_then_resume_matches_an_uninterrupted_run(tmp_path):
+    root = make_project(tmp_path / "killed", params=BIG)
     cfg, _ = prepared(root)
     env = {**os.environ, "S2S_ROOT": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=root, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=root, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = cfg.path("checkpoints")
+
+    def being_written():  # a checkpoint folder whose trainer state (written last) is not there yet
+        return [c for c in ckpts.glob("checkpoint-*") if not (c / "trainer_state.json").exists()
+                and int(c.name.split("-")[1]) >= 20]
+
     deadline = time.time() + 300
-    while time.time() < deadline and not [s for s in steps(ckpts) if s >= 20]:
-        assert proc.poll() is None, "training finished before it could be killed"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    while not being_written():
+        assert proc.poll() is None and time.time() < deadline, "training finished before a kill landed mid-save"
+        time.sleep(0.0005)  # yield the core training needs; a save lasts several milliseconds
+    os.killpg(proc.pid, signal.SIGKILL)  # in the middle of writing that checkpoint
     proc.wait()
+    (half,) = being_written()
+    assert not complete(half)  # the kill really left a half-written checkpoint behind
     done = steps(ckpts)
-    assert done and done[-1] < 160, done
+    assert done and done[-1] < int(half.name.split("-")[1]), done
     last = done[-1]
-    half = ckpts / f"checkpoint-{last + 5}"  # what a kill during a save leaves behind
-    half.mkdir(exist_ok=True)
-    (half / "model.safetensors").write_bytes(b"\x00" * 100)
     killed_run = (ckpts / "s2s_run.json").read_text()
 
     resumed = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=root, env=env, capture_output=True,
@@ -66,15 +75,15 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert "removing incomplete checkpoint" in resumed.stderr
     assert f"resuming default from {ckpts / f'checkpoint-{last}'}" in resumed.stderr
     result = TrainResult.load(cfg.path("reports"))
-    assert result.metrics["train_steps"] == 160
+    assert result.metrics["train_steps"] == 80
     assert result.run_id in killed_run  # the same MLflow run continued
     run = tracking.client(cfg).get_run(result.run_id)
     assert run.data.tags["resumed_from"] == f"checkpoint-{last}"
     # lost at most one checkpoint interval: the curve starts again right after the checkpoint
     history = tracking.client(cfg).get_metric_history(result.run_id, "train_loss")
-    assert max(m.step for m in history) == 160
+    assert max(m.step for m in history) == 80
 
-    ref_root = make_project(tmp_path / "reference", params=PARAMS)
+    ref_root = make_project(tmp_path / "reference", params=BIG)
     ref_cfg, ref_ingested = prepared(ref_root)
     reference = train(ref_cfg, ref_ingested)
     a = load_file(os.path.join(cfg.resolve(result.model_dir), "model.safetensors"))

@@ -34,3 +34,75 @@ def test_log_records_are_scrubbed_of_credentials_and_url_passwords(monkeypatch, 
     assert "very-secret-s3-key" not in text and "hunter22" not in text
     assert "uploading with key ***" in text and "http://admin:***@mlflow:5000/api" in text and "plain 3" in text
     assert secrets.redact("postgresql://s2s:pw-123@db/mlflow") == "postgresql://s2s:***@db/mlflow"
+
+
+def test_url_passwords_with_slash_or_at_and_prefect_auth_strings_are_scrubbed(monkeypatch):
+    for url, clean in [
+        ("postgresql://s2s:p@ss/w@rd@127.0.0.1:5432/mlflow", "postgresql://s2s:***@127.0.0.1:5432/mlflow"),
+        ("see http://u:a/b@host/x and more", "see http://u:***@host/x and more"),
+        ("https://ci:tok%2Fen@mlflow.example.com", "https://ci:***@mlflow.example.com"),
+        ("http://127.0.0.1:5000/api", "http://127.0.0.1:5000/api"),  # no credentials: untouched
+    ]:
+        assert secrets.redact(url) == clean
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:prefect-Secret-8080")
+    assert secrets.redact("auth admin:prefect-Secret-8080 / prefect-Secret-8080") == "auth *** / ***"
+
+
+SECRET = "Known-Secret-Value-777"
+
+
+def test_tracebacks_uncaught_errors_and_printed_output_are_scrubbed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from tasks.core.entry import setup_logging\n"
+        "setup_logging()\n"
+        "log = logging.getLogger('tasks.x')\n"
+        "try:\n"
+        f"    raise RuntimeError('connecting with ' + {SECRET!r})\n"
+        "except RuntimeError:\n"
+        "    log.exception('failed')\n"
+        f"print('printed', {SECRET!r})\n"
+        "print('a url http://admin:p@ss/w@rd@db:5432/x', file=sys.stderr)\n"
+        f"raise ValueError('uncaught ' + {SECRET!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" in out and "ValueError: uncaught ***" in out
+    assert SECRET not in out and "p@ss/w@rd" not in out and "admin:***@db:5432" in out
+
+
+def test_prefect_state_messages_are_scrubbed(prefect_server, monkeypatch):
+    """The message of a failed task becomes a Prefect state, stored by the server and shown in its UI."""
+    from prefect import flow, get_client
+
+    from flows.stages import _task
+
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+
+    def leaky():
+        raise RuntimeError(f"hub refused token {SECRET} at https://u:{SECRET}@hub/x")
+
+    @flow(name="leaky")
+    def leaky_flow():
+        return str(_task(leaky, "leaky", False)(return_state=True).state_details.task_run_id)
+
+    task_run_id = leaky_flow()
+    with get_client(sync_client=True) as client:
+        stored = client.read_task_run(task_run_id).state
+    assert stored.is_failed() and "hub refused token ***" in stored.message and SECRET not in stored.message
+
+
+def test_compare_prints_no_credentials_of_the_tracking_uri(project):
+    from conftest import free_port, run_cli
+
+    uri = f"http://ci:Cmp-Secret-999@127.0.0.1:{free_port()}"  # nothing listens there
+    proc = run_cli("compare", "--set", "tracking.retry_s=0", cwd=project, timeout=120,
+                   env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "S2S_ROOT": str(project)})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Cmp-Secret-999" not in out and "ci:***@127.0.0.1" in out, out
+    assert "Traceback" not in out

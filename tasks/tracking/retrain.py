@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.tracking import client as tracking
+from tasks.tracking import registry
 from tasks.core.config import Config
 from tasks.data.sources import dvc_hash, source_path
 
@@ -16,14 +16,11 @@ def current_data_version(cfg: Config) -> str | None:
 
 def skip_reason(cfg: Config) -> str | None:
     """Why a retrain can be skipped (same data and settings as the champion), or None to run."""
-    from mlflow.exceptions import MlflowException
-
     version = current_data_version(cfg)
     if version is None:
         return None
-    try:
-        champion = tracking.client(cfg).get_model_version_by_alias(cfg.register.model_name, cfg.promote.alias)
-    except MlflowException:
+    champion = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)  # fails closed
+    if champion is None:
         return None
     tags = champion.tags or {}
     if tags.get("data_version") != version or tags.get("params_hash") != cfg.params_hash():
