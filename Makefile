@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test bench lock clean
+.PHONY: install system-deps run test test-fast bench lock clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,15 @@ system-deps:
 	  else echo "note: install$$missing (Debian/Ubuntu: sudo apt-get install$$missing) for the browser and tracking-server tests"; fi; \
 	fi
 
+# lint and format check first (seconds), then every test group (unit, integration, system)
 test: install system-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# the fast group alone (well under two minutes): `make test-fast`
+test-fast: install
+	$(BIN)/python -m pytest -q -m unit
 
 bench: install
 	$(BIN)/python -m bench.run_all

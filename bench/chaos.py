@@ -45,13 +45,42 @@ from tests.projects import make_clone
 from tests.services import MlflowServer, bin_path
 
 STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
-SMALL = {"train": {"max_steps": 60, "eval_strategy": "steps", "eval_steps": 10, "logging_steps": 5,
-                   "early_stopping_patience": 0, "load_best_model_at_end": False, "batch_size": 8}}
+SMALL = {
+    "train": {
+        "max_steps": 60,
+        "eval_strategy": "steps",
+        "eval_steps": 10,
+        "logging_steps": 5,
+        "early_stopping_patience": 0,
+        "load_best_model_at_end": False,
+        "batch_size": 8,
+    }
+}
 # what the pipeline writes: everything else in the project must stay byte for byte
-OWN = ("data/processed", "reports", "artifacts", "mlartifacts", "mlflow.db", "runs", ".s2s", ".s2s-locks",
-       "dvc.lock", ".dvc/tmp", ".dvc/cache", ".git", ".dvcignore")
-INVARIANTS = ["no-running", "one-version", "champion-ok", "previous-ok", "summary-holds", "registry-clean",
-              "files-intact"]
+OWN = (
+    "data/processed",
+    "reports",
+    "artifacts",
+    "mlartifacts",
+    "mlflow.db",
+    "runs",
+    ".s2s",
+    ".s2s-locks",
+    "dvc.lock",
+    ".dvc/tmp",
+    ".dvc/cache",
+    ".git",
+    ".dvcignore",
+)
+INVARIANTS = [
+    "no-running",
+    "one-version",
+    "champion-ok",
+    "previous-ok",
+    "summary-holds",
+    "registry-clean",
+    "files-intact",
+]
 PROBES = 8
 
 
@@ -59,8 +88,11 @@ def snapshot(root: Path) -> dict[str, str]:
     out = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and not any(rel == o or rel.startswith(o + "/") for o in OWN) \
-                and not rel.endswith(".gitignore"):
+        if (
+            path.is_file()
+            and not any(rel == o or rel.startswith(o + "/") for o in OWN)
+            and not rel.endswith(".gitignore")
+        ):
             out[rel] = hashlib.md5(path.read_bytes()).hexdigest()
     sentinel = root.parent / "SENTINEL"
     out["../SENTINEL"] = sentinel.read_text() if sentinel.exists() else "missing"
@@ -72,8 +104,12 @@ class Harness:
         self.work, self.mode, self.rng = work, mode, random.Random(seed)
         self.root = make_clone(work / "proj", params=SMALL)
         (work / "SENTINEL").write_text("keep")
-        self.env = {**os.environ, "S2S_ROOT": str(self.root), "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
-                    f"{os.environ['PATH']}", "PREFECT_HOME": str(work / "prefect-home")}
+        self.env = {
+            **os.environ,
+            "S2S_ROOT": str(self.root),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PREFECT_HOME": str(work / "prefect-home"),
+        }
         self.env.pop("PREFECT_API_URL", None)
         self.server = None
         if mode == "tracking":
@@ -86,8 +122,14 @@ class Harness:
     # -- runs --------------------------------------------------------------------------------
     def start(self, *args: str) -> tuple[subprocess.Popen, Path]:
         log = self.work / f"run-{time.monotonic_ns()}.log"
-        proc = subprocess.Popen([bin_path("s2s"), "run", *args], cwd=self.root, env=self.env, stdout=open(log, "w"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [bin_path("s2s"), "run", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return proc, log
 
     def run(self, *args: str, timeout: float = 900) -> tuple[int, str, float]:
@@ -132,8 +174,12 @@ class Harness:
         ok["previous-ok"] = before in ("none", champion) or aliases.get("previous_champion") == before
         said = re.search(r"gate\s+: (PROMOTED|NOT PROMOTED).*?read back: '(\w+)' = v(\d+)", text)
         version = re.search(r"model\s+: s2s-default version (\d+)", text)
-        ok["summary-holds"] = bool(said and version and said.group(3) == champion and
-                                   (said.group(1) != "PROMOTED" or version.group(1) == champion))
+        ok["summary-holds"] = bool(
+            said
+            and version
+            and said.group(3) == champion
+            and (said.group(1) != "PROMOTED" or version.group(1) == champion)
+        )
         pending = (model.tags or {}) if model else {}
         ok["registry-clean"] = "s2s.pending" not in pending and "s2s.lease" not in pending and self.lock_free()
         ok["files-intact"] = snapshot(self.root) == self.baseline
@@ -155,12 +201,16 @@ class Harness:
             os.close(fd)
 
     def predictions(self) -> list[str]:
-        code = ("import json, sys, mlflow\n"
-                "m = mlflow.pyfunc.load_model('models:/s2s-default@champion')\n"
-                "rows = [json.loads(l)['input'] for l in open(sys.argv[1])][:%d]\n"
-                "print(json.dumps(m.predict(rows)))\n") % PROBES
-        env = {**self.env, "MLFLOW_TRACKING_URI": self.env.get("MLFLOW_TRACKING_URI")
-               or f"sqlite:///{self.root / 'mlflow.db'}"}
+        code = (
+            "import json, sys, mlflow\n"
+            "m = mlflow.pyfunc.load_model('models:/s2s-default@champion')\n"
+            f"rows = [json.loads(l)['input'] for l in open(sys.argv[1])][:{PROBES}]\n"
+            "print(json.dumps(m.predict(rows)))\n"
+        )
+        env = {
+            **self.env,
+            "MLFLOW_TRACKING_URI": self.env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}",
+        }
         probes = self.work / "probes.jsonl"
         proc = subprocess.run([sys.executable, "-c", code, str(probes)], env=env, capture_output=True, text=True)
         if proc.returncode:
@@ -207,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faults", type=int, default=6, help="number of faults (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mode", choices=("kill", "term", "tracking", "mixed"), default="kill",
-                        help="mixed: kill and term in turn")
+    parser.add_argument(
+        "--mode", choices=("kill", "term", "tracking", "mixed"), default="kill", help="mixed: kill and term in turn"
+    )
     parser.add_argument("--stages", default=",".join(STAGES), help="stages the faults cycle through")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="s2s-chaos-"))
@@ -221,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         (work / "probes.jsonl").write_text((h.root / "reports" / "predictions.jsonl").read_text())
         reference = h.predictions()
         stages = h.durations(text)
-        print(f"chaos: mode {args.mode}, {args.faults} faults, seed {args.seed}; reference run {total:.1f} s "
-              f"({', '.join(f'{s} {d:.1f}s' for s, d in stages.items())})")
+        print(
+            f"chaos: mode {args.mode}, {args.faults} faults, seed {args.seed}; reference run {total:.1f} s "
+            f"({', '.join(f'{s} {d:.1f}s' for s, d in stages.items())})"
+        )
         header = f"{'#':>3}  {'planned':9} {'+s':>6}  {'hit':13} {'rc':>4}  {'re-run':>6}  " + "  ".join(INVARIANTS)
         print(header)
         print("-" * len(header))
@@ -238,14 +291,18 @@ def main(argv: list[str] | None = None) -> int:
             ok["rerun-ok"] = rerun in (0, 3)
             failures += sum(not v for v in ok.values()) + ("expected" in note)
             marks = "  ".join(("ok" if ok[k] else "FAIL").center(len(k)) for k in INVARIANTS)
-            print(f"{i + 1:>3}  {planned:9} {at:6.1f}  {hit:13} {rc if rc is not None else '-':>4}  "
-                  f"{rerun:>6}  {marks}  {note}" + ("" if ok["rerun-ok"] else f"  re-run failed: {text[-300:]!r}"),
-                  flush=True)
+            print(
+                f"{i + 1:>3}  {planned:9} {at:6.1f}  {hit:13} {rc if rc is not None else '-':>4}  "
+                f"{rerun:>6}  {marks}  {note}" + ("" if ok["rerun-ok"] else f"  re-run failed: {text[-300:]!r}"),
+                flush=True,
+            )
         final = h.predictions()
         same = final == reference
         failures += not same
-        print(f"same-champion: the final champion's {PROBES} probe predictions "
-              f"{'equal' if same else 'DIFFER FROM'} the uninterrupted run's")
+        print(
+            f"same-champion: the final champion's {PROBES} probe predictions "
+            f"{'equal' if same else 'DIFFER FROM'} the uninterrupted run's"
+        )
         print(f"violations: {failures}")
     finally:
         if h.server is not None:

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def prepare(workdir: Path, rows: int, steps: int):
     from tasks.core.config import load_config
-    from tasks.ingest import ingest
     from tasks.data.sample import generate, write_csv
+    from tasks.ingest import ingest
     from tasks.train import train
     from tasks.validate import validate
 
@@ -37,9 +37,17 @@ def prepare(workdir: Path, rows: int, steps: int):
     # a held-out split of `rows` rows: test_ratio of a generated set of the right size
     total = max(3000, rows * 10)
     write_csv(generate(total, seed=13), workdir / "data.csv")
-    cfg = load_config(root=workdir, overrides=[
-        f"ingest.source={workdir / 'data.csv'}", f"ingest.test_ratio={rows / total}", "ingest.valid_ratio=0.05",
-        f"train.max_steps={steps}", "train.eval_strategy=no", "evaluate.compare_champion=false"])
+    cfg = load_config(
+        root=workdir,
+        overrides=[
+            f"ingest.source={workdir / 'data.csv'}",
+            f"ingest.test_ratio={rows / total}",
+            "ingest.valid_ratio=0.05",
+            f"train.max_steps={steps}",
+            "train.eval_strategy=no",
+            "evaluate.compare_champion=false",
+        ],
+    )
     ingested = ingest(cfg)
     validate(cfg, ingested)
     return cfg, ingested, train(cfg, ingested)
@@ -50,11 +58,16 @@ def baseline(cfg, trained, ingested) -> tuple[float, dict[str, float]]:
     import numpy as np
     from datasets import Dataset
     from rouge_score import rouge_scorer
-    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
-                              Seq2SeqTrainingArguments)
+    from transformers import (
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
 
-    from tasks.metrics.scoring import sentence_lines
     from tasks.core.results import load_split
+    from tasks.metrics.rouge import sentence_lines
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(cfg.resolve(trained.model_dir))
@@ -64,18 +77,30 @@ def baseline(cfg, trained, ingested) -> tuple[float, dict[str, float]]:
 
     def preprocess(batch):
         enc = tokenizer(batch["text"], max_length=cfg.train.max_seq_length, truncation=True)
-        enc["labels"] = tokenizer(text_target=batch["target"], max_length=cfg.train.max_target_length,
-                                  truncation=True)["input_ids"]
+        enc["labels"] = tokenizer(text_target=batch["target"], max_length=cfg.train.max_target_length, truncation=True)[
+            "input_ids"
+        ]
         return enc
 
     ds = Dataset.from_dict({"text": df["text"].tolist(), "target": df["target"].tolist()})
     ds = ds.map(preprocess, batched=True, remove_columns=["text", "target"])
     with tempfile.TemporaryDirectory() as out:
-        args = Seq2SeqTrainingArguments(output_dir=out, per_device_eval_batch_size=ev.batch_size, report_to="none",
-                                        predict_with_generate=True, generation_max_length=ev.generation_max_length,
-                                        generation_num_beams=ev.num_beams, use_cpu=True, disable_tqdm=True)
-        trainer = Seq2SeqTrainer(model=model, args=args, processing_class=tokenizer,
-                                 data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100))
+        args = Seq2SeqTrainingArguments(
+            output_dir=out,
+            per_device_eval_batch_size=ev.batch_size,
+            report_to="none",
+            predict_with_generate=True,
+            generation_max_length=ev.generation_max_length,
+            generation_num_beams=ev.num_beams,
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        trainer = Seq2SeqTrainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        )
         result = trainer.predict(ds, max_new_tokens=ev.generation_max_length, num_beams=ev.num_beams)
     preds = np.where(result.predictions != -100, result.predictions, tokenizer.pad_token_id)
     decoded = [p.strip() for p in tokenizer.batch_decode(preds, skip_special_tokens=True)]
@@ -104,10 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size:
             from tasks.core.config import load_config
 
-            cfg = load_config(root=cfg.root, overrides=[f"ingest.source={cfg.ingest.source}",
-                                                        f"ingest.test_ratio={cfg.ingest.test_ratio}",
-                                                        "ingest.valid_ratio=0.05", f"evaluate.batch_size={args.batch_size}",
-                                                        "evaluate.compare_champion=false"])
+            cfg = load_config(
+                root=cfg.root,
+                overrides=[
+                    f"ingest.source={cfg.ingest.source}",
+                    f"ingest.test_ratio={cfg.ingest.test_ratio}",
+                    "ingest.valid_ratio=0.05",
+                    f"evaluate.batch_size={args.batch_size}",
+                    "evaluate.compare_champion=false",
+                ],
+            )
         runs = []
         for _ in range(3):  # interleaved, best of 3: the first pass also warms caches for both
             start = time.perf_counter()
@@ -116,14 +147,19 @@ def main(argv: list[str] | None = None) -> int:
             base_s, base_scores = baseline(cfg, trained, ingested)
             runs.append((ours_s, base_s))
         ours_s, base_s = min(r[0] for r in runs), min(r[1] for r in runs)
-    print(f"evaluate {ingested.rows['test']} held-out rows, greedy, max {cfg.evaluate.generation_max_length} new tokens, "
-          f"batch {cfg.evaluate.batch_size} (best of 3)")
+    print(
+        f"evaluate {ingested.rows['test']} held-out rows, greedy, max {cfg.evaluate.generation_max_length} new tokens, "
+        f"batch {cfg.evaluate.batch_size} (best of 3)"
+    )
     print(f"  ours (evaluate stage, logging and plots included): {ours_s:6.2f} s")
     print(f"  Seq2SeqTrainer.predict + rouge_score:              {base_s:6.2f} s")
     print(f"  speed-up: {base_s / ours_s:.2f}x (goal >= 2x)")
     worst = max(abs(ours.metrics[k] - base_scores[k]) for k in base_scores)
-    print("  scores: " + ", ".join(f"{k} {ours.metrics[k]:.4f} vs {base_scores[k]:.4f}" for k in base_scores)
-          + f"  (largest difference {worst:.4f})")
+    print(
+        "  scores: "
+        + ", ".join(f"{k} {ours.metrics[k]:.4f} vs {base_scores[k]:.4f}" for k in base_scores)
+        + f"  (largest difference {worst:.4f})"
+    )
     return 0
 
 

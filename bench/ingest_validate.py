@@ -52,11 +52,11 @@ def project(csv: Path, workdir: Path):
 
 
 def run_ours(csv: Path, workdir: Path) -> dict:
-    from tasks.ingest import ingest
-    from tasks.validate import validate
-
     import great_expectations  # noqa: F401  (imports are not what we measure)
     from transformers import T5Config  # noqa: F401
+
+    from tasks.ingest import ingest
+    from tasks.validate import validate
 
     cfg = project(csv, workdir)
     start = time.perf_counter()
@@ -64,8 +64,14 @@ def run_ours(csv: Path, workdir: Path) -> dict:
     mid = time.perf_counter()
     result = validate(cfg, ingested)
     end = time.perf_counter()
-    return {"seconds": end - start, "ingest_s": mid - start, "validate_s": end - mid,
-            "rows": sum(ingested.rows.values()), "passed": result.success, "checks": len(result.checks)}
+    return {
+        "seconds": end - start,
+        "ingest_s": mid - start,
+        "validate_s": end - mid,
+        "rows": sum(ingested.rows.values()),
+        "passed": result.success,
+        "checks": len(result.checks),
+    }
 
 
 def run_baseline(csv: Path, workdir: Path) -> dict:
@@ -97,7 +103,9 @@ def run_baseline(csv: Path, workdir: Path) -> dict:
     for row in rows:
         if row[1] not in where:
             r = rng.random()
-            where[row[1]] = "test" if r < ic.test_ratio else "validation" if r < ic.test_ratio + ic.valid_ratio else "train"
+            where[row[1]] = (
+                "test" if r < ic.test_ratio else "validation" if r < ic.test_ratio + ic.valid_ratio else "train"
+            )
         splits[where[row[1]]].append(row)
     out = workdir / "baseline"
     out.mkdir(exist_ok=True)
@@ -112,9 +120,11 @@ def run_baseline(csv: Path, workdir: Path) -> dict:
     failures: dict[str, int] = {}
     for name, part in splits.items():
         pairs, token_rows = set(), set(random.Random(ic.seed).sample(range(len(part)), min(len(part), v.token_sample)))
-        for i, (number, text, target) in enumerate(part):
-            for col, value, lo, hi, limit in (("text", text, v.min_text_chars, v.max_text_chars, t.max_seq_length),
-                                              ("target", target, v.min_target_chars, v.max_target_chars, t.max_target_length)):
+        for i, (_number, text, target) in enumerate(part):
+            for col, value, lo, hi, limit in (
+                ("text", text, v.min_text_chars, v.max_text_chars, t.max_seq_length),
+                ("target", target, v.min_target_chars, v.max_target_chars, t.max_target_length),
+            ):
                 bad = []
                 if value is None:
                     bad.append("null")
@@ -171,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':10} {'seconds':>9} {'rows/s':>10} {'peak RSS':>9}")
     for name, r in (("ours", ours), ("baseline", base)):
         print(f"{name:10} {r['seconds']:9.1f} {r['rows'] / r['seconds']:10,.0f} {r['peak_rss_gib']:8.2f}G")
-    print(f"ours: ingest {ours['ingest_s']:.1f}s + validate {ours['validate_s']:.1f}s, "
-          f"{ours['checks']} checks, passed={ours['passed']} (GX suites + Data Docs)")
+    print(
+        f"ours: ingest {ours['ingest_s']:.1f}s + validate {ours['validate_s']:.1f}s, "
+        f"{ours['checks']} checks, passed={ours['passed']} (GX suites + Data Docs)"
+    )
     print(f"speed-up vs row-by-row baseline: {base['seconds'] / ours['seconds']:.2f}x")
     print(f"goal: {args.rows:,} rows in under 30 s -> {'met' if ours['seconds'] < 30 else 'NOT met'}")
     return 0

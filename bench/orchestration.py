@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flow_dir = make_clone(work / "flow", tiny=args.tiny)  # without dvc.lock: every stage runs
         direct_dir = make_clone(work / "direct", tiny=args.tiny)
-        timed([sys.executable, "-c", "import torch, transformers, mlflow, prefect, dvc.repo"], REPO, env)  # warm the OS cache
+        timed(
+            [sys.executable, "-c", "import torch, transformers, mlflow, prefect, dvc.repo"], REPO, env
+        )  # warm the OS cache
         # Prefect creates its database on a machine's first flow run ever; users pay it once
         first_use = timed([sys.executable, "-c", NOOP_FLOW], REPO, env)
         direct = timed([sys.executable, "-c", DIRECT], direct_dir, env)
@@ -88,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  (b) no-change re-run, s2s run:          {rerun:7.2f} s (goal < 10 s)")
     print(f"      no-change re-run, dvc repro:        {repro:7.2f} s (goal < 2 s)")
     print(f"  (c) s2s --help, best of 5:              {min(helps):7.2f} s (goal < 1 s)")
-    print(f"  once per machine: Prefect creates its database on the first flow run ever ({first_use:.1f} s "
-          "for an empty flow); both sides above ran after it")
+    print(
+        f"  once per machine: Prefect creates its database on the first flow run ever ({first_use:.1f} s "
+        "for an empty flow); both sides above ran after it"
+    )
     return 0
 
 

@@ -3,7 +3,7 @@
     python -m bench.rouge                  # 5,000 pairs (goal: >= 20x, bit-identical figures)
     python -m bench.rouge --pairs 2000
 
-*ours*: ``evaluate.load("tasks/metrics/rouge")`` with its default engine (rouge-score-rs).
+*ours*: ``evaluate.load("tasks/metrics/evaluate_modules/rouge")`` with its default engine (rouge-score-rs).
 *baseline*: evaluate's hub ``rouge`` module: a loop of ``rouge_score.RougeScorer.score`` per pair
 inside an ``evaluate.Metric``. The hub script cannot be fetched on these machines, so the
 baseline is the same module run with ``engine="python"``, which is exactly that loop.
@@ -20,8 +20,8 @@ import time
 
 
 def pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    from tasks.metrics.scoring import sentence_lines
     from tasks.data.sample import generate
+    from tasks.metrics.rouge import sentence_lines
 
     rng = random.Random(seed)
     refs = [r["target"] for r in generate(n, seed=seed + 5)]
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import evaluate
 
-    from tasks.metrics import ROUGE
+    from tasks.metrics.rouge import MODULE as ROUGE
 
     preds, refs = pairs(args.pairs)
     rouge = evaluate.load(ROUGE)
@@ -51,15 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         best = float("inf")
         for _ in range(3):
             start = time.perf_counter()
-            out = rouge.compute(predictions=preds, references=refs, use_stemmer=True, use_aggregator=False, engine=engine)
+            out = rouge.compute(
+                predictions=preds, references=refs, use_stemmer=True, use_aggregator=False, engine=engine
+            )
             best = min(best, time.perf_counter() - start)
         results[engine], times[engine] = out, best
     identical = results["rust"] == results["python"]
     print(f"ROUGE-1/2/L/Lsum on {args.pairs:,} pairs, stemmed, per example (best of 3)")
     print(f"  ours (rouge-score-rs):              {times['rust'] * 1000:8.1f} ms")
     print(f"  evaluate rouge module (rouge_score): {times['python'] * 1000:8.1f} ms")
-    print(f"  speed-up: {times['python'] / times['rust']:.1f}x (goal >= 20x); "
-          f"figures bit-identical: {identical}")
+    print(f"  speed-up: {times['python'] / times['rust']:.1f}x (goal >= 20x); figures bit-identical: {identical}")
     means = {k: sum(v) / len(v) for k, v in results["rust"].items()}
     print("  means: " + ", ".join(f"{k}={v:.6f}" for k, v in means.items()))
     return 0 if identical else 1

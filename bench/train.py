@@ -39,8 +39,15 @@ def setup(workdir: Path, steps: int, batch: int):
         shutil.copy(REPO / name, workdir / name)
     (workdir / "data" / "sample").mkdir(parents=True)
     shutil.copy(REPO / "data" / "sample" / "reports.csv", workdir / "data" / "sample")
-    cfg = load_config(root=workdir, overrides=[f"train.max_steps={steps}", f"train.batch_size={batch}",
-                                               "train.eval_strategy=no", "train.logging_steps=10"])
+    cfg = load_config(
+        root=workdir,
+        overrides=[
+            f"train.max_steps={steps}",
+            f"train.batch_size={batch}",
+            "train.eval_strategy=no",
+            "train.logging_steps=10",
+        ],
+    )
     ingested = ingest(cfg)
     validate(cfg, ingested)
     return cfg, ingested
@@ -51,8 +58,8 @@ def validation_loss(model_dir: str, cfg, ingested) -> float:
     import torch
     from transformers import DataCollatorForSeq2Seq
 
-    from tasks.modeling import models as modeling
     from tasks.core.results import load_split
+    from tasks.modeling import models as modeling
     from tasks.train import tokenize
 
     tokenizer, model = modeling.load(model_dir)
@@ -76,21 +83,33 @@ def run_ours(workdir: Path, steps: int, batch: int) -> dict:
     start = time.perf_counter()
     result = train(cfg, ingested)
     wall = time.perf_counter() - start
-    curve = [(int(r["step"]), float(r["loss"])) for r in
-             __import__("csv").DictReader((cfg.path("reports") / "plots" / "train.csv").open())]
-    return {"tokens_per_s": result.metrics["train_tokens_per_s"], "train_s": result.metrics["train_runtime_s"],
-            "wall_s": wall, "curve": curve, "eval_loss": validation_loss(str(cfg.resolve(result.model_dir)), cfg, ingested)}
+    curve = [
+        (int(r["step"]), float(r["loss"]))
+        for r in __import__("csv").DictReader((cfg.path("reports") / "plots" / "train.csv").open())
+    ]
+    return {
+        "tokens_per_s": result.metrics["train_tokens_per_s"],
+        "train_s": result.metrics["train_runtime_s"],
+        "wall_s": wall,
+        "curve": curve,
+        "eval_loss": validation_loss(str(cfg.resolve(result.model_dir)), cfg, ingested),
+    }
 
 
 def run_reference(workdir: Path, steps: int, batch: int) -> dict:
     """What a hand-written script does, straight from the transformers example."""
     from datasets import Dataset
-    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
-                              Seq2SeqTrainingArguments)
+    from transformers import (
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
 
     cfg, ingested = setup(workdir, steps, batch)
-    from tasks.modeling import models as modeling
     from tasks.core.results import load_split
+    from tasks.modeling import models as modeling
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.path("tokenizer"))
     modeling.load_base_model(cfg, tokenizer)  # the same initial weights, written to base_model/
@@ -100,28 +119,49 @@ def run_reference(workdir: Path, steps: int, batch: int) -> dict:
 
     def preprocess(batch_rows):
         inputs = tokenizer(batch_rows["text"], max_length=t.max_seq_length, truncation=True)
-        inputs["labels"] = tokenizer(text_target=batch_rows["target"], max_length=t.max_target_length,
-                                     truncation=True)["input_ids"]
+        inputs["labels"] = tokenizer(text_target=batch_rows["target"], max_length=t.max_target_length, truncation=True)[
+            "input_ids"
+        ]
         return inputs
 
     ds = Dataset.from_dict({"text": df["text"].tolist(), "target": df["target"].tolist()})
     ds = ds.map(preprocess, batched=True, remove_columns=["text", "target"])
     args = Seq2SeqTrainingArguments(
-        output_dir=str(workdir / "reference"), learning_rate=t.lr, max_steps=steps, per_device_train_batch_size=batch,
-        warmup_steps=t.warmup_ratio, lr_scheduler_type=t.scheduler, weight_decay=t.weight_decay, seed=t.seed,
-        data_seed=t.seed, logging_steps=10, save_strategy="no", report_to="none", use_cpu=True,
+        output_dir=str(workdir / "reference"),
+        learning_rate=t.lr,
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
         include_num_input_tokens_seen="non_padding",  # measurement only
     )
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100))
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+    )
     start = time.perf_counter()
     out = trainer.train()
     wall = time.perf_counter() - start
     curve = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     runtime = out.metrics["train_runtime"]
     trainer.save_model(str(workdir / "reference-model"))
-    return {"tokens_per_s": trainer.state.num_input_tokens_seen / runtime, "train_s": runtime, "wall_s": wall,
-            "curve": curve, "eval_loss": validation_loss(str(workdir / "reference-model"), cfg, ingested)}
+    return {
+        "tokens_per_s": trainer.state.num_input_tokens_seen / runtime,
+        "train_s": runtime,
+        "wall_s": wall,
+        "curve": curve,
+        "eval_loss": validation_loss(str(workdir / "reference-model"), cfg, ingested),
+    }
 
 
 def worker(kind: str, steps: int, batch: int) -> None:
@@ -149,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    print(f"train stage vs Seq2SeqTrainer reference: default scratch T5, {args.steps} steps x batch "
-          f"{args.batch_size}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
+    print(
+        f"train stage vs Seq2SeqTrainer reference: default scratch T5, {args.steps} steps x batch "
+        f"{args.batch_size}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+    )
     runs: dict[str, list[dict]] = {"ours": [], "reference": []}
     for _ in range(args.repeat):  # interleaved: drift on a shared machine hits both sides alike
         for kind in runs:
@@ -160,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     speed = {k: median([r["tokens_per_s"] for r in v]) for k, v in runs.items()}
     print(f"{'':10} {'tokens/s':>10} {'train s':>8} {'wall s':>7} {'peak RSS':>9}   (median of {args.repeat} runs)")
     for name, rs in runs.items():
-        print(f"{name:10} {speed[name]:10,.0f} {median([r['train_s'] for r in rs]):8.1f} "
-              f"{median([r['wall_s'] for r in rs]):7.1f} {max(r['peak_rss_gib'] for r in rs):8.2f}G   "
-              "(each run: " + ", ".join(format(r["tokens_per_s"], ",.0f") for r in rs) + ")")
+        print(
+            f"{name:10} {speed[name]:10,.0f} {median([r['train_s'] for r in rs]):8.1f} "
+            f"{median([r['wall_s'] for r in rs]):7.1f} {max(r['peak_rss_gib'] for r in rs):8.2f}G   "
+            "(each run: " + ", ".join(format(r["tokens_per_s"], ",.0f") for r in rs) + ")"
+        )
     print(f"tokens/s ratio (ours / reference): {speed['ours'] / speed['reference']:.2f}x  (goal >= 1.2x)")
     print("loss every 10 steps (ours | reference):")
     pairs = list(zip(ours["curve"], ref["curve"]))
@@ -172,11 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     if pairs:  # none with fewer than 10 steps
         a_end, b_end = mean([a for (_, a), _ in pairs[-tail:]]), mean([b for _, (_, b) in pairs[-tail:]])
-        print(f"mean train loss over the last {tail * 10} steps: ours {a_end:.3f}, reference {b_end:.3f} "
-              f"({100 * (a_end - b_end) / b_end:+.1f}%)")
-    print(f"validation loss of the final model: ours {ours['eval_loss']:.3f}, reference {ref['eval_loss']:.3f} "
-          f"({100 * (ours['eval_loss'] - ref['eval_loss']) / ref['eval_loss']:+.1f}%; random batches vary about "
-          "+-2% from seed to seed at 300 steps)")
+        print(
+            f"mean train loss over the last {tail * 10} steps: ours {a_end:.3f}, reference {b_end:.3f} "
+            f"({100 * (a_end - b_end) / b_end:+.1f}%)"
+        )
+    print(
+        f"validation loss of the final model: ours {ours['eval_loss']:.3f}, reference {ref['eval_loss']:.3f} "
+        f"({100 * (ours['eval_loss'] - ref['eval_loss']) / ref['eval_loss']:+.1f}%; random batches vary about "
+        "+-2% from seed to seed at 300 steps)"
+    )
     return 0
 
 

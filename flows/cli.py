@@ -19,20 +19,6 @@ def _prepare_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
 
 
-# AutoTrain's seq2seq flags (dashes on the command line) and their types; tasks.core.autotrain maps them.
-AUTOTRAIN_FLAGS: dict[str, type] = {
-    "model": str, "data_path": str, "project_name": str, "text_column": str, "target_column": str,
-    "train_split": str, "valid_split": str, "max_samples": int, "lr": float, "epochs": float,
-    "batch_size": int, "max_seq_length": int, "max_target_length": int, "warmup_ratio": float,
-    "gradient_accumulation": int, "optimizer": str, "scheduler": str, "weight_decay": float,
-    "max_grad_norm": float, "seed": int, "logging_steps": int, "eval_strategy": str,
-    "auto_find_batch_size": bool, "mixed_precision": str, "save_total_limit": int, "peft": bool,
-    "quantization": str, "lora_r": int, "lora_alpha": int, "lora_dropout": float, "target_modules": str,
-    "early_stopping_patience": int, "early_stopping_threshold": float, "log": str, "push_to_hub": bool,
-    "username": str, "token": str, "generation_max_length": int, "generation_num_beams": int,
-    "source_prefix": str,
-}
-
 # Exit status of `s2s run` when the model trained fine but did not pass the promotion gates,
 # so a CI job or a scheduler can tell "rejected candidate" apart from "pipeline broken" (1, 2).
 EXIT_NOT_PROMOTED = 3
@@ -46,8 +32,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.core import locks
 
     started = time.perf_counter()
-    # no API configured in the environment: start the temporary server now (checked fully below)
-    server = TemporaryServer() if not os.environ.get("PREFECT_API_URL") else None
+    # no API configured in the environment: start the temporary server now (checked fully below);
+    # S2S_PREFECT_SERVER=prefect leaves it to Prefect (its public route, ~3 s slower per run)
+    ours = not os.environ.get("PREFECT_API_URL") and os.environ.get("S2S_PREFECT_SERVER") != "prefect"
+    server = TemporaryServer() if ours else None
     root = None
     try:
         _prepare_env()
@@ -88,9 +76,11 @@ def _require_prefect_server(command: str) -> None:
     if not PREFECT_API_URL.value():
         from tasks.core.errors import ConfigError
 
-        raise ConfigError(f"`s2s {command}` needs a running Prefect server: start one with "
-                          "`prefect server start --host 127.0.0.1` and export "
-                          "PREFECT_API_URL=http://127.0.0.1:4200/api (or set it in your Prefect profile)")
+        raise ConfigError(
+            f"`s2s {command}` needs a running Prefect server: start one with "
+            "`prefect server start --host 127.0.0.1` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (or set it in your Prefect profile)"
+        )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -129,9 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """AutoTrain-style training: flags or an AutoTrain YAML config, then the whole pipeline."""
     from pathlib import Path
 
-    from tasks.core.autotrain import config_overrides, to_overrides
+    from tasks.core.autotrain import cli_flags, config_overrides, to_overrides
 
-    flags = {k: v for k, v in vars(args).items() if k in AUTOTRAIN_FLAGS and v not in (None, False)}
+    flags = {k: v for k, v in vars(args).items() if k in cli_flags() and v not in (None, False)}
     overrides = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
     args.overrides = overrides + args.overrides  # explicit --set wins
     args.force = False
@@ -184,14 +174,13 @@ def cmd_register(args: argparse.Namespace) -> int:
     """Finish a run whose registration failed (tracking server down): register the model it
     trained and evaluated (kept on disk), then promote it through the gates. Never twice."""
     _prepare_env()
-    from tasks.tracking import client as tracking
+    from tasks.core import locks
     from tasks.core.config import load_config
-    from tasks.promote import promote
-    from tasks.register import register
     from tasks.core.errors import ConfigError, DataError
     from tasks.core.results import EvaluateResult, IngestResult, TrainResult
-
-    from tasks.core import locks
+    from tasks.promote import promote
+    from tasks.register import register
+    from tasks.tracking import client as tracking
     from tasks.tracking.run import owned
 
     cfg = load_config(args.pipeline, args.overrides)
@@ -201,14 +190,51 @@ def cmd_register(args: argparse.Namespace) -> int:
             trained, evaluated = TrainResult.load(reports), EvaluateResult.load(reports)
             ingested = IngestResult.load(cfg.path("data"))
         except DataError as exc:
-            raise ConfigError(f"nothing to register for pipeline {cfg.pipeline!r}: {exc} "
-                              "(run the pipeline first)") from None
+            raise ConfigError(
+                f"nothing to register for pipeline {cfg.pipeline!r}: {exc} (run the pipeline first)"
+            ) from None
         tracking.preflight(cfg)
         with owned(cfg) as owner:
             run = owner.attach(trained.run_id, trained.data_version)
             registered = register(cfg, trained, evaluated, ingested, run)
             result = promote(cfg, registered, evaluated, run)
     return _decision(f"{registered.model_name} v{registered.version} (run {registered.run_id})", result)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score an existing model (a folder, a hub id, a registered version) on today's held-out split."""
+    _prepare_env()
+    from tasks.core import locks
+    from tasks.core.config import load_config
+    from tasks.core.errors import DataError
+    from tasks.core.results import IngestResult
+    from tasks.data.sources import dvc_hash
+    from tasks.evaluate import evaluate_model
+    from tasks.ingest import ingest
+    from tasks.tracking import client as tracking
+
+    cfg = load_config(args.pipeline, args.overrides)
+    with locks.project_lock(cfg.root, wait=args.wait):
+        try:
+            ingested = IngestResult.load(cfg.path("data"))
+            src = cfg.source_path()
+            if src.exists() and dvc_hash(src) != ingested.data_version:
+                ingested = None  # the data changed since the last ingest: split today's
+        except DataError:
+            ingested = None
+        if ingested is None:
+            ingested = ingest(cfg)
+        tracking.preflight(cfg)
+        out = evaluate_model(cfg, args.model, ingested)
+    print(
+        f"{args.model} on the {out['split']} split ({out['n_examples']} examples, data version "
+        f"{ingested.data_version[:12]}):"
+    )
+    from tasks.core.summary import shown
+
+    print("  " + "  ".join(shown(k, v) for k, v in out["metrics"].items()))
+    print(f"  predictions and scores: {out['report']}/")
+    return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -219,8 +245,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.pipeline, args.overrides)
     old, new = rollback(cfg)
-    print(f"{cfg.register.model_name}: champion v{old} -> v{new}"
-          + (f" (v{old} is now previous_champion)" if old != "none" else ""))
+    print(
+        f"{cfg.register.model_name}: champion v{old} -> v{new}"
+        + (f" (v{old} is now previous_champion)" if old != "none" else "")
+    )
     return 0
 
 
@@ -278,12 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     train = sub.add_parser(
-        "train", help="train with AutoTrain's flags or YAML config (runs the whole pipeline)",
+        "train",
+        help="train with AutoTrain's flags or YAML config (runs the whole pipeline)",
         description="AutoTrain-compatible entry point: `autotrain seq2seq --train --model M --data-path D ...` "
-        "becomes `s2s train --model M --data-path D ...`; `--config autotrain.yml` reads an AutoTrain config.")
+        "becomes `s2s train --model M --data-path D ...`; `--config autotrain.yml` reads an AutoTrain config.",
+    )
     train.add_argument("--config", help="an AutoTrain YAML config (task: seq2seq)")
     train.add_argument("--train", action="store_true", help=argparse.SUPPRESS)
-    for flag, kind in AUTOTRAIN_FLAGS.items():
+    from tasks.core.autotrain import cli_flags
+
+    for flag, kind in cli_flags().items():
         opt = "--" + flag.replace("_", "-")
         if kind is bool:
             train.add_argument(opt, dest=flag, action="store_true", default=None)
@@ -300,11 +332,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(promote)
     promote.set_defaults(func=cmd_promote)
 
-    register = sub.add_parser("register", help="register (then promote) the last trained model, e.g. after "
-                              "the tracking server was down at registration")
+    register = sub.add_parser(
+        "register",
+        help="register (then promote) the last trained model, e.g. after the tracking server was down at registration",
+    )
     register.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(register)
     register.set_defaults(func=cmd_register)
+
+    evaluate = sub.add_parser("evaluate", help="score an existing model on today's held-out split")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        help="a model folder, a hub id, or a registered version: models:/NAME/VERSION, models:/NAME@ALIAS",
+    )
+    evaluate.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
+    add_config_flags(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
 
     rollback = sub.add_parser("rollback", help="move the champion alias back to the previous champion")
     add_config_flags(rollback)
@@ -341,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # stopped on request: everything was released on the way out. Exit now, without the
         # interpreter's shutdown hooks, which could wait on a Prefect server that is gone.
-        print(f"s2s {args.command}: {exc or 'interrupted'}; the MLflow run is marked KILLED and a re-run "
-              "continues from the last checkpoint", file=sys.stderr)
+        print(
+            f"s2s {args.command}: {exc or 'interrupted'}; the MLflow run is marked KILLED and a re-run "
+            "continues from the last checkpoint",
+            file=sys.stderr,
+        )
         signals.hard_exit(code - 128)
 
 

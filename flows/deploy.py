@@ -49,8 +49,9 @@ def ensure_work_pool(name: str) -> None:
     """A process work pool ``name`` (left as it is when it exists, whatever its type)."""
     from prefect.client.schemas.actions import WorkPoolCreate
 
-    if _read_or_create(lambda c: c.read_work_pool(name),
-                       lambda c: c.create_work_pool(WorkPoolCreate(name=name, type="process"))):
+    if _read_or_create(
+        lambda c: c.read_work_pool(name), lambda c: c.create_work_pool(WorkPoolCreate(name=name, type="process"))
+    ):
         logger.info("created process work pool %r", name)
 
 

@@ -44,12 +44,29 @@ class TemporaryServer:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/api"
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               **PRIVATE_SETTINGS}
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **PRIVATE_SETTINGS}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", APP_FACTORY,
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                app_dir,
+                "--factory",
+                APP_FACTORY,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         signals.add_child(self.proc)
 
     def wait(self, timeout: float = 120.0) -> None:
@@ -66,8 +83,10 @@ class TemporaryServer:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise PipelineError(f"the temporary Prefect server did not start (exit status {self.proc.returncode}); "
-                                    "run `prefect server start` and set PREFECT_API_URL instead")
+                raise PipelineError(
+                    f"the temporary Prefect server did not start (exit status {self.proc.returncode}); "
+                    "run `prefect server start` and set PREFECT_API_URL instead"
+                )
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -90,7 +109,7 @@ class TemporaryServer:
         signals.remove_child(self.proc)
 
 
-def api_settings(server: "TemporaryServer | None"):
+def api_settings(server: TemporaryServer | None):
     """Settings for the run: our temporary server's URL, without heartbeats (they let a
     long-lived server mark crashed runs; stopping their thread costs a second per run)."""
     import contextlib

@@ -83,20 +83,47 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
         except ValidationFailed:  # the gate: record the rejected data on a FAILED run, train nothing
             log_validation(cfg, run)
             raise
-        trained = stage("train", lambda: TrainResult.load(reports), ingested, run,
-                        still=lambda r: tracking.run_exists(cfg, r.run_id))
+        trained = stage(
+            "train",
+            lambda: TrainResult.load(reports),
+            ingested,
+            run,
+            still=lambda r: tracking.run_exists(cfg, r.run_id),
+        )
         run.continue_run(trained.run_id)  # later stages log to the training's run, cached or not
         evaluated = stage("evaluate", lambda: EvaluateResult.load(reports), trained, ingested, run)
-        registered = stage("register", lambda: RegisterResult.load(reports), trained, evaluated, ingested, run,
-                           still=lambda r: register_stage.is_current(cfg, r))
-        promoted = stage("promote", lambda: PromoteResult.load(reports), registered, evaluated, run,
-                         still=lambda r: promote_stage.is_current(cfg, r))
+        registered = stage(
+            "register",
+            lambda: RegisterResult.load(reports),
+            trained,
+            evaluated,
+            ingested,
+            run,
+            still=lambda r: register_stage.is_current(cfg, r),
+        )
+        promoted = stage(
+            "promote",
+            lambda: PromoteResult.load(reports),
+            registered,
+            evaluated,
+            run,
+            still=lambda r: promote_stage.is_current(cfg, r),
+        )
     finally:
         cache.close()
     # say only what holds: the alias as the registry has it now, not as a record remembers it
     holder = registry.alias_version(cfg, promoted.model_name, cfg.promote.alias)
-    return RunSummary.of(cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped,
-                         alias_now=str(holder.version) if holder else None)
+    return RunSummary.of(
+        cfg,
+        ingested,
+        trained,
+        evaluated,
+        registered,
+        promoted,
+        seconds,
+        skipped,
+        alias_now=str(holder.version) if holder else None,
+    )
 
 
 # No log_prints on these flows: Prefect's print patch ignores a redirected sys.stdout, so dill's
@@ -123,6 +150,11 @@ def retrain(pipeline: str = "default") -> RunSummary | None:
 def promotion(version: str, pipeline: str = "default", force: bool = False, reason: str | None = None) -> dict:
     """Promote a registered version by hand, through the gates unless forced (recorded)."""
     result = promote_version_task(load_config(pipeline), version, force, reason)
-    get_run_logger().info("%s v%s: %s (%s)", result.model_name, result.version,
-                          "promoted" if result.promoted else "not promoted", "; ".join(result.reasons))
+    get_run_logger().info(
+        "%s v%s: %s (%s)",
+        result.model_name,
+        result.version,
+        "promoted" if result.promoted else "not promoted",
+        "; ".join(result.reasons),
+    )
     return asdict(result)

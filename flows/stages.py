@@ -55,9 +55,17 @@ def _task(fn, name: str, retryable: bool):
 
 # the stages whose failures can be transient get the pipeline's retries
 RETRYABLE = ("ingest", "evaluate", "register", "promote")
-TASKS = {name: _task(fn, name, name in RETRYABLE) for name, fn in (
-    ("ingest", ingest), ("validate", validate), ("train", train), ("evaluate", evaluate),
-    ("register", register), ("promote", promote))}
+TASKS = {
+    name: _task(fn, name, name in RETRYABLE)
+    for name, fn in (
+        ("ingest", ingest),
+        ("validate", validate),
+        ("train", train),
+        ("evaluate", evaluate),
+        ("register", register),
+        ("promote", promote),
+    )
+}
 promote_version_task = _task(promote_version, "promote-version", True)
 
 

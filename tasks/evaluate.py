@@ -1,9 +1,8 @@
 """Stage 4, evaluate: generate on the held-out split and score it; score the champion the same way.
 
 Batches are sorted by input length so little time goes into padding; predictions are put back
-in input order before scoring. ROUGE-1/2/L/Lsum (stemmed; rougeLsum over one sentence per line)
-and gen_len go through ``evaluate`` with the metric module shipped in ``tasks/metrics/rouge``;
-pipelines whose metric is BLEU use sacreBLEU through ``tasks/metrics/sacrebleu``.
+in input order before scoring. The metrics are the families ``evaluate.metrics`` names, from the
+registry in ``tasks/metrics/`` (ROUGE-1/2/L/Lsum, sacreBLEU's BLEU and chrF), plus gen_len.
 
 So that promotion compares like with like, the current ``champion`` (if any) is scored by the
 same code on the same rows with the same generation settings, even when the data changed since
@@ -15,19 +14,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tasks import metrics as metric_registry
 from tasks.core import paths
-from tasks.tracking import registry
-from tasks.tracking.run import RunHandle, owned
 from tasks.core.config import Config
 from tasks.core.errors import DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
-from tasks.metrics.scoring import score
+from tasks.metrics import score
 from tasks.modeling.generation import generate
+from tasks.tracking import registry
+from tasks.tracking.run import RunHandle, owned
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,16 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
     current = cfg.ingest.source_prefix
     inputs = [prefix + t.removeprefix(current) if current and prefix != current else t for t in texts]
     ev = cfg.evaluate
-    preds, gen_lens = generate(model, tokenizer, inputs, batch_size=ev.batch_size, num_beams=ev.num_beams,
-                               max_new_tokens=ev.generation_max_length, max_source=cfg.train.max_seq_length,
-                               desc=desc)
+    preds, gen_lens = generate(
+        model,
+        tokenizer,
+        inputs,
+        batch_size=ev.batch_size,
+        num_beams=ev.num_beams,
+        max_new_tokens=ev.generation_max_length,
+        max_source=cfg.train.max_seq_length,
+        desc=desc,
+    )
     means, per_example = score(preds, refs, tuple(ev.metrics))
     metrics = {k: round(v, 6) for k, v in means.items()}
     metrics["gen_len"] = round(float(np.mean(gen_lens)) if gen_lens else 0.0, 4)
@@ -53,18 +61,19 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
     return metrics, per_example, preds, (generation.to_dict() if generation is not None else {}), tokenizer
 
 
-def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
-    """(version, model folder, its source prefix) of the current champion, downloaded; None only
-    when the registry says there is no champion. A registry or artifact store that does not
-    answer is a transient error (fail closed): the candidate is never judged without its rival."""
+def fetch_version(cfg: Config, version, tmp: Path) -> tuple[str, str]:
+    """(model folder, source prefix) of a registered version, downloaded into ``tmp``. The store
+    not answering is a transient error; a version that is not this pipeline's format raises
+    ValueError (its own message)."""
     from mlflow.artifacts import download_artifacts
 
-    version = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
-    if version is None:
-        return None
-    local = Path(registry.call(cfg, lambda: download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
-                                                               tracking_uri=cfg.tracking_uri()),
-                               f"downloading champion v{version.version}"))
+    local = Path(
+        registry.call(
+            cfg,
+            lambda: download_artifacts(artifact_uri=version.source, dst_path=str(tmp), tracking_uri=cfg.tracking_uri()),
+            f"downloading {version.name} v{version.version}",
+        )
+    )
     try:
         import yaml
 
@@ -72,11 +81,32 @@ def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
         files = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
         model_dir = local / files["hf_model"]["path"]
         settings = json.loads((local / files["settings"]["path"]).read_text())
-    except (OSError, KeyError, TypeError, ValueError) as exc:  # not a model this pipeline registered
-        logger.warning("champion v%s is not a model of this pipeline's format (%s); promotion compares "
-                       "with its recorded metrics", version.version, exc)
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{version.name} v{version.version} is not a model of this pipeline's format ({exc})"
+        ) from None
+    return str(model_dir), settings.get("source_prefix", cfg.ingest.source_prefix)
+
+
+def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
+    """(version, model folder, its source prefix) of the current champion, downloaded; None only
+    when the registry says there is no champion. A registry or artifact store that does not
+    answer is a transient error (fail closed): the candidate is never judged without its rival."""
+    version = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
+    if version is None:
         return None
-    return str(version.version), str(model_dir), settings.get("source_prefix", cfg.ingest.source_prefix)
+    try:
+        folder, prefix = fetch_version(cfg, version, tmp)
+    except ValueError as exc:
+        logger.warning("%s; promotion compares with its recorded metrics", exc)
+        return None
+    return str(version.version), folder, prefix
+
+
+def _scored(name: str) -> bool:
+    """A score (it has a better direction), not a length: what the score plots show."""
+    metric = metric_registry.get(name)
+    return metric is not None and metric.higher_is_better is not None
 
 
 def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, buckets: list[dict]) -> list[Path]:
@@ -86,7 +116,7 @@ def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, bucket
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k in candidate if k != "gen_len"]
+    names = [k for k in candidate if _scored(k)]
     fig, ax = plt.subplots(figsize=(6, 3))
     x = np.arange(len(names))
     ax.bar(x - 0.2 if champion else x, [candidate[n] for n in names], 0.4, label="candidate")
@@ -129,7 +159,9 @@ def length_buckets(lengths: list[int], scores: list[float], other: list[float] |
     out = []
     for i in range(len(edges) - 1):
         lo, hi = edges[i], edges[i + 1]
-        idx = [j for j, length in enumerate(lengths) if (lo <= length <= hi if i == len(edges) - 2 else lo <= length < hi)]
+        idx = [
+            j for j, length in enumerate(lengths) if (lo <= length <= hi if i == len(edges) - 2 else lo <= length < hi)
+        ]
         if not idx:
             continue
         row = {"bucket": f"{int(lo)}-{int(hi)}", "n": len(idx), "candidate": float(np.mean([scores[j] for j in idx]))}
@@ -139,13 +171,8 @@ def length_buckets(lengths: list[int], scores: list[float], other: list[float] |
     return out
 
 
-def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: RunHandle | None = None
-             ) -> EvaluateResult:
-    """Score the candidate (and the current champion) on ``evaluate.split``; write and log it all
-    to ``run``, the training's MLflow run (its owner ends it; without one, this call's own)."""
-    if run is None:
-        with owned(cfg) as owner:
-            return evaluate(cfg, trained, ingested, owner.attach(trained.run_id, trained.data_version))
+def held_out(cfg: Config, ingested: IngestResult):
+    """(split name, rows) of the held-out split evaluation scores on (``evaluate.split``)."""
     split_name = cfg.evaluate.split
     df = load_split(ingested, split_name) if split_name in ingested.splits else None
     if df is None or not len(df):
@@ -156,9 +183,86 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
             raise DataError(f"the {split_name} split is empty; raise ingest.test_ratio or ingest.valid_ratio")
     if cfg.evaluate.max_samples:
         df = df.iloc[: cfg.evaluate.max_samples]
+    return split_name, df
+
+
+def evaluate_model(cfg: Config, model: str, ingested: IngestResult, run: RunHandle | None = None) -> dict:
+    """Score an existing model on today's held-out split, as the evaluate stage scores a candidate:
+    a local model folder, a hub id, or a registered version (``models:/name/3``,
+    ``models:/name@champion``). Writes ``reports/evaluations/<model>/`` (predictions, metrics) and
+    logs to ``run`` (a new MLflow run of its own when None). Returns the metrics."""
+    if run is None:
+        with owned(cfg) as owner:
+            return evaluate_model(cfg, model, ingested, owner.run(ingested.data_version))
+    split_name, df = held_out(cfg, ingested)
     texts, refs = df["text"].tolist(), df["target"].tolist()
-    metrics, per_example, preds, generation, tokenizer = run_model(cfg, str(cfg.resolve(trained.model_dir)), texts,
-                                                                   refs, cfg.ingest.source_prefix, "candidate")
+    with tempfile.TemporaryDirectory() as tmp:
+        if model.startswith("models:/"):
+            folder, prefix = fetch_version(cfg, registered_version(cfg, model), Path(tmp))
+        else:
+            local = Path(model).expanduser()
+            folder = str(local if local.is_absolute() or not (cfg.root / local).exists() else cfg.root / local)
+            prefix = cfg.ingest.source_prefix
+        metrics, per_example, preds, _, _ = run_model(cfg, folder, texts, refs, prefix, model)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.removeprefix("models:/")).strip("_.") or "model"
+    out = cfg.path("reports") / "evaluations" / slug
+    rows = [
+        {"input": t, "reference": r, "prediction": p, **{k: round(v[i], 4) for k, v in per_example.items()}}
+        for i, (t, r, p) in enumerate(zip(texts, refs, preds))
+    ]
+    paths.atomic_write_text(out / PREDICTIONS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    paths.atomic_write_json(out / METRICS, {"model": model, "split": split_name, "n_examples": len(df), **metrics})
+    run.set_tags({"s2s.evaluated_model": model, "mlflow.runName": f"evaluate {model}"[:250]})
+    run.log_metrics(metrics)
+    run.log_artifact(out / PREDICTIONS, artifact_path="evaluation")
+    logger.info(
+        "evaluate %s on %s (%d examples): %s",
+        model,
+        split_name,
+        len(df),
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+    )
+    return {"split": split_name, "n_examples": len(df), "metrics": metrics, "report": cfg.relative(out)}
+
+
+def registered_version(cfg: Config, uri: str):
+    """The registry's version for ``models:/name/3`` or ``models:/name@alias`` (fail closed)."""
+    from tasks.core.errors import ConfigError
+
+    ref = uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        version = registry.alias_version(cfg, name, alias)
+    elif "/" in ref:
+        name, number = ref.rsplit("/", 1)
+        version = registry.get_version(cfg, name, number)
+    else:
+        raise ConfigError(f"--model {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>")
+    if version is None:
+        raise ConfigError(
+            f"{uri} does not exist in {tracking_uri_shown(cfg)}; see `s2s compare --set "
+            f"register.model_name={ref.split('@')[0].split('/')[0]}`"
+        )
+    return version
+
+
+def tracking_uri_shown(cfg: Config) -> str:
+    from tasks.tracking.client import redact_uri
+
+    return redact_uri(cfg)
+
+
+def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: RunHandle | None = None) -> EvaluateResult:
+    """Score the candidate (and the current champion) on ``evaluate.split``; write and log it all
+    to ``run``, the training's MLflow run (its owner ends it; without one, this call's own)."""
+    if run is None:
+        with owned(cfg) as owner:
+            return evaluate(cfg, trained, ingested, owner.attach(trained.run_id, trained.data_version))
+    split_name, df = held_out(cfg, ingested)
+    texts, refs = df["text"].tolist(), df["target"].tolist()
+    metrics, per_example, preds, generation, tokenizer = run_model(
+        cfg, str(cfg.resolve(trained.model_dir)), texts, refs, cfg.ingest.source_prefix, "candidate"
+    )
     primary = cfg.primary_metric
     champion = None
     champion_scores = None
@@ -176,23 +280,36 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     pred_path = reports / PREDICTIONS
     rows = []
     for i, (src, ref, pred) in enumerate(zip(texts, refs, preds)):
-        row = {"source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
-               "input": src, "reference": ref, "prediction": pred,
-               **{k: round(v[i], 4) for k, v in per_example.items()}}
+        row = {
+            "source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
+            "input": src,
+            "reference": ref,
+            "prediction": pred,
+            **{k: round(v[i], 4) for k, v in per_example.items()},
+        }
         rows.append(row)
     paths.atomic_write_text(pred_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     worst = sorted(rows, key=lambda r: r.get(primary, 0.0))[:3]
     paths.atomic_write_json(reports / METRICS, metrics)
-    input_lengths = [len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.train.max_seq_length)["input_ids"]]
+    input_lengths = [
+        len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.train.max_seq_length)["input_ids"]
+    ]
     buckets = length_buckets(input_lengths, per_example[primary], champion_scores, cfg.evaluate.length_buckets)
-    settings = {"split": split_name, "n_examples": len(df), "num_beams": cfg.evaluate.num_beams,
-                "generation_max_length": cfg.evaluate.generation_max_length, "metrics": list(cfg.evaluate.metrics),
-                "primary_metric": primary}
+    settings = {
+        "split": split_name,
+        "n_examples": len(df),
+        "num_beams": cfg.evaluate.num_beams,
+        "generation_max_length": cfg.evaluate.generation_max_length,
+        "metrics": list(cfg.evaluate.metrics),
+        "primary_metric": primary,
+    }
     plot_dir = reports / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     # `dvc plots show/diff`: one bar per score, compared across revisions and experiments
-    paths.atomic_write_text(plot_dir / "scores.csv",
-                            "metric,score\n" + "".join(f"{k},{v}\n" for k, v in metrics.items() if k != "gen_len"))
+    scored = {k: v for k, v in metrics.items() if _scored(k)}
+    paths.atomic_write_text(
+        plot_dir / "scores.csv", "metric,score\n" + "".join(f"{k},{v}\n" for k, v in scored.items())
+    )
     pngs = plots(cfg, plot_dir, metrics, champion, buckets)
 
     logged = dict(metrics)
@@ -209,14 +326,26 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     for png in pngs:
         run.log_artifact(png, artifact_path="plots")
     # written last: its presence says the stage finished, tracking included
-    result = EvaluateResult(split=split_name, n_examples=len(df), metrics=metrics,
-                            predictions_path=cfg.relative(pred_path), worst=worst, champion=champion, primary=primary,
-                            by_length=buckets)
+    result = EvaluateResult(
+        split=split_name,
+        n_examples=len(df),
+        metrics=metrics,
+        predictions_path=cfg.relative(pred_path),
+        worst=worst,
+        champion=champion,
+        primary=primary,
+        by_length=buckets,
+    )
     result.save(reports)
-    logger.info("evaluate on %s (%d examples): %s%s", split_name, len(df),
-                ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
-                f"; champion v{champion['version']}: {primary}={champion['metrics'].get(primary, float('nan')):.4f}"
-                if champion else "; no champion yet")
+    logger.info(
+        "evaluate on %s (%d examples): %s%s",
+        split_name,
+        len(df),
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+        f"; champion v{champion['version']}: {primary}={champion['metrics'].get(primary, float('nan')):.4f}"
+        if champion
+        else "; no champion yet",
+    )
     return result
 
 
@@ -225,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(cfg: Config, owner) -> EvaluateResult:
         trained = TrainResult.load(cfg.path("reports"))
-        return evaluate(cfg, trained, IngestResult.load(cfg.path("data")), owner.attach(trained.run_id, trained.data_version))
+        return evaluate(
+            cfg, trained, IngestResult.load(cfg.path("data")), owner.attach(trained.run_id, trained.data_version)
+        )
 
     return stage_main("evaluate", run, argv)
 

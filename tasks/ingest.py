@@ -50,11 +50,13 @@ def clean(df: pd.DataFrame, cfg: Config, origin: str) -> tuple[pd.DataFrame, dic
     # source_row: 1-based data row in the raw file, so every later message can point at it.
     # Series, not .to_numpy(): that would turn Arrow strings into a million Python objects and
     # send every step below down pandas' slow object path.
-    out = pd.DataFrame({
-        "text": df[ic.text_column].reset_index(drop=True),
-        "target": df[ic.target_column].reset_index(drop=True),
-        "source_row": np.arange(1, len(df) + 1, dtype=np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "text": df[ic.text_column].reset_index(drop=True),
+            "target": df[ic.target_column].reset_index(drop=True),
+            "source_row": np.arange(1, len(df) + 1, dtype=np.int64),
+        }
+    )
     counts = {"read": len(out)}
     if ic.max_samples is not None and len(out) > ic.max_samples:
         out = out.iloc[: ic.max_samples]
@@ -121,7 +123,7 @@ def _flatten_dotted(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
         parent, _, key = col.partition(".")
         if col in df.columns or not key or parent not in df.columns:
             continue
-        df = df.assign(**{col: df[parent].map(lambda d: d.get(key) if isinstance(d, dict) else None)})
+        df = df.assign(**{col: df[parent].map(lambda d, key=key: d.get(key) if isinstance(d, dict) else None)})
     return df
 
 
@@ -157,8 +159,11 @@ def ingest(cfg: Config) -> IngestResult:
     counts: dict[str, dict[str, int]] = {}
     for role, part in raw.items():
         frames[role], counts[role] = clean(part.frame, cfg, part.origin)
-    missing_roles = tuple(r for r, ratio in (("validation", cfg.ingest.valid_ratio), ("test", cfg.ingest.test_ratio))
-                          if r not in frames and ratio > 0)
+    missing_roles = tuple(
+        r
+        for r, ratio in (("validation", cfg.ingest.valid_ratio), ("test", cfg.ingest.test_ratio))
+        if r not in frames and ratio > 0
+    )
     if missing_roles:
         frames.update(split(frames["train"], cfg, missing_roles))
     for role in SPLITS:
@@ -174,8 +179,10 @@ def ingest(cfg: Config) -> IngestResult:
         # mixed columns (strings with stray numbers) are stored as text; validation still sees
         # the original types through the `*_type` columns
         frame = frame.assign(  # categorical type names: tiny on disk, fast set checks in GX
-            text_type=_types(frame["text"]), target_type=_types(frame["target"]),
-            text=_as_text(frame["text"]), target=_as_text(frame["target"]),
+            text_type=_types(frame["text"]),
+            target_type=_types(frame["target"]),
+            text=_as_text(frame["text"]),
+            target=_as_text(frame["target"]),
         )
         frame.to_parquet(path, index=False)
         files[name] = path.name
@@ -195,7 +202,9 @@ def ingest(cfg: Config) -> IngestResult:
         logger.info("ingest %s (%s): %s", role, raw[role].origin, ", ".join(f"{k}={v}" for k, v in c.items()))
     logger.info(
         "ingest: train/validation/test = %d/%d/%d rows (%s); data version %s",
-        result.rows["train"], result.rows["validation"], result.rows["test"],
+        result.rows["train"],
+        result.rows["validation"],
+        result.rows["test"],
         "provided: " + ", ".join(raw) + ("; split by seed: " + ", ".join(missing_roles) if missing_roles else ""),
         version,
     )
@@ -216,7 +225,9 @@ def _as_text(values: pd.Series) -> pd.Series:
     """Strings stay strings, missing stays missing, anything else becomes its text form."""
     if values.dtype != object:
         return values.astype("str")
-    return values.map(lambda v: v if isinstance(v, str) or v is None or (isinstance(v, float) and v != v) else str(v)).astype("str")
+    return values.map(
+        lambda v: v if isinstance(v, str) or v is None or (isinstance(v, float) and v != v) else str(v)
+    ).astype("str")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,12 +21,12 @@ import getpass
 import logging
 from dataclasses import dataclass
 
-from tasks.tracking import client as tracking
-from tasks.tracking import registry
-from tasks.tracking.run import RunHandle
 from tasks.core.config import Config, Gates
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import EvaluateResult, PromoteResult, RegisterResult
+from tasks.tracking import client as tracking
+from tasks.tracking import registry
+from tasks.tracking.run import RunHandle
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,16 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
 
     Gates: ``min`` / ``max`` absolute bounds; beat the champion on ``primary`` by at least
     ``min_delta`` (null turns it off); lose at most ``max_regression[m]`` on each listed metric.
-    A metric the candidate lacks fails its gate; one the champion lacks skips the comparison.
+    "Beat" and "lose" follow each metric's direction in the registry (tasks/metrics/): for a
+    lower-is-better metric, a gain is a decrease. A metric the candidate lacks fails its gate;
+    one the champion lacks skips the comparison.
     """
+    from tasks import metrics
+
+    def gain(metric: str, c: float, h: float) -> float:  # candidate over champion, in the better direction
+        m = metrics.get(metric)
+        return h - c if m is not None and m.higher_is_better is False else c - h
+
     reasons: list[str] = []
     failed: list[str] = []
 
@@ -62,15 +70,23 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
         if value is None:
             check(False, f"min.{metric}", f"{metric} is missing from the candidate's metrics (gate min {bound})")
         else:
-            check(value >= bound - EPS, f"min.{metric}", f"{metric} {value:.4f} {'>=' if value >= bound - EPS else '<'} {bound} (min)")
+            check(
+                value >= bound - EPS,
+                f"min.{metric}",
+                f"{metric} {value:.4f} {'>=' if value >= bound - EPS else '<'} {bound} (min)",
+            )
     for metric, bound in sorted(gates.max.items()):
         value = candidate.get(metric)
         if value is None:
             check(False, f"max.{metric}", f"{metric} is missing from the candidate's metrics (gate max {bound})")
         else:
-            check(value <= bound + EPS, f"max.{metric}", f"{metric} {value:.4f} {'<=' if value <= bound + EPS else '>'} {bound} (max)")
+            check(
+                value <= bound + EPS,
+                f"max.{metric}",
+                f"{metric} {value:.4f} {'<=' if value <= bound + EPS else '>'} {bound} (max)",
+            )
 
-    primary = gates.primary or "rougeL"
+    primary = gates.primary or metrics.default_primary(list(metrics.families()))
     if champion is None:
         if gates.min_delta is not None or gates.max_regression:
             reasons.append("no champion yet: nothing to beat")
@@ -82,10 +98,13 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
             elif h is None:
                 reasons.append(f"the champion has no {primary}: beat-the-champion skipped")
             else:
-                delta = c - h
-                check(delta >= gates.min_delta - EPS, "beat_champion",
-                      f"{primary} {c:.4f} vs champion {h:.4f}: {delta:+.4f} "
-                      f"{'>=' if delta >= gates.min_delta - EPS else '<'} min_delta {gates.min_delta}")
+                delta = gain(primary, c, h)
+                check(
+                    delta >= gates.min_delta - EPS,
+                    "beat_champion",
+                    f"{primary} {c:.4f} vs champion {h:.4f}: {delta:+.4f} "
+                    f"{'>=' if delta >= gates.min_delta - EPS else '<'} min_delta {gates.min_delta}",
+                )
         for metric, tolerance in sorted(gates.max_regression.items()):
             c, h = candidate.get(metric), champion.get(metric)
             if c is None:
@@ -93,10 +112,13 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
             elif h is None:
                 reasons.append(f"the champion has no {metric}: regression check skipped")
             else:
-                drop = h - c
-                check(drop <= tolerance + EPS, f"regression.{metric}",
-                      f"{metric} {c:.4f} vs champion {h:.4f}: drop {max(drop, 0):.4f} "
-                      f"{'<=' if drop <= tolerance + EPS else '>'} tolerance {tolerance}")
+                drop = -gain(metric, c, h)
+                check(
+                    drop <= tolerance + EPS,
+                    f"regression.{metric}",
+                    f"{metric} {c:.4f} vs champion {h:.4f}: drop {max(drop, 0):.4f} "
+                    f"{'<=' if drop <= tolerance + EPS else '>'} tolerance {tolerance}",
+                )
     if not reasons:
         reasons.append("no gates configured: promoted unconditionally")
     return Decision(promote=not failed, reasons=tuple(reasons), failed=tuple(failed))
@@ -114,8 +136,15 @@ def _gates(cfg: Config, primary: str | None = None) -> Gates:
     return cfg.promote.gates.model_copy(update={"primary": primary or cfg.primary_metric})
 
 
-def _record(cfg: Config, name: str, version: str, decision: Decision, previous: str | None, basis: str,
-            extra: dict[str, str] | None = None) -> None:
+def _record(
+    cfg: Config,
+    name: str,
+    version: str,
+    decision: Decision,
+    previous: str | None,
+    basis: str,
+    extra: dict[str, str] | None = None,
+) -> None:
     """The decision, its reasons and the champion before, on the version: written before any alias moves."""
     tags = {
         "promotion.decision": "promoted" if decision.promote else "rejected",
@@ -130,8 +159,16 @@ def _record(cfg: Config, name: str, version: str, decision: Decision, previous: 
         registry.call(cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, k, v), "recording the decision")
 
 
-def _apply(cfg: Config, lock, name: str, version: str, decision: Decision, previous: str | None,
-           basis: str, extra: dict[str, str] | None = None) -> PromoteResult:
+def _apply(
+    cfg: Config,
+    lock,
+    name: str,
+    version: str,
+    decision: Decision,
+    previous: str | None,
+    basis: str,
+    extra: dict[str, str] | None = None,
+) -> PromoteResult:
     """Record the decision, then move the aliases as one recoverable change."""
     alias = cfg.promote.alias
     _record(cfg, name, version, decision, previous, basis, extra)
@@ -143,21 +180,42 @@ def _apply(cfg: Config, lock, name: str, version: str, decision: Decision, previ
         champion = version
     else:
         changes, champion = {CHALLENGER: version}, previous
-    registry.move_aliases(cfg, name, changes, {"op": "promote" if decision.promote else "reject",
-                                               "version": version, "champion_before": previous}, lock)
-    return PromoteResult(model_name=name, version=version, promoted=decision.promote, reasons=list(decision.reasons),
-                         failed=list(decision.failed), alias=alias if decision.promote else CHALLENGER,
-                         previous_champion=previous, champion=champion)
+    registry.move_aliases(
+        cfg,
+        name,
+        changes,
+        {"op": "promote" if decision.promote else "reject", "version": version, "champion_before": previous},
+        lock,
+    )
+    return PromoteResult(
+        model_name=name,
+        version=version,
+        promoted=decision.promote,
+        reasons=list(decision.reasons),
+        failed=list(decision.failed),
+        alias=alias if decision.promote else CHALLENGER,
+        previous_champion=previous,
+        champion=champion,
+    )
 
 
 def _already(cfg: Config, name: str, version: str, previous: str | None) -> PromoteResult:
     reason = f"v{version} already holds the {cfg.promote.alias!r} alias: nothing to do"
-    return PromoteResult(model_name=name, version=version, promoted=True, reasons=[reason], failed=[],
-                         alias=cfg.promote.alias, previous_champion=previous, champion=version)
+    return PromoteResult(
+        model_name=name,
+        version=version,
+        promoted=True,
+        reasons=[reason],
+        failed=[],
+        alias=cfg.promote.alias,
+        previous_champion=previous,
+        champion=version,
+    )
 
 
-def promote(cfg: Config, registered: RegisterResult, evaluated: EvaluateResult, run: RunHandle | None = None
-            ) -> PromoteResult:
+def promote(
+    cfg: Config, registered: RegisterResult, evaluated: EvaluateResult, run: RunHandle | None = None
+) -> PromoteResult:
     """Apply the gates to the candidate against the champion *as it is now*, under the model's lock."""
     name, version = registered.model_name, str(registered.version)
     with registry.locked_model(cfg, name) as lock:
@@ -173,15 +231,23 @@ def promote(cfg: Config, registered: RegisterResult, evaluated: EvaluateResult, 
                 champion, basis = evaluated.champion["metrics"], f"champion v{previous} re-scored on the same rows"
             else:
                 champion = version_metrics(current)
-                basis = (f"champion v{previous} changed during this run: its recorded metrics" if evaluated.champion
-                         else f"champion v{previous}: its recorded metrics")
+                basis = (
+                    f"champion v{previous} changed during this run: its recorded metrics"
+                    if evaluated.champion
+                    else f"champion v{previous}: its recorded metrics"
+                )
             decision = decide(evaluated.metrics, champion, _gates(cfg, evaluated.primary))
             result = _apply(cfg, lock, name, version, decision, previous, basis)
     if run is not None:
         run.set_tags({"promotion.decision": "promoted" if result.promoted else "rejected"})
     result.save(cfg.path("reports"))
-    logger.info("promote: %s v%s %s (%s)", name, version, "PROMOTED" if result.promoted else "not promoted",
-                "; ".join(result.reasons))
+    logger.info(
+        "promote: %s v%s %s (%s)",
+        name,
+        version,
+        "PROMOTED" if result.promoted else "not promoted",
+        "; ".join(result.reasons),
+    )
     return result
 
 
@@ -208,14 +274,25 @@ def promote_version(cfg: Config, version: str, force: bool = False, reason: str 
         champion = version_metrics(current) if current else None
         if force:
             decision = Decision(True, (f"forced by {getpass.getuser()}" + (f": {reason}" if reason else ""),))
-            extra = {"promotion.forced": "true", "promotion.forced_by": getpass.getuser(),
-                     "promotion.forced_reason": reason or ""}
+            extra = {
+                "promotion.forced": "true",
+                "promotion.forced_by": getpass.getuser(),
+                "promotion.forced_reason": reason or "",
+            }
         else:
             decision = decide(version_metrics(candidate), champion, _gates(cfg))
             extra = {"promotion.manual": "true"}
         if not decision.promote:  # a failed manual promotion changes no alias
-            return PromoteResult(model_name=name, version=str(version), promoted=False, reasons=list(decision.reasons),
-                                 failed=list(decision.failed), alias="", previous_champion=previous, champion=previous)
+            return PromoteResult(
+                model_name=name,
+                version=str(version),
+                promoted=False,
+                reasons=list(decision.reasons),
+                failed=list(decision.failed),
+                alias="",
+                previous_champion=previous,
+                champion=previous,
+            )
         return _apply(cfg, lock, name, str(version), decision, previous, "recorded metrics (manual)", extra)
 
 
@@ -229,14 +306,21 @@ def rollback(cfg: Config) -> tuple[str, str]:
         if previous is None:
             raise TrackingError(f"{name} has no {PREVIOUS} alias to roll back to")
         if current is not None and str(current.version) == str(previous.version):
-            raise TrackingError(f"{name}: {PREVIOUS} and {cfg.promote.alias} are both v{previous.version}; "
-                                "nothing to roll back")
+            raise TrackingError(
+                f"{name}: {PREVIOUS} and {cfg.promote.alias} are both v{previous.version}; nothing to roll back"
+            )
         old, new = (str(current.version) if current else None), str(previous.version)
         if old:
-            registry.call(cfg, lambda: c.set_model_version_tag(name, old, "promotion.rolled_back_by", getpass.getuser()),
-                          "recording the rollback")
-        registry.call(cfg, lambda: c.set_model_version_tag(name, new, "promotion.restored_by_rollback", "true"),
-                      "recording the rollback")
+            registry.call(
+                cfg,
+                lambda: c.set_model_version_tag(name, old, "promotion.rolled_back_by", getpass.getuser()),
+                "recording the rollback",
+            )
+        registry.call(
+            cfg,
+            lambda: c.set_model_version_tag(name, new, "promotion.restored_by_rollback", "true"),
+            "recording the rollback",
+        )
         changes: dict[str, str | None] = {cfg.promote.alias: new, PREVIOUS: old}
         registry.move_aliases(cfg, name, changes, {"op": "rollback", "version": new, "champion_before": old}, lock)
         return old or "none", new
@@ -246,16 +330,24 @@ def compare(cfg: Config, limit: int = 10) -> list[dict]:
     """The newest versions of the pipeline's model, with metrics, data versions and aliases."""
     c = tracking.client(cfg)
     name = cfg.register.model_name
-    versions = registry.call(cfg, lambda: c.search_model_versions(f"name='{name}'", max_results=200),
-                             f"listing versions of {name!r}")
+    versions = registry.call(
+        cfg, lambda: c.search_model_versions(f"name='{name}'", max_results=200), f"listing versions of {name!r}"
+    )
     versions = sorted(versions, key=lambda v: int(v.version), reverse=True)[:limit]
     by_version: dict[str, list[str]] = {}  # search results do not carry aliases; the model does
     for alias, version in (registry.aliases(cfg, name) if versions else {}).items():
         by_version.setdefault(str(version), []).append(alias)
-    return [{"version": str(v.version), "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
-             **version_metrics(v), "data_version": (v.tags or {}).get("data_version", ""),
-             "decision": (v.tags or {}).get("promotion.decision", ""), "created": v.creation_timestamp}
-            for v in versions]
+    return [
+        {
+            "version": str(v.version),
+            "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
+            **version_metrics(v),
+            "data_version": (v.tags or {}).get("data_version", ""),
+            "decision": (v.tags or {}).get("promotion.decision", ""),
+            "created": v.creation_timestamp,
+        }
+        for v in versions
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,23 +7,25 @@ params hash, pipeline, Prefect flow run id, and every evaluation metric.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from tasks.tracking import client as tracking
-from tasks.tracking import registry
-from tasks.tracking.run import RunHandle
 from tasks.core.config import Config
 from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
+from tasks.tracking import client as tracking
+from tasks.tracking import registry
+from tasks.tracking.run import RunHandle
 
 logger = logging.getLogger(__name__)
 
-SERVING = Path(__file__).parent / "serving" / "pyfunc.py"
-RNN_CODE = Path(__file__).parent / "modeling" / "rnn_model.py"
+# shipped as source with every version (loaded by path, never imported here)
+SERVING = Path(importlib.util.find_spec("tasks.serving.pyfunc").origin)
+RNN_CODE = Path(importlib.util.find_spec("tasks.modeling.rnn_model").origin)
 RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
 
 
@@ -59,8 +61,9 @@ def exported_model(cfg: Config, trained: TrainResult) -> str:
     return str(cfg.resolve(trained.model_dir))
 
 
-def model_card(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult,
-               model_dir: str) -> str:
+def model_card(
+    cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult, model_dir: str
+) -> str:
     """README.md for the registered model: task, data, base model, settings, scores, usage."""
     from tasks.core.config import load_pipelines
 
@@ -69,12 +72,31 @@ def model_card(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ing
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in evaluated.metrics.items())
     champion = ""
     if evaluated.champion:
-        champion = (f"\nOn the same rows, champion v{evaluated.champion['version']} scored "
-                    + ", ".join(f"{k} {v:.4f}" for k, v in evaluated.champion["metrics"].items()) + ".\n")
-    kind = "LoRA adapter (loads its base model)" if (Path(model_dir) / "adapter_config.json").is_file() else (
-        "LoRA merged into the base model" if t.peft else "full fine-tune")
-    settings = ", ".join(f"{k}={getattr(t, k)}" for k in ("lr", "epochs", "max_steps", "batch_size", "max_seq_length",
-                                                          "max_target_length", "scheduler", "optimizer", "peft"))
+        champion = (
+            f"\nOn the same rows, champion v{evaluated.champion['version']} scored "
+            + ", ".join(f"{k} {v:.4f}" for k, v in evaluated.champion["metrics"].items())
+            + ".\n"
+        )
+    kind = (
+        "LoRA adapter (loads its base model)"
+        if (Path(model_dir) / "adapter_config.json").is_file()
+        else ("LoRA merged into the base model" if t.peft else "full fine-tune")
+    )
+    settings = ", ".join(
+        f"{k}={getattr(t, k)}"
+        for k in (
+            "lr",
+            "epochs",
+            "max_steps",
+            "batch_size",
+            "max_seq_length",
+            "max_target_length",
+            "scheduler",
+            "optimizer",
+            "peft",
+        )
+    )
+    rows = "/".join(str(ingested.rows.get(k, 0)) for k in ("train", "validation", "test"))
     return f"""# {cfg.register.model_name}
 
 Sequence-to-sequence model trained by the `{cfg.pipeline}` pipeline of s2s-pipeline.
@@ -88,13 +110,15 @@ Trained and evaluated only on the data below; check it on your own data before r
 - base model: `{t.model}` ({kind})
 - parameters: {int(trained.metrics.get("n_parameters", 0)):,}
 - training: {settings}
-- MLflow run: `{trained.run_id}`, params hash `{cfg.params_hash()}`, git commit `{tracking.git_commit(cfg.root)}`
+- MLflow run: `{trained.run_id}`, params hash `{cfg.params_hash()}`,
+  git commit `{tracking.git_commit(cfg.root)}`
 
 ## Data
 - source: `{cfg.ingest.source}` (data version `{ingested.data_version}`, the md5 DVC records)
-- rows train/validation/test: {ingested.rows.get("train", 0)}/{ingested.rows.get("validation", 0)}/{ingested.rows.get("test", 0)}
+- rows train/validation/test: {rows}
 
-## Evaluation ({evaluated.split} split, {evaluated.n_examples} examples, greedy/beam {cfg.evaluate.num_beams}, max {cfg.evaluate.generation_max_length} new tokens)
+## Evaluation ({evaluated.split} split, {evaluated.n_examples} examples, beams {cfg.evaluate.num_beams}, \
+max {cfg.evaluate.generation_max_length} new tokens)
 | metric | value |
 |---|---|
 {metrics}
@@ -120,15 +144,19 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], ca
 
     c = tracking.client(cfg)
     logged = c.create_logged_model(
-        tracking.experiment_id(cfg, c), name="model", source_run_id=run_id, model_type="seq2seq",
+        tracking.experiment_id(cfg, c),
+        name="model",
+        source_run_id=run_id,
+        model_type="seq2seq",
     )
     c.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / "settings.json"
         settings.write_text(json.dumps(serving_settings(cfg), indent=2))
         local = Path(tmp) / "model"
-        meta = Model(artifact_path=logged.artifact_location, run_id=run_id,
-                     model_id=logged.model_id, model_uuid=logged.model_id)
+        meta = Model(
+            artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id, model_uuid=logged.model_id
+        )
         save_model(
             path=str(local),
             python_model=str(SERVING),  # model from code: stored as source, nothing pickled
@@ -146,13 +174,22 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], ca
 
 def registration_key(cfg: Config, trained: TrainResult, evaluated: EvaluateResult) -> str:
     """What makes a registration this one: the training run, its evaluation, the serving settings."""
-    return hashlib.sha256(json.dumps(
-        {"run": trained.run_id, "metrics": evaluated.metrics, "serving": serving_settings(cfg),
-         "export": cfg.register.lora_export}, sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(
+        json.dumps(
+            {
+                "run": trained.run_id,
+                "metrics": evaluated.metrics,
+                "serving": serving_settings(cfg),
+                "export": cfg.register.lora_export,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:20]
 
 
-def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult,
-             run: RunHandle | None = None) -> RegisterResult:
+def register(
+    cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult, run: RunHandle | None = None
+) -> RegisterResult:
     """Log the trained model as a pyfunc of the training run and register a new version, once.
 
     A retry after a failure (or ``s2s register`` after an outage) never registers twice: under the
@@ -167,22 +204,37 @@ def register(cfg: Config, trained: TrainResult, evaluated: EvaluateResult, inges
     try:
         registry.ensure_model(cfg, name, f"seq2seq model of the {cfg.pipeline!r} pipeline")
         with registry.locked_model(cfg, name):
-            done = registry.call(cfg, lambda: c.search_model_versions(f"name='{name}' and tags.registration_key='{key}'"),
-                                 f"looking up earlier registrations of {name!r}")
+            done = registry.call(
+                cfg,
+                lambda: c.search_model_versions(f"name='{name}' and tags.registration_key='{key}'"),
+                f"looking up earlier registrations of {name!r}",
+            )
             if done:
                 version = str(max(int(v.version) for v in done))
-                logger.info("register: run %s (same evaluation and settings) is already %s version %s; "
-                            "not registering it again", trained.run_id, name, version)
+                logger.info(
+                    "register: run %s (same evaluation and settings) is already %s version %s; "
+                    "not registering it again",
+                    trained.run_id,
+                    name,
+                    version,
+                )
             else:
                 version = _new_version(cfg, c, name, trained, evaluated, ingested, tags)
                 logger.info("register: %s version %s (run %s)", name, version, trained.run_id)
         if run is not None:
             run.set_tags({"registered_version": version})
     except TrackingError as exc:
-        raise TrackingError(f"{exc}. The trained and evaluated model stays in place: `s2s register` "
-                            "completes the registration later", transient=exc.transient) from None
-    result = RegisterResult(model_name=name, version=version, model_uri=f"models:/{name}/{version}",
-                            run_id=trained.run_id, registration_key=key)
+        raise TrackingError(
+            f"{exc}. The trained and evaluated model stays in place: `s2s register` completes the registration later",
+            transient=exc.transient,
+        ) from None
+    result = RegisterResult(
+        model_name=name,
+        version=version,
+        model_uri=f"models:/{name}/{version}",
+        run_id=trained.run_id,
+        registration_key=key,
+    )
     result.save(cfg.path("reports"))
     return result
 
@@ -194,18 +246,26 @@ def is_current(cfg: Config, result: RegisterResult) -> bool:
     return version is not None and (version.tags or {}).get("registration_key") == result.registration_key
 
 
-def _new_version(cfg: Config, c, name: str, trained: TrainResult, evaluated: EvaluateResult,
-                 ingested: IngestResult, tags: dict) -> str:
+def _new_version(
+    cfg: Config, c, name: str, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult, tags: dict
+) -> str:
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     exported = exported_model(cfg, trained)
     card = model_card(cfg, trained, evaluated, ingested, exported)
-    logged = registry.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card),
-                           "logging the model")
-    mv = registry.call(cfg, lambda: c.create_model_version(
-        # the artifact location, not "models:/<id>": that form is resolved via the global store
-        name, source=logged.artifact_location, run_id=trained.run_id, model_id=logged.model_id, tags=tags,
-        description=card,
-    ), f"creating a version of {name!r}")
+    logged = registry.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card), "logging the model")
+    mv = registry.call(
+        cfg,
+        lambda: c.create_model_version(
+            # the artifact location, not "models:/<id>": that form is resolved via the global store
+            name,
+            source=logged.artifact_location,
+            run_id=trained.run_id,
+            model_id=logged.model_id,
+            tags=tags,
+            description=card,
+        ),
+        f"creating a version of {name!r}",
+    )
     return str(mv.version)
 
 
@@ -215,8 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     def run(cfg: Config, owner) -> RegisterResult:
         reports = cfg.path("reports")
         trained = TrainResult.load(reports)
-        return register(cfg, trained, EvaluateResult.load(reports), IngestResult.load(cfg.path("data")),
-                        owner.attach(trained.run_id, trained.data_version))
+        return register(
+            cfg,
+            trained,
+            EvaluateResult.load(reports),
+            IngestResult.load(cfg.path("data")),
+            owner.attach(trained.run_id, trained.data_version),
+        )
 
     return stage_main("register", run, argv)
 

@@ -3,7 +3,7 @@
 Everything AutoTrain's seq2seq trainer, the transformers example scripts and the legacy seq2seq
 trainer offer is a ``train.*`` setting: LoRA (optionally on int8/int4 weights), fp16/bf16,
 label smoothing, Adafactor, every legacy scheduler, length-grouped batches, frozen encoder or
-embeddings, early stopping and best-model-at-end on eval loss or ROUGE.
+embeddings, early stopping and best-model-at-end on eval loss or any metric of the registry.
 
 Runs are resumable: checkpoints live in ``paths.checkpoints`` with a fingerprint of the settings
 and data; a re-run of the same settings after a crash (even SIGKILL halfway through writing a
@@ -18,18 +18,18 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from tasks import metrics
 from tasks.core import paths, signals
-from tasks.modeling import models as modeling
-from tasks.tracking.run import RunHandle, log_validation
-from tasks.core.config import GENERATION_METRICS, Config
+from tasks.core.config import Config
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
+from tasks.modeling import models as modeling
 from tasks.modeling.runtime import Runtime
+from tasks.tracking.run import RunHandle, log_validation
 
 logger = logging.getLogger(__name__)
 
@@ -123,15 +123,23 @@ def callbacks(cfg: Config, run: RunHandle | None):
     bar, and a clean stop (checkpoint, then return) when the process is asked to stop."""
     from transformers import ProgressCallback, TrainerCallback
 
-    names = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
-             "eval_loss": "eval_loss", **{f"eval_{m}": f"eval_{m}" for m in GENERATION_METRICS}}
+    names = {
+        "loss": "train_loss",
+        "learning_rate": "learning_rate",
+        "grad_norm": "grad_norm",
+        "eval_loss": "eval_loss",
+        **{f"eval_{m}": f"eval_{m}" for m in metrics.metrics(cfg.evaluate.metrics)},
+    }
 
     class MlflowMetrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if run is None or not state.is_world_process_zero or not logs:
                 return
-            metrics = {names[k]: float(v) for k, v in logs.items()
-                       if k in names and isinstance(v, (int, float)) and math.isfinite(float(v))}
+            metrics = {
+                names[k]: float(v)
+                for k, v in logs.items()
+                if k in names and isinstance(v, (int, float)) and math.isfinite(float(v))
+            }
             if "loss" in logs and state.num_input_tokens_seen:
                 metrics["tokens_seen"] = float(state.num_input_tokens_seen)
             if metrics:
@@ -149,7 +157,9 @@ def callbacks(cfg: Config, run: RunHandle | None):
             bar = getattr(self.progress, "training_bar", None)
             elapsed = time.perf_counter() - self.t0
             if bar is not None and elapsed > 0:
-                bar.set_postfix({"tok/s": f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"}, refresh=False)
+                bar.set_postfix(
+                    {"tok/s": f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"}, refresh=False
+                )
 
     class StopOnSignal(TrainerCallback):
         """SIGTERM / Ctrl-C: save a checkpoint at the end of this step and stop (signals.graceful)."""
@@ -166,15 +176,16 @@ def callbacks(cfg: Config, run: RunHandle | None):
     return MlflowMetrics(), TokensPerSecond(), StopOnSignal()
 
 
-def compute_rouge(tokenizer):
-    """compute_metrics for generation-based evaluation during training (best model, early stop)."""
-    from tasks.metrics.scoring import score
+def compute_scores(cfg: Config, tokenizer):
+    """compute_metrics for generation-based evaluation during training (best model, early stop):
+    the metric families evaluation computes, from the registry."""
+    from tasks.metrics import score
     from tasks.modeling.generation import decode
 
     def compute(pred) -> dict[str, float]:
         preds = decode(tokenizer, pred.predictions)
         refs = decode(tokenizer, pred.label_ids)
-        means, _ = score(preds, refs)
+        means, _ = score(preds, refs, cfg.evaluate.metrics)
         return {k: round(v, 6) for k, v in means.items()}
 
     return compute
@@ -195,8 +206,12 @@ def quantization_config(cfg: Config, runtime: Runtime):
 
     if cfg.train.quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16 if runtime.bf16 else torch.float16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if runtime.bf16 else torch.float16,
+    )
 
 
 def freeze(model, cfg: Config) -> None:
@@ -218,13 +233,25 @@ def apply_peft(model, cfg: Config):
     t = cfg.train
     if t.quantization:
         model = prepare_model_for_kbit_training(model)
-    lora = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=t.lora_r, lora_alpha=t.lora_alpha,
-                      lora_dropout=t.lora_dropout, target_modules=t.target_modules)
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        r=t.lora_r,
+        lora_alpha=t.lora_alpha,
+        lora_dropout=t.lora_dropout,
+        target_modules=t.target_modules,
+    )
     model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    logger.info("LoRA r=%d alpha=%d on %s: %d of %d parameters trainable (%.2f%%)", t.lora_r, t.lora_alpha,
-                t.target_modules, trainable, total, 100 * trainable / total)
+    logger.info(
+        "LoRA r=%d alpha=%d on %s: %d of %d parameters trainable (%.2f%%)",
+        t.lora_r,
+        t.lora_alpha,
+        t.target_modules,
+        trainable,
+        total,
+        100 * trainable / total,
+    )
     return model
 
 
@@ -233,7 +260,8 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
 
     t, ev = cfg.train, cfg.evaluate
     evaluating = has_eval and t.eval_strategy != "no"
-    generating = evaluating and t.metric_for_best_model in GENERATION_METRICS
+    best = metrics.get(t.metric_for_best_model)
+    generating = evaluating and best is not None
     if evaluating:
         save_strategy, save_steps = t.eval_strategy, t.eval_steps
     else:
@@ -265,7 +293,7 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=evaluating and t.load_best_model_at_end,
         metric_for_best_model=f"eval_{t.metric_for_best_model}" if evaluating else None,
-        greater_is_better=generating if evaluating else None,
+        greater_is_better=bool(best.higher_is_better) if generating else (False if evaluating else None),
         predict_with_generate=generating,
         generation_max_length=ev.generation_max_length if generating else None,
         generation_num_beams=ev.num_beams if generating else None,
@@ -291,11 +319,21 @@ def write_curves(cfg: Config, history: list[dict], run: RunHandle | None) -> Non
     plots.mkdir(parents=True, exist_ok=True)
     train_rows = [h for h in history if "loss" in h and "step" in h]
     eval_rows = [h for h in history if "eval_loss" in h and "step" in h]
-    extra = [k for k in (f"eval_{m}" for m in GENERATION_METRICS) if any(k in h for h in eval_rows)]
-    paths.atomic_write_text(plots / "train.csv", _csv([["step", "loss", "learning_rate", "grad_norm"]] + [
-        [h["step"], h["loss"], h.get("learning_rate", ""), h.get("grad_norm", "")] for h in train_rows]))
-    paths.atomic_write_text(plots / "eval.csv", _csv([["step", "eval_loss", *extra]] + [
-        [h["step"], h["eval_loss"], *(h.get(k, "") for k in extra)] for h in eval_rows]))
+    extra = [k for k in (f"eval_{m}" for m in metrics.metrics()) if any(k in h for h in eval_rows)]
+    paths.atomic_write_text(
+        plots / "train.csv",
+        _csv(
+            [["step", "loss", "learning_rate", "grad_norm"]]
+            + [[h["step"], h["loss"], h.get("learning_rate", ""), h.get("grad_norm", "")] for h in train_rows]
+        ),
+    )
+    paths.atomic_write_text(
+        plots / "eval.csv",
+        _csv(
+            [["step", "eval_loss", *extra]]
+            + [[h["step"], h["eval_loss"], *(h.get(k, "") for k in extra)] for h in eval_rows]
+        ),
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -406,7 +444,9 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
 
     quant = quantization_config(cfg, runtime)
     with args.main_process_first(desc="base model"):  # rank 0 writes it, the others then read it
-        model = modeling.load_base_model(cfg, tokenizer, write=main, **({"quantization_config": quant} if quant else {}))
+        model = modeling.load_base_model(
+            cfg, tokenizer, write=main, **({"quantization_config": quant} if quant else {})
+        )
     runtime.check_model(model.config.model_type)
     modeling.check_compatible(model, tokenizer)
     freeze(model, cfg)
@@ -433,13 +473,16 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         train_dataset=train_ds,
         eval_dataset=valid_ds if args.eval_strategy != "no" else None,
         # multiples of 8 feed tensor cores; on a CPU they are only extra padding
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
-                                             pad_to_multiple_of=8 if runtime.device == "cuda" else None),
+        data_collator=DataCollatorForSeq2Seq(
+            tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=8 if runtime.device == "cuda" else None
+        ),
         processing_class=tokenizer,
-        compute_metrics=compute_rouge(tokenizer) if generating else None,
+        compute_metrics=compute_scores(cfg, tokenizer) if generating else None,
         callbacks=[mlflow_cb, speed_cb, stop_cb, *extra],
     )
-    speed_cb.progress = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)), None)
+    speed_cb.progress = next(
+        (cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)), None
+    )
     monitor = _system_metrics(cfg, run.run_id) if main else None
     try:  # checkpoints stay on every way out but success: the next run resumes from them
         with signals.graceful():  # SIGTERM / Ctrl-C: checkpoint, stop, then raise Interrupted
@@ -449,8 +492,13 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
             monitor.finish()
 
     if not main:  # other ranks are done: rank 0 writes the outputs
-        return TrainResult(model_dir=cfg.relative(cfg.path("model")), run_id="", data_version=ingested.data_version,
-                           base_model=t.model, metrics={})
+        return TrainResult(
+            model_dir=cfg.relative(cfg.path("model")),
+            run_id="",
+            data_version=ingested.data_version,
+            base_model=t.model,
+            metrics={},
+        )
     out = save_final(cfg, trainer, tokenizer, runtime)
     runtime_s = float(output.metrics.get("train_runtime", 0.0)) or 1e-9
     tokens = float(trainer.state.num_input_tokens_seen or 0)
@@ -472,13 +520,23 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
     run.log_metrics(metrics, step=output.global_step)
     write_curves(cfg, trainer.state.log_history, run)
     run.flush()  # every buffered step metric is in before training counts as done
-    result = TrainResult(model_dir=cfg.relative(out), run_id=run.run_id, data_version=ingested.data_version,
-                         base_model=t.model, metrics=metrics)
+    result = TrainResult(
+        model_dir=cfg.relative(out),
+        run_id=run.run_id,
+        data_version=ingested.data_version,
+        base_model=t.model,
+        metrics=metrics,
+    )
     result.save(cfg.path("reports"))
     paths.remove_owned(ckpt_dir)  # finished and recorded: a re-run starts fresh
-    logger.info("train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
-                output.global_step, time.perf_counter() - started, metrics["train_tokens_per_s"],
-                metrics["train_loss_final"], out)
+    logger.info(
+        "train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
+        output.global_step,
+        time.perf_counter() - started,
+        metrics["train_tokens_per_s"],
+        metrics["train_loss_final"],
+        out,
+    )
     return result
 
 
@@ -496,8 +554,11 @@ def trainer_class(window: int):
 
     class WindowedLengthSampler(LengthGroupedSampler):
         def __iter__(self):
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=window,
-                                                   generator=self.generator))
+            return iter(
+                get_length_grouped_indices(
+                    self.lengths, self.batch_size, mega_batch_mult=window, generator=self.generator
+                )
+            )
 
     class Trainer(Seq2SeqTrainer):
         def _get_train_sampler(self, train_dataset=None):

@@ -18,10 +18,8 @@ readable summary, and the pipeline trains and registers nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.modeling import models as modeling
+from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import ValidationFailed
-from tasks.core import paths
 from tasks.core.results import SPLITS, VALIDATION_DOCS, VALIDATION_REPORT, IngestResult, load_split
+from tasks.modeling import models as modeling
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +127,9 @@ def derive(cfg: Config, frames: dict[str, pd.DataFrame], tokenizer) -> dict[str,
     for name, df in frames.items():
         n = len(df)
         sample = np.arange(n) if n <= v.token_sample else np.sort(rng.choice(n, v.token_sample, replace=False))
-        note = None if n <= v.token_sample else f"token lengths checked on a seeded sample of {v.token_sample} of {n} rows"
+        note = (
+            None if n <= v.token_sample else f"token lengths checked on a seeded sample of {v.token_sample} of {n} rows"
+        )
         text = df["text"]
         bare = text.str.removeprefix(prefix) if prefix else text
         # With ingest.dedup on, ingest dropped exact pairs already: the check holds by construction
@@ -164,8 +164,12 @@ def build_suite(cfg: Config, split_name: str):
         suite.add_expectation(exp)
 
     # volume: GX's per-row expectations pass on an empty table; the row count is what catches it.
-    add(gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows.get(split_name, 1)),
-        "volume", f"at least {v.min_rows.get(split_name, 1)} rows", f"validate.min_rows.{split_name}")
+    add(
+        gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows.get(split_name, 1)),
+        "volume",
+        f"at least {v.min_rows.get(split_name, 1)} rows",
+        f"validate.min_rows.{split_name}",
+    )
     for col, lo, hi, max_tokens, tok_setting in (
         ("text", v.min_text_chars, v.max_text_chars, t.max_seq_length, "train.max_seq_length"),
         ("target", v.min_target_chars, v.max_target_chars, t.max_target_length, "train.max_target_length"),
@@ -174,34 +178,80 @@ def build_suite(cfg: Config, split_name: str):
         # schema: the model reads exactly these two columns.
         add(gxe.ExpectColumnToExist(column=col), "schema", "column present", f"ingest.{key}")
         # completeness: a missing input or reference is a row the model cannot learn from.
-        add(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=v.mostly), "completeness",
-            "no missing values", "validate.mostly", col)
+        add(
+            gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=v.mostly),
+            "completeness",
+            "no missing values",
+            "validate.mostly",
+            col,
+        )
         # type: numbers or lists in a text column mean the wrong column was mapped.
-        add(gxe.ExpectColumnValuesToBeInSet(column=f"{col}_type", value_set=["str", "NoneType"], mostly=v.mostly),
-            "type", "values are strings", f"ingest.{key}", col)
+        add(
+            gxe.ExpectColumnValuesToBeInSet(column=f"{col}_type", value_set=["str", "NoneType"], mostly=v.mostly),
+            "type",
+            "values are strings",
+            f"ingest.{key}",
+            col,
+        )
         # content: whitespace-only strings are empty examples in disguise.
-        add(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S", mostly=v.mostly), "content",
-            "not empty or whitespace-only", "validate.mostly", col)
+        add(
+            gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S", mostly=v.mostly),
+            "content",
+            "not empty or whitespace-only",
+            "validate.mostly",
+            col,
+        )
         # encoding: control characters and U+FFFD betray binary junk or a wrong decoding upstream.
-        add(gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL, mostly=v.mostly), "encoding",
-            "no control characters or U+FFFD", "validate.mostly", col)
+        add(
+            gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL, mostly=v.mostly),
+            "encoding",
+            "no control characters or U+FFFD",
+            "validate.mostly",
+            col,
+        )
         # size: over-long rows blow up memory; near-empty ones teach nothing.
-        add(gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=lo, max_value=hi, mostly=v.mostly),
-            "size", f"{lo}..{hi} characters", f"validate.min_{col}_chars / validate.max_{col}_chars", col)
+        add(
+            gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=lo, max_value=hi, mostly=v.mostly),
+            "size",
+            f"{lo}..{hi} characters",
+            f"validate.min_{col}_chars / validate.max_{col}_chars",
+            col,
+        )
         # truncation: tokens past the limit are cut silently; a high rate means lost content.
-        add(gxe.ExpectColumnValuesToBeBetween(column=f"{col}_tokens", max_value=max_tokens,
-                                              mostly=1.0 - v.max_truncation_rate),
-            "truncation", f"at most {max_tokens} tokens", f"{tok_setting} / validate.max_truncation_rate", col)
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=f"{col}_tokens", max_value=max_tokens, mostly=1.0 - v.max_truncation_rate
+            ),
+            "truncation",
+            f"at most {max_tokens} tokens",
+            f"{tok_setting} / validate.max_truncation_rate",
+            col,
+        )
     # uniqueness: repeated pairs over-weight some examples and inflate scores.
-    add(gxe.ExpectColumnValuesToBeInSet(column="pair_duplicate", value_set=[False], mostly=1.0 - v.max_duplicate_rate),
-        "uniqueness", "no repeated (text, target) pairs", "validate.max_duplicate_rate (or ingest.dedup)", "text")
+    add(
+        gxe.ExpectColumnValuesToBeInSet(column="pair_duplicate", value_set=[False], mostly=1.0 - v.max_duplicate_rate),
+        "uniqueness",
+        "no repeated (text, target) pairs",
+        "validate.max_duplicate_rate (or ingest.dedup)",
+        "text",
+    )
     # triviality: a target equal to its input teaches the model to copy.
-    add(gxe.ExpectColumnValuesToBeInSet(column="target_is_input", value_set=[False], mostly=1.0 - v.max_copy_rate),
-        "triviality", "target differs from the input", "validate.max_copy_rate", "target")
+    add(
+        gxe.ExpectColumnValuesToBeInSet(column="target_is_input", value_set=[False], mostly=1.0 - v.max_copy_rate),
+        "triviality",
+        "target differs from the input",
+        "validate.max_copy_rate",
+        "target",
+    )
     if split_name != "train":
         # leakage: an input seen in training makes held-out scores meaningless.
-        add(gxe.ExpectColumnValuesToBeInSet(column="in_train", value_set=[False], mostly=1.0 - v.max_leakage_rate),
-            "leakage", "input not also in the train split", "validate.max_leakage_rate", "text")
+        add(
+            gxe.ExpectColumnValuesToBeInSet(column="in_train", value_set=[False], mostly=1.0 - v.max_leakage_rate),
+            "leakage",
+            "input not also in the train split",
+            "validate.max_leakage_rate",
+            "text",
+        )
     return suite
 
 
@@ -215,23 +265,30 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
     # One bar per metric is noise in a pipeline log; the stage's own log line says what ran.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     staging = paths.temp_sibling(docs_dir)  # the docs replace the old ones only when complete
-    context.add_data_docs_site("report", {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        "report",
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     source = context.data_sources.add_pandas("ingested")
     checks: list[Check] = []
     for split_name, (df, note) in frames.items():
         batch_def = source.add_dataframe_asset(split_name).add_batch_definition_whole_dataframe("all")
         suite = context.suites.add(build_suite(cfg, split_name))
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"validate-{split_name}", data=batch_def, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"gate-{split_name}", validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="docs", site_names=["report"])],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES},
-        ))
+            gx.ValidationDefinition(name=f"validate-{split_name}", data=batch_def, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"gate-{split_name}",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="docs", site_names=["report"])],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES},
+            )
+        )
         run = checkpoint.run(batch_parameters={"dataframe": df})
         for suite_result in run.run_results.values():
             for exp_result in suite_result.results:
@@ -302,8 +359,10 @@ def describe(check: Check) -> str:
         parts.append(f"observed {check.observed}")
     if check.examples:
         rows = ", ".join(
-            f"row {e['source_row']}: {e['value']!r}" + "".join(f" ({k}={e[k]})" for k in e if k not in ("source_row", "value"))
-            for e in check.examples)
+            f"row {e['source_row']}: {e['value']!r}"
+            + "".join(f" ({k}={e[k]})" for k in e if k not in ("source_row", "value"))
+            for e in check.examples
+        )
         parts.append(f"e.g. {rows}")
     if check.note:
         parts.append(check.note)
@@ -319,17 +378,29 @@ def preflight(cfg: Config, tokenizer, train_df: pd.DataFrame) -> tuple[list[Chec
     """Tokenizer/model checks (failures) and advice (warnings)."""
     config = modeling.model_config(cfg, tokenizer)
     problems = modeling.preflight(config, tokenizer, cfg.train.max_seq_length)
-    checks = [Check(split="model", check=p, column=None, dimension="preflight", success=False,
-                    setting="train.model") for p in problems]
+    checks = [
+        Check(split="model", check=p, column=None, dimension="preflight", success=False, setting="train.model")
+        for p in problems
+    ]
     if not problems:
-        checks.append(Check(split="model", check="tokenizer and model config agree", column=None,
-                            dimension="preflight", success=True, setting="train.model"))
+        checks.append(
+            Check(
+                split="model",
+                check="tokenizer and model config agree",
+                column=None,
+                dimension="preflight",
+                success=True,
+                setting="train.model",
+            )
+        )
     warnings = []
     if getattr(config, "model_type", "") in T5_FAMILY and not cfg.ingest.source_prefix:
         head = train_df["text"].dropna().astype(str).head(200)
         if not head.str.match(r"^[\w ]{2,40}: ").mean() > 0.9:
-            warnings.append("T5 models are trained with a task prefix (e.g. 'summarize: '); "
-                            "set ingest.source_prefix, or results may be much worse")
+            warnings.append(
+                "T5 models are trained with a task prefix (e.g. 'summarize: '); "
+                "set ingest.source_prefix, or results may be much worse"
+            )
     return checks, warnings
 
 
@@ -357,9 +428,14 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
     checks += _run_suites(cfg, derive(cfg, frames, tokenizer), docs_dir)
 
     report_path = report_dir / REPORT
-    result = ValidateResult(success=all(c.success for c in checks), report_path=str(report_path),
-                            docs_path=str(docs_dir / "index.html"), tokenizer_path=str(cfg.path("tokenizer")),
-                            checks=checks, warnings=warnings)
+    result = ValidateResult(
+        success=all(c.success for c in checks),
+        report_path=str(report_path),
+        docs_path=str(docs_dir / "index.html"),
+        tokenizer_path=str(cfg.path("tokenizer")),
+        checks=checks,
+        warnings=warnings,
+    )
     payload = {
         "success": result.success,
         "data_version": ingested.data_version,

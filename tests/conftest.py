@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from projects import REPO, TINY, deep_merge, make_clone  # noqa: F401  (shared with bench/orchestration.py)
 from services import FaultProxy, MlflowServer, free_port, stop_group, wait_healthy  # noqa: F401  (shared with bench/)
 
@@ -31,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+
 
 def make_project(dest: Path, params: dict | None = None, pipelines: dict | None = None, tiny: bool = True) -> Path:
     """Copy the project's config and sample data to ``dest`` with ``params`` merged over TINY
@@ -81,7 +81,16 @@ def venv_bin(name: str) -> str:
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the installed ``s2s`` console script in a fresh process."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([venv_bin("s2s"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [venv_bin("s2s"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 # -- servers the tests start (Prefect, MLflow): see services.py -------------------------------
+
+
+def pytest_collection_modifyitems(items):
+    """Every test not marked integration or system is a unit test (`pytest -m unit`, `make test-fast`)."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("integration", "system")):
+            item.add_marker(pytest.mark.unit)

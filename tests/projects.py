@@ -15,8 +15,15 @@ TINY = {
     "ingest": {"max_samples": 400},
     "validate": {"min_rows": {"train": 50, "validation": 10, "test": 10}},
     "train": {
-        "scratch": {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1,
-                    "num_decoder_layers": 1, "vocab_size": 300},
+        "scratch": {
+            "d_model": 32,
+            "d_ff": 64,
+            "d_kv": 16,
+            "num_heads": 2,
+            "num_layers": 1,
+            "num_decoder_layers": 1,
+            "vocab_size": 300,
+        },
         "max_steps": 12,
         "batch_size": 16,
         "lr": 0.003,
@@ -34,8 +41,13 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 def project_files() -> list[str]:
     """What a clone of the repo holds: tracked files plus new ones git does not ignore."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [f for f in out.splitlines() if (REPO / f).is_file() and not f.startswith(("dvc.lock", "reports/"))]
 
 

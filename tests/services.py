@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 
 def free_port() -> int:
@@ -67,15 +67,31 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "mlflow-server.log"
 
-    def start(self) -> "MlflowServer":
+    def start(self) -> MlflowServer:
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
-                [bin_path("mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                 "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-                 "--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    bin_path("mlflow"),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{self.folder / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(self.folder / "artifacts"),
+                    "--serve-artifacts",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_healthy(f"{self.url}/health", self.proc, self.log, timeout=120)
         return self
 
@@ -118,8 +134,10 @@ class FaultProxy:
                             proxy._released.wait()
                             return self._reply(503, b'{"error_code": "TEMPORARILY_UNAVAILABLE"}')
                         elif isinstance(action, int):
-                            return self._reply(action, b'{"error_code": "TEMPORARILY_UNAVAILABLE", '
-                                                       b'"message": "injected by the test proxy"}')
+                            return self._reply(
+                                action,
+                                b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected by the test proxy"}',
+                            )
                         elif callable(action):
                             action()
                         break
@@ -148,7 +166,7 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def fault(self, pattern: str, action: int | str | Callable[[], None]) -> "FaultProxy":
+    def fault(self, pattern: str, action: int | str | Callable[[], None]) -> FaultProxy:
         self._released.clear()
         self.rules.append((re.compile(pattern), action))
         return self

@@ -6,15 +6,31 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 
 
 def test_two_faults_leave_every_invariant_holding():
-    proc = subprocess.run([sys.executable, "-m", "bench.chaos", "--faults", "2", "--seed", "3", "--mode", "mixed",
-                           "--stages", "train,promote"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.chaos",
+            "--faults",
+            "2",
+            "--seed",
+            "3",
+            "--mode",
+            "mixed",
+            "--stages",
+            "train,promote",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     rows = [line for line in proc.stdout.splitlines() if line[:3].strip().isdigit()]
     assert len(rows) == 2 and "FAIL" not in proc.stdout

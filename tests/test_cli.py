@@ -2,7 +2,10 @@
 
 import time
 
+import pytest
 from conftest import run_cli
+
+pytestmark = pytest.mark.system
 
 
 def test_help_is_fast_and_lists_the_commands(tmp_path):

@@ -76,12 +76,15 @@ def test_params_hash_ignores_paths_but_not_training(project):
     assert load_config(overrides=["train.lr=0.5"]).params_hash() != a
 
 
-@pytest.mark.parametrize("item, expected", [
-    ("train.lr=0.001", (["train", "lr"], 0.001)),
-    ("ingest.source_prefix=", (["ingest", "source_prefix"], "")),
-    ("ingest.max_samples=null", (["ingest", "max_samples"], None)),
-    ("promote.gates.min.rougeL=0.5", (["promote", "gates", "min", "rougeL"], 0.5)),
-])
+@pytest.mark.parametrize(
+    "item, expected",
+    [
+        ("train.lr=0.001", (["train", "lr"], 0.001)),
+        ("ingest.source_prefix=", (["ingest", "source_prefix"], "")),
+        ("ingest.max_samples=null", (["ingest", "max_samples"], None)),
+        ("promote.gates.min.rougeL=0.5", (["promote", "gates", "min", "rougeL"], 0.5)),
+    ],
+)
 def test_parse_override(item, expected):
     assert parse_override(item) == expected
 
@@ -94,8 +97,8 @@ def test_override_without_section_is_rejected():
 def test_params_yaml_spells_out_every_setting():
     """params.yaml is the config surface: every field of every section appears in it."""
     import yaml
-
     from conftest import REPO
+
     from tasks.core.config import SECTIONS
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -109,8 +112,12 @@ def test_params_yaml_spells_out_every_setting():
                 out += missing(field.annotation, data[name], f"{prefix}{name}.")
         return out
 
-    gaps = [m for name, model in SECTIONS.items() if name != "promote"
-            for m in missing(model, params.get(name, {}), f"{name}.")]
+    gaps = [
+        m
+        for name, model in SECTIONS.items()
+        if name != "promote"
+        for m in missing(model, params.get(name, {}), f"{name}.")
+    ]
     assert gaps == []
 
 
@@ -122,15 +129,21 @@ def test_optimizer_list_matches_transformers():
     assert set(OPTIMIZERS) == {o.value for o in OptimizerNames}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.quantization=int4"], "train.quantization needs train.peft: true"),
-    (["train.peft=true", "train.freeze_encoder=true"], "have no effect with train.peft"),
-    (["train.eval_strategy=steps"], "train.eval_strategy=steps needs train.eval_steps"),
-    (["train.metric_for_best_model=bleu"], "train.metric_for_best_model must be loss or one of"),
-    (["train.eval_strategy=no", "train.metric_for_best_model=rougeL"], "needs evaluations"),
-    (["train.optimizer=adamw"], "unknown optimizer 'adamw'"),
-    (["train.scheduler=cosine_restarts"], "train.scheduler"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.quantization=int4"], "train.quantization needs train.peft: true"),
+        (["train.peft=true", "train.freeze_encoder=true"], "have no effect with train.peft"),
+        (["train.eval_strategy=steps"], "train.eval_strategy=steps needs train.eval_steps"),
+        (
+            ["train.metric_for_best_model=bleu"],
+            "train.metric_for_best_model: 'bleu' is not computed by evaluate.metrics",
+        ),
+        (["train.eval_strategy=no", "train.metric_for_best_model=rougeL"], "needs evaluations"),
+        (["train.optimizer=adamw"], "unknown optimizer 'adamw'"),
+        (["train.scheduler=cosine_restarts"], "train.scheduler"),
+    ],
+)
 def test_contradictory_training_settings_are_named(project, overrides, message):
     with pytest.raises(ConfigError) as err:
         load_config(overrides=overrides)
@@ -139,3 +152,21 @@ def test_contradictory_training_settings_are_named(project, overrides, message):
 
 def test_target_modules_accepts_autotrain_comma_list(project):
     assert load_config(overrides=["train.target_modules=q,v"]).train.target_modules == ["q", "v"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["evaluate.metrics=[rogue]"], "unknown metric family 'rogue' (did you mean 'rouge'?)"),
+        (
+            ["promote.gates={min: {rougeLL: 0.5}}"],
+            "'rougeLL' is not computed by evaluate.metrics [rouge] (did you mean",
+        ),
+        (["promote.gates={max_regression: {gen_len: 2}}"], "'gen_len' has no better direction"),
+        (["promote.gates={primary: bleu}"], "promote.gates.primary: 'bleu' is not computed"),
+    ],
+)
+def test_metric_names_are_checked_against_the_registry(project, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides)
+    assert message in str(err.value)

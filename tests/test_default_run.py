@@ -7,12 +7,12 @@ the README makes, checked the way a user would check it.
 import json
 
 import pytest
-
 from conftest import make_project, run_cli
-from tasks.tracking import client as tracking
-from tasks.core.config import load_config
 
-pytestmark = pytest.mark.integration
+from tasks.core.config import load_config
+from tasks.tracking import client as tracking
+
+pytestmark = pytest.mark.system
 
 
 def test_default_run_is_promoted_and_a_crippled_run_is_not(tmp_path):

@@ -6,17 +6,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import make_project, venv_bin
-from tasks.tracking import client as tracking
+
 from tasks.core.config import load_config
+from tasks.core.results import IngestResult, TrainResult
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.register import register
-from tasks.core.results import IngestResult, TrainResult
+from tasks.tracking import client as tracking
 from tasks.validate import validate
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 
 
 def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_registers(tmp_path):
@@ -30,8 +30,16 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
 
     from tasks.train import complete
 
-    params = {"train": {"max_steps": 60, "eval_strategy": "no", "save_steps": 10, "save_total_limit": 2,
-                        "logging_steps": 10, "batch_size": 8}}
+    params = {
+        "train": {
+            "max_steps": 60,
+            "eval_strategy": "no",
+            "save_steps": 10,
+            "save_total_limit": 2,
+            "logging_steps": 10,
+            "batch_size": 8,
+        }
+    }
     roots = {name: make_project(tmp_path / name, params=params) for name in ("killed", "reference")}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [venv_bin("torchrun"), "--standalone", "--nproc_per_node=2", "-m", "tasks.train"]
@@ -40,15 +48,20 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
         validate(cfg, ingest(cfg))
     killed = roots["killed"]
     ckpts = killed / "artifacts" / "checkpoints"
-    proc = subprocess.Popen(command, cwd=killed, env={**env, "S2S_ROOT": str(killed)}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command,
+        cwd=killed,
+        env={**env, "S2S_ROOT": str(killed)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not any(complete(c) for c in ckpts.glob("checkpoint-*")):
         assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint"
         time.sleep(0.02)
     # torchrun starts each worker in a session of its own: kill the agent's group and every worker's
-    workers = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
-               if _ppid(p) == proc.pid]
+    workers = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if _ppid(p) == proc.pid]
     for pid in [proc.pid, *workers]:
         try:
             os.killpg(os.getpgid(pid), signal.SIGKILL)
@@ -60,13 +73,22 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
             time.sleep(0.02)
     done = sorted(int(c.name.split("-")[1]) for c in ckpts.glob("checkpoint-*") if complete(c))
     assert done and done[-1] < 60
-    resumed = subprocess.run(command, cwd=killed, env={**env, "S2S_ROOT": str(killed)}, capture_output=True,
-                             text=True, timeout=600)
+    resumed = subprocess.run(
+        command, cwd=killed, env={**env, "S2S_ROOT": str(killed)}, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     # both ranks said where they resumed from (rank 1 used to start from scratch)
-    assert resumed.stderr.count(f"resuming default from {ckpts / f'checkpoint-{done[-1]}'}") == 2, resumed.stderr[-4000:]
-    reference = subprocess.run(command, cwd=roots["reference"], env={**env, "S2S_ROOT": str(roots["reference"])},
-                               capture_output=True, text=True, timeout=600)
+    assert resumed.stderr.count(f"resuming default from {ckpts / f'checkpoint-{done[-1]}'}") == 2, resumed.stderr[
+        -4000:
+    ]
+    reference = subprocess.run(
+        command,
+        cwd=roots["reference"],
+        env={**env, "S2S_ROOT": str(roots["reference"])},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert reference.returncode == 0, reference.stderr[-4000:]
     a = load_file(str(killed / "artifacts" / "model" / "model.safetensors"))
     b = load_file(str(roots["reference"] / "artifacts" / "model" / "model.safetensors"))

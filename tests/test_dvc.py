@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import dvc_env, make_clone, venv_bin
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +18,9 @@ def clone(tmp_path_factory):
 
 
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([venv_bin("dvc"), *args], cwd=root, env=dvc_env(), capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [venv_bin("dvc"), *args], cwd=root, env=dvc_env(), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -73,8 +73,8 @@ def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone):
         after = json.loads(manifest.read_text())["data_version"]
         assert after != before
         registration = json.loads((clone / "reports" / "registration.json").read_text())
-        from tasks.tracking import client as tracking
         from tasks.core.config import load_config
+        from tasks.tracking import client as tracking
 
         version = tracking.client(load_config(root=clone)).get_model_version("s2s-default", registration["version"])
         assert version.tags["data_version"] == after  # the new model version carries the new data version
@@ -98,8 +98,20 @@ def test_exp_run_metrics_diff_and_plots(clone):
     """What a DVC user does: commit a baseline, try a setting with `dvc exp run -S`, compare."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     dvc(clone, "repro")
-    subprocess.run([*git, "add", "-f", "dvc.lock", "reports/metrics.json", "reports/plots/train.csv",
-                    "reports/plots/eval.csv", "reports/plots/scores.csv"], cwd=clone, check=True)
+    subprocess.run(
+        [
+            *git,
+            "add",
+            "-f",
+            "dvc.lock",
+            "reports/metrics.json",
+            "reports/plots/train.csv",
+            "reports/plots/eval.csv",
+            "reports/plots/scores.csv",
+        ],
+        cwd=clone,
+        check=True,
+    )
     subprocess.run([*git, "commit", "-qm", "baseline"], cwd=clone, check=True)
     exp = dvc(clone, "exp", "run", "-S", "train.lr=0.01")
     assert ran(exp)[:1] == ["train"] and "ingest" not in ran(exp)  # only train and what follows

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from tasks.modeling import models as modeling
-from tasks.metrics.scoring import score
-from tasks.modeling.generation import decode, generate
-from tasks.metrics.scoring import sentence_lines
 from tasks.data.sample import generate as sample_rows
+from tasks.metrics import score
+from tasks.metrics.rouge import sentence_lines
+from tasks.modeling import models as modeling
+from tasks.modeling.generation import decode, generate
 
 
 def test_decode_maps_minus_100_to_pad():
@@ -30,7 +30,7 @@ def test_rouge_equals_rouge_score_on_hundreds_of_pairs():
         rng.shuffle(words) if rng.random() < 0.3 else None
         words = [w for w in words if rng.random() > 0.2] or ["nothing"]
         preds.append(" ".join(words) + (" Second sentence here." if rng.random() < 0.3 else ""))
-    means, per_example = score(preds, refs)
+    means, per_example = score(preds, refs, ("rouge",))
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     expected = {k: [] for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
     for ref, pred in zip(refs, preds):
@@ -60,7 +60,7 @@ def test_fast_engine_is_bit_identical_to_rouge_score_on_thousands_of_pairs():
     """rouge-score-rs behind the metric module must give exactly rouge_score's figures."""
     import evaluate
 
-    from tasks.metrics import ROUGE
+    from tasks.metrics.rouge import MODULE as ROUGE
 
     preds, refs = perturbed_pairs(2500)
     preds, refs = [sentence_lines(p) for p in preds], [sentence_lines(r) for r in refs]
@@ -83,19 +83,24 @@ def test_bleu_equals_sacrebleu_with_wrapped_references():
 
 def test_sentence_split_needs_no_download():
     assert sentence_lines("Lyon won 3-1. The coach was happy.  It rained.") == (
-        "Lyon won 3-1.\nThe coach was happy.\nIt rained.")
+        "Lyon won 3-1.\nThe coach was happy.\nIt rained."
+    )
     assert sentence_lines("Prices rose 2.5 percent in Lyon.") == "Prices rose 2.5 percent in Lyon."
 
 
 def test_metric_module_loads_by_path_without_network(monkeypatch):
     import evaluate
 
-    from tasks.metrics import ROUGE
+    from tasks.metrics.rouge import MODULE as ROUGE
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rouge = evaluate.load(ROUGE)
     assert rouge.compute(predictions=["the cat sat"], references=["the cat sat"]) == {
-        "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "rougeLsum": 1.0}
+        "rouge1": 1.0,
+        "rouge2": 1.0,
+        "rougeL": 1.0,
+        "rougeLsum": 1.0,
+    }
 
 
 def test_generation_returns_outputs_in_input_order():
@@ -103,11 +108,13 @@ def test_generation_returns_outputs_in_input_order():
 
     texts = ["short", "a much longer input with many more words in it", "medium sized input"]
     tok = modeling.train_tokenizer(texts * 30, 50)
-    model = modeling.build_scratch(Scratch(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1,
-                                           num_decoder_layers=1), tok, seed=0)
+    model = modeling.build_scratch(
+        Scratch(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, num_decoder_layers=1), tok, seed=0
+    )
     batched, lens = generate(model, tok, texts, batch_size=2, num_beams=1, max_new_tokens=5, max_source=32)
-    single = [generate(model, tok, [t], batch_size=1, num_beams=1, max_new_tokens=5, max_source=32)[0][0]
-              for t in texts]
+    single = [
+        generate(model, tok, [t], batch_size=1, num_beams=1, max_new_tokens=5, max_source=32)[0][0] for t in texts
+    ]
     assert batched == single
     assert all(0 <= n <= 6 for n in lens)
 
@@ -125,19 +132,35 @@ def test_shrinking_greedy_equals_generate(tmp_path, arch):
     tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], 200)
     torch.manual_seed(0)
     if arch == "t5":
-        model = modeling.build_scratch(Scratch(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=1,
-                                               num_decoder_layers=1), tok, seed=0)
+        model = modeling.build_scratch(
+            Scratch(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=1, num_decoder_layers=1), tok, seed=0
+        )
     else:
-        model = BartForConditionalGeneration(BartConfig(
-            vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, pad_token_id=0, eos_token_id=1,
-            bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=None))
+        model = BartForConditionalGeneration(
+            BartConfig(
+                vocab_size=len(tok),
+                d_model=32,
+                encoder_layers=1,
+                decoder_layers=1,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                pad_token_id=0,
+                eos_token_id=1,
+                bos_token_id=1,
+                decoder_start_token_id=1,
+                forced_eos_token_id=None,
+            )
+        )
     # a few epochs of training: rows then finish at different lengths, some not at all
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     for _ in range(6):
         for i in range(0, 640, 32):
-            enc = tok([r["text"] for r in rows[i:i + 32]], return_tensors="pt", padding=True)
-            labels = tok(text_target=[r["target"] for r in rows[i:i + 32]], return_tensors="pt", padding=True)["input_ids"]
+            enc = tok([r["text"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)
+            labels = tok(text_target=[r["target"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)[
+                "input_ids"
+            ]
             model(**enc, labels=labels.masked_fill(labels == 0, -100)).loss.backward()
             opt.step()
             opt.zero_grad()

@@ -18,25 +18,35 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FaultProxy, MlflowServer, dvc_env, make_clone, run_cli, venv_bin
+
 from tasks.core.config import load_config
 from tasks.core.errors import TrackingError
 from tasks.tracking import client as tracking
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 
 # long enough to be interrupted in training, with a complete checkpoint every 10 steps
-LONG = {"train": {"max_steps": 120, "eval_strategy": "steps", "eval_steps": 10, "batch_size": 8,
-                  "early_stopping_patience": 0, "load_best_model_at_end": False, "logging_steps": 5}}
+LONG = {
+    "train": {
+        "max_steps": 120,
+        "eval_strategy": "steps",
+        "eval_steps": 10,
+        "batch_size": 8,
+        "early_stopping_patience": 0,
+        "load_best_model_at_end": False,
+        "logging_steps": 5,
+    }
+}
 
 
 def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended (rc {proc.returncode}) before {what}:\n"
-                                 + (log.read_text()[-3000:] if log else ""))
+            raise AssertionError(
+                f"the run ended (rc {proc.returncode}) before {what}:\n" + (log.read_text()[-3000:] if log else "")
+            )
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
@@ -50,9 +60,14 @@ def checkpoints(root: Path) -> list[int]:
 
 def start_run(root: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
     log = root.parent / f"run-{time.monotonic_ns()}.log"
-    proc = subprocess.Popen([venv_bin("s2s"), "run", *args], cwd=root, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "S2S_ROOT": str(root), **(env or {})})
+    proc = subprocess.Popen(
+        [venv_bin("s2s"), "run", *args],
+        cwd=root,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "S2S_ROOT": str(root), **(env or {})},
+    )
     return proc, log
 
 
@@ -167,11 +182,18 @@ def test_training_survives_the_tracking_server_stopping_mid_run(tmp_path):
         # meanwhile, one writer per folder: a second run, dvc repro and a stage stop at once
         second = run_cli("run", cwd=root, env={"S2S_ROOT": str(root)}, timeout=120)
         assert second.returncode == 75 and f"pid {proc.pid}" in second.stderr, second.stderr
-        repro = subprocess.run([venv_bin("dvc"), "repro"], cwd=root, env=dvc_env(), capture_output=True,
-                               text=True, timeout=120)
+        repro = subprocess.run(
+            [venv_bin("dvc"), "repro"], cwd=root, env=dvc_env(), capture_output=True, text=True, timeout=120
+        )
         assert repro.returncode != 0 and "lock" in (repro.stdout + repro.stderr).lower()
-        stage = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=root, capture_output=True, text=True,
-                               env={**os.environ, "S2S_ROOT": str(root)}, timeout=120)
+        stage = subprocess.run(
+            [sys.executable, "-m", "tasks.train"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "S2S_ROOT": str(root)},
+            timeout=120,
+        )
         assert stage.returncode == 75 and "another run holds" in stage.stderr
         assert (root / "data" / "processed" / "train.parquet").is_file()  # nobody deleted the running one's data
         time.sleep(max(0.0, 20 - (time.monotonic() - outage)))
@@ -219,8 +241,13 @@ def _versions(cfg, scores: list[float]) -> list[str]:
         run = c.create_run(tracking.experiment_id(cfg, c))
         c.set_terminated(run.info.run_id)
         tags = {"metric.rougeL": str(score), "metric.rouge1": str(score), "metric.gen_len": "18.0"}
-        out.append(str(c.create_model_version(name, source=f"runs:/{run.info.run_id}/model",
-                                              run_id=run.info.run_id, tags=tags).version))
+        out.append(
+            str(
+                c.create_model_version(
+                    name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
+                ).version
+            )
+        )
     return out
 
 
@@ -234,8 +261,13 @@ def test_registry_errors_fail_closed_and_move_no_alias(registry_server, project,
         monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        cfg = load_config(overrides=["register.model_name=failclosed", "tracking.retry_s=1",
-                                     "promote.gates={min: {rougeL: 0.1}, primary: rougeL, min_delta: 0.0}"])
+        cfg = load_config(
+            overrides=[
+                "register.model_name=failclosed",
+                "tracking.retry_s=1",
+                "promote.gates={min: {rougeL: 0.1}, primary: rougeL, min_delta: 0.0}",
+            ]
+        )
         v1, v2 = _versions(cfg, [0.5, 0.6])
         c = tracking.client(cfg)
         c.set_registered_model_alias("failclosed", "champion", v1)
@@ -255,8 +287,10 @@ def test_registry_errors_fail_closed_and_move_no_alias(registry_server, project,
             assert "promotion.decision" not in c.get_model_version("failclosed", v2).tags
         assert all(n >= 1 for n in proxy.hits.values())
         result = promote(cfg, candidate, evaluated)  # the registry answers again: the gates decide
-        assert result.promoted and c.get_registered_model("failclosed").aliases == {"champion": v2,
-                                                                                      "previous_champion": v1}
+        assert result.promoted and c.get_registered_model("failclosed").aliases == {
+            "champion": v2,
+            "previous_champion": v1,
+        }
     finally:
         proxy.close()
 
@@ -277,9 +311,14 @@ def test_a_promotion_killed_between_two_alias_writes_is_finished_by_the_next_wri
             del os.environ["MLFLOW_TRACKING_URI"]
         c.set_registered_model_alias("crashy", "champion", v1)
         proxy.fault(r'registered-models/alias .*"alias":\s*"champion"', "hang")
-        proc = subprocess.Popen([venv_bin("s2s"), "promote", v2, "--force", "--reason", "test",
-                                 "--set", "register.model_name=crashy"], cwd=project, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [venv_bin("s2s"), "promote", v2, "--force", "--reason", "test", "--set", "register.model_name=crashy"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for(lambda: proxy.hits, 120, "the champion alias write", proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -289,8 +328,14 @@ def test_a_promotion_killed_between_two_alias_writes_is_finished_by_the_next_wri
         assert json.loads(model.tags["s2s.pending"])["changes"] == {"previous_champion": v1, "champion": v2}
         assert c.get_model_version("crashy", v2).tags["promotion.decision"] == "promoted"
 
-        back = subprocess.run([venv_bin("s2s"), "rollback", "--set", "register.model_name=crashy"], cwd=project,
-                              env=env, capture_output=True, text=True, timeout=120)
+        back = subprocess.run(
+            [venv_bin("s2s"), "rollback", "--set", "register.model_name=crashy"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert back.returncode == 0, back.stdout + back.stderr
         assert f"champion v{v2} -> v{v1}" in back.stdout
         model = c.get_registered_model("crashy")
@@ -303,7 +348,8 @@ def test_a_promotion_killed_between_two_alias_writes_is_finished_by_the_next_wri
 def _race(root: str, uri: str, version: str, run_id: str, score: float, barrier) -> None:
     os.environ.update(S2S_ROOT=root, MLFLOW_TRACKING_URI=uri)
     from tasks.core.config import load_config as load
-    from tasks.core.results import EvaluateResult as Ev, RegisterResult as Reg
+    from tasks.core.results import EvaluateResult as Ev
+    from tasks.core.results import RegisterResult as Reg
     from tasks.promote import promote as do_promote
 
     cfg = load(overrides=["register.model_name=raced", "promote.gates={primary: rougeL, min_delta: 0.0}"])
@@ -327,8 +373,10 @@ def test_promotions_racing_from_several_processes_on_a_shared_server(registry_se
         del os.environ["MLFLOW_TRACKING_URI"]
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(scores))
-    procs = [ctx.Process(target=_race, args=(str(project), registry_server.url, v, r, s, barrier))
-             for v, r, s in zip(versions, run_ids, scores)]
+    procs = [
+        ctx.Process(target=_race, args=(str(project), registry_server.url, v, r, s, barrier))
+        for v, r, s in zip(versions, run_ids, scores)
+    ]
     for p in procs:
         p.start()
     for p in procs:

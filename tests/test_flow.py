@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_project, run_cli
-from tasks.tracking import client as tracking
+
 from tasks.core.config import load_config
 from tasks.core.errors import ValidationFailed
+from tasks.tracking import client as tracking
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +38,16 @@ def test_flow_registers_a_tagged_version_with_the_champion_alias(flow_run):
     tags = version.tags
     for key in ("data_version", "git_commit", "params_hash", "pipeline", "prefect_flow_run_id", "run_id"):
         assert tags.get(key), key
-    assert tags["data_version"] == summary.data_version == json.loads(
-        (root / "data" / "processed" / "manifest.json").read_text())["data_version"]
+    assert (
+        tags["data_version"]
+        == summary.data_version
+        == json.loads((root / "data" / "processed" / "manifest.json").read_text())["data_version"]
+    )
     assert float(tags["metric.rougeL"]) == summary.metrics["rougeL"]
     assert tags["promotion.decision"] == "promoted"
     # the Prefect flow run id on the version is a real flow run of the server
-    from prefect import get_client
-
     import anyio
+    from prefect import get_client
 
     async def flow_run_name():
         async with get_client() as pc:
@@ -139,8 +141,9 @@ def test_registered_model_carries_a_model_card(flow_run):
     root, summary = flow_run
     cfg = load_config(root=root)
     version = tracking.client(cfg).get_model_version("s2s-default", summary.version)
-    card = mlflow.artifacts.download_artifacts(artifact_uri=f"{version.source}/README.md",
-                                               tracking_uri=cfg.tracking_uri())
+    card = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{version.source}/README.md", tracking_uri=cfg.tracking_uri()
+    )
     text = open(card).read()
     for needle in ("# s2s-default", "## Intended use", "base model: `scratch`", summary.data_version, "| rougeL |"):
         assert needle in text

@@ -7,13 +7,13 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import venv_bin
+
 from tasks.core.config import load_config
 from tasks.core.errors import DataError
+from tasks.core.results import IngestResult, load_split
 from tasks.data.sources import dvc_hash, parse_split
 from tasks.ingest import ingest
-from tasks.core.results import IngestResult, load_split
 
 
 def write(project, name, text, mode="w"):
@@ -27,8 +27,12 @@ def write(project, name, text, mode="w"):
 
 
 def pairs(n, start=0):
-    return pd.DataFrame({"text": [f"input number {i}" for i in range(start, start + n)],
-                         "target": [f"output {i}" for i in range(start, start + n)]})
+    return pd.DataFrame(
+        {
+            "text": [f"input number {i}" for i in range(start, start + n)],
+            "target": [f"output {i}" for i in range(start, start + n)],
+        }
+    )
 
 
 def run(*overrides):
@@ -58,12 +62,21 @@ def test_split_is_deterministic(project):
 
 def test_trim_dedup_prefix_are_counted(project):
     src = write(project, "d.csv", "q,a\n  x one ,y\nx one,y\nx two,z\nsummarize: x three,w\n")
-    result = run(f"ingest.source={src}", "ingest.text_column=q", "ingest.target_column=a",
-                 "ingest.test_ratio=0", "ingest.valid_ratio=0")
-    assert result.counts == {"train.read": 4, "train.trimmed": 1, "train.duplicates_dropped": 1,
-                             "train.already_prefixed": 1, "train.kept": 3}
-    assert sorted(load_split(result, "train")["text"]) == [
-        "summarize: x one", "summarize: x three", "summarize: x two"]
+    result = run(
+        f"ingest.source={src}",
+        "ingest.text_column=q",
+        "ingest.target_column=a",
+        "ingest.test_ratio=0",
+        "ingest.valid_ratio=0",
+    )
+    assert result.counts == {
+        "train.read": 4,
+        "train.trimmed": 1,
+        "train.duplicates_dropped": 1,
+        "train.already_prefixed": 1,
+        "train.kept": 3,
+    }
+    assert sorted(load_split(result, "train")["text"]) == ["summarize: x one", "summarize: x three", "summarize: x two"]
 
 
 def test_same_input_never_lands_in_two_splits(project):
@@ -89,15 +102,22 @@ def test_folder_without_train_file_lists_what_it_found(project):
     folder = project / "data" / "notrain"
     folder.mkdir(parents=True)
     pairs(5).to_csv(folder / "validation.csv", index=False)
-    with pytest.raises(DataError, match=r"no train split named 'train'; found validation.*train.csv, train.jsonl or train.parquet"):
+    with pytest.raises(
+        DataError, match=r"no train split named 'train'; found validation.*train.csv, train.jsonl or train.parquet"
+    ):
         run("ingest.source=data/notrain")
 
 
 def test_hf_save_to_disk_folder_with_split_slicing(project):
     from datasets import Dataset, DatasetDict
 
-    DatasetDict({"train": Dataset.from_pandas(pairs(120)), "validation": Dataset.from_pandas(pairs(30, 500)),
-                 "test": Dataset.from_pandas(pairs(30, 900))}).save_to_disk(str(project / "data" / "hf"))
+    DatasetDict(
+        {
+            "train": Dataset.from_pandas(pairs(120)),
+            "validation": Dataset.from_pandas(pairs(30, 500)),
+            "test": Dataset.from_pandas(pairs(30, 900)),
+        }
+    ).save_to_disk(str(project / "data" / "hf"))
     result = run("ingest.source=data/hf", "ingest.train_split=train[:50%]", "ingest.valid_split=validation[:10]")
     assert result.rows == {"train": 60, "validation": 10, "test": 30}
     assert result.origins["train"] == "hf:train"
@@ -111,10 +131,15 @@ def test_hub_dataset_offline_is_a_clear_error(project, monkeypatch):
         run("ingest.source=someone/news", "ingest.train_split=train[:5000]")
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("train", ("train", None, None)), ("train[:5000]", ("train", None, "5000")),
-    ("validation[10%:20%]", ("validation", "10%", "20%")), ("test[-100:]", ("test", "-100", None)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("train", ("train", None, None)),
+        ("train[:5000]", ("train", None, "5000")),
+        ("validation[10%:20%]", ("validation", "10%", "20%")),
+        ("test[-100:]", ("test", "-100", None)),
+    ],
+)
 def test_parse_split(spec, expected):
     assert parse_split(spec) == expected
 
@@ -169,7 +194,7 @@ def test_numbers_and_nan_pass_through_for_validation_to_report(project):
 
 def test_a_one_megabyte_row_is_read(project):
     big = "word " * 200_000
-    src = write(project, "big.csv", f"text,target\n\"{big}\",short\nsmall,x\n")
+    src = write(project, "big.csv", f'text,target\n"{big}",short\nsmall,x\n')
     result = run(f"ingest.source={src}", "ingest.test_ratio=0", "ingest.valid_ratio=0")
     assert load_split(result, "train")["text"].str.len().max() > 900_000  # validation rejects it, see test_validate
 
@@ -197,8 +222,13 @@ def test_dvc_push_pull_round_trip_through_a_local_remote(tmp_path):
     repo.mkdir()
     pairs(50).to_csv(repo / "raw.csv", index=False)
     dvc = venv_bin("dvc")
-    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "remote", "add", "-d", "local", str(remote)],
-                [dvc, "add", "-q", "raw.csv"], [dvc, "push", "-q"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [dvc, "init", "-q"],
+        [dvc, "remote", "add", "-d", "local", str(remote)],
+        [dvc, "add", "-q", "raw.csv"],
+        [dvc, "push", "-q"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
     before = dvc_hash(repo / "raw.csv")
     (repo / "raw.csv").unlink()

@@ -9,13 +9,13 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import venv_bin
-from tasks.core.config import load_config
-from tasks.promote import promote_version
 from test_promote import new_version
 
-pytestmark = pytest.mark.integration
+from tasks.core.config import load_config
+from tasks.promote import promote_version
+
+pytestmark = pytest.mark.system
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -46,9 +46,20 @@ def test_model_page_lists_the_champion_version(project, tmp_path):
     promote_version(cfg, v1)
     promote_version(cfg, v2)
     port = free_port()
-    server = subprocess.Popen([venv_bin("mlflow"), "ui", "--backend-store-uri", cfg.tracking_uri(),
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            venv_bin("mlflow"),
+            "ui",
+            "--backend-store-uri",
+            cfg.tracking_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(120):
             try:
@@ -59,11 +70,25 @@ def test_model_page_lists_the_champion_version(project, tmp_path):
         else:
             pytest.fail("mlflow ui did not come up on 127.0.0.1")
         dom = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom",
-             f"http://127.0.0.1:{port}/#/models/{cfg.register.model_name}"],
-            capture_output=True, text=True, timeout=120).stdout
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--virtual-time-budget=20000",
+                "--dump-dom",
+                f"http://127.0.0.1:{port}/#/models/{cfg.register.model_name}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     finally:
         server.terminate()
         server.wait(30)

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_project
+
 from tasks.core.config import load_config
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 KINDS = {
     "rnn-gru": {"train": {"model": "rnn", "rnn": {"embedding_size": 16, "hidden_size": 24}, "max_steps": 6}},
-    "rnn-lstm": {"train": {"model": "rnn", "rnn": {"cell": "lstm", "embedding_size": 16, "hidden_size": 24},
-                           "max_steps": 6}},
+    "rnn-lstm": {
+        "train": {"model": "rnn", "rnn": {"cell": "lstm", "embedding_size": 16, "hidden_size": 24}, "max_steps": 6}
+    },
     "lora-merged": {"train": {"peft": True, "lora_r": 4, "max_steps": 6}},
     "lora-adapter": {"train": {"peft": True, "lora_r": 4, "max_steps": 6}, "register": {"lora_export": "adapter"}},
 }

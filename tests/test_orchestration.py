@@ -7,12 +7,12 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import dvc_env, make_clone, venv_bin
-from tasks.tracking import client as tracking
-from tasks.core.config import load_config
 
-pytestmark = pytest.mark.integration
+from tasks.core.config import load_config
+from tasks.tracking import client as tracking
+
+pytestmark = pytest.mark.system
 STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
 
 
@@ -75,8 +75,9 @@ def test_dvc_repro_in_a_fresh_clone_reproduces_the_flow_metrics(clone, tmp_path)
     fresh = make_clone(tmp_path / "fresh")
     params = yaml.safe_load((clone / "params.yaml").read_text())
     (fresh / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))  # the same settings
-    proc = subprocess.run([venv_bin("dvc"), "repro"], cwd=fresh, env=dvc_env(), capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [venv_bin("dvc"), "repro"], cwd=fresh, env=dvc_env(), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((fresh / "reports" / "metrics.json").read_text()) == flow_metrics
 

@@ -11,10 +11,10 @@ import os
 import subprocess
 
 import pytest
+from conftest import dvc_env, make_clone, make_project, run_cli, venv_bin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import dvc_env, make_clone, make_project, run_cli, venv_bin
 from tasks.core import paths
 from tasks.core.config import load_config
 from tasks.core.errors import ConfigError
@@ -27,13 +27,17 @@ def _sentinels(root):
     return inside, above
 
 
-@pytest.mark.parametrize("value, says", [
-    ("", "is empty"),
-    (".", "itself"),
-    ("..", "a parent of the "),
-    ("{outside}", "a folder outside the "),
-    ("{root}/link/checkpoints", "a folder outside the "),
-])
+@pytest.mark.system
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("", "is empty"),
+        (".", "itself"),
+        ("..", "a parent of the "),
+        ("{outside}", "a folder outside the "),
+        ("{root}/link/checkpoints", "a folder outside the "),
+    ],
+)
 def test_a_bad_path_setting_is_refused_before_anything_is_touched(tmp_path, value, says):
     root = make_project(tmp_path / "proj")
     inside, above = _sentinels(root)
@@ -54,6 +58,7 @@ def test_a_bad_path_setting_is_refused_before_anything_is_touched(tmp_path, valu
     assert not (root / "data" / "processed").exists() and not (root / "mlflow.db").exists()  # nothing ran
 
 
+@pytest.mark.system
 def test_dvc_repro_stops_at_the_guard_before_deleting_any_output(tmp_path):
     """DVC removes a stage's outputs before running it: the guard stage runs first and fails."""
     root = make_clone(tmp_path / "proj")
@@ -62,10 +67,14 @@ def test_dvc_repro_stops_at_the_guard_before_deleting_any_output(tmp_path):
     (root / "docs" / "notes.txt").write_text("mine")
     text = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(text.replace("tokenizer: artifacts/tokenizer", "tokenizer: docs"))
-    proc = subprocess.run([venv_bin("dvc"), "repro"], cwd=root, env=dvc_env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [venv_bin("dvc"), "repro"], cwd=root, env=dvc_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode != 0
-    assert "paths.tokenizer" in proc.stdout + proc.stderr and "was not created by this pipeline" in proc.stdout + proc.stderr
+    assert (
+        "paths.tokenizer" in proc.stdout + proc.stderr
+        and "was not created by this pipeline" in proc.stdout + proc.stderr
+    )
     assert (root / "docs" / "notes.txt").read_text() == "mine"
     assert inside.read_text() == above.read_text() == "keep"
 
@@ -83,7 +92,7 @@ def test_folders_that_hold_project_files_or_overlap_are_refused(project):
     (project / "mine").mkdir()
     (project / "mine" / "keep.txt").write_text("x")
     for section, key, value, says in [
-        ("paths", "data", "data", "holds"),                    # the raw data lives in data/sample
+        ("paths", "data", "data", "holds"),  # the raw data lives in data/sample
         ("paths", "model", ".git/objects", "overlaps .git/"),
         ("paths", "checkpoints", "artifacts", "lies inside paths.checkpoints"),  # would swallow the model
         ("tracking", "artifacts", "..", "a parent of the project folder"),
@@ -120,15 +129,18 @@ def test_only_marked_folders_are_deleted_and_links_never_followed(tmp_path):
     assert target.exists()
 
 
-SEGMENTS = st.sampled_from(["..", ".", "a", "b", "data", "sample", ".git", ".dvc", ".s2s", "runs", "artifacts",
-                            "model", "link", "", " "])
+SEGMENTS = st.sampled_from(
+    ["..", ".", "a", "b", "data", "sample", ".git", ".dvc", ".s2s", "runs", "artifacts", "model", "link", "", " "]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parts=st.lists(SEGMENTS, min_size=0, max_size=5), setting=st.sampled_from(
-    ["checkpoints", "model", "data", "reports", "tokenizer"]), absolute=st.booleans())
-def test_any_path_the_guard_accepts_stays_strictly_inside_and_off_project_files(project, parts, setting,
-                                                                                absolute):
+@given(
+    parts=st.lists(SEGMENTS, min_size=0, max_size=5),
+    setting=st.sampled_from(["checkpoints", "model", "data", "reports", "tokenizer"]),
+    absolute=st.booleans(),
+)
+def test_any_path_the_guard_accepts_stays_strictly_inside_and_off_project_files(project, parts, setting, absolute):
     """Property: whatever string a user (or an unset variable) puts in a paths.* setting, either
     the configuration is refused, or the folder is strictly inside the project, outside .git,
     .dvc and .s2s, and holds none of the project's files."""

@@ -12,7 +12,7 @@ def test_shipped_pipelines_all_resolve():
     summ, trans = configs["summarization"], configs["translation"]
     assert summ.train.model == "google/flan-t5-small" and summ.train.peft and summ.ingest.dataset_config == "3.0.0"
     assert summ.spec.schedule.timezone == "Europe/Berlin" and summ.spec.work_pool == "gpu"
-    assert trans.evaluate.metrics == ["bleu", "rouge"] and trans.promote.gates.primary == "bleu"
+    assert trans.evaluate.metrics == ["bleu", "chrf", "rouge"] and trans.promote.gates.primary == "bleu"
     assert trans.ingest.text_column == "translation.en" and trans.ingest.source_prefix == ""
     # never restated: what a pipeline does not override comes from params.yaml
     assert trans.validate.max_copy_rate == configs["default"].validate.max_copy_rate
@@ -23,17 +23,23 @@ def write(project, text):
     (project / "pipelines.yaml").write_text(text)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("default:\n  schedule: {cron: '61 3 * * *'}\n", "schedule.cron '61 3 * * *' is not a valid cron expression"),
-    ("default:\n  schedule: {cron: '0 3 * * *', timezone: Mars/Olympus}\n", "not an IANA time zone"),
-    ("default:\n  schedule: {cron: '0 3 * * *', tz: UTC}\n", "default.schedule.tz: unknown setting; allowed: cron, timezone, active"),
-    ("default:\n  retries: {count: -1}\n", "default.retries.count"),
-    ("default:\n  timeouts: {train: 10}\n", "default.timeouts.train: unknown setting (did you mean 'train_s'?)"),
-    ("default:\n  workpool: gpu\n", "default.workpool: unknown key (did you mean 'work_pool'?)"),
-    ("Nightly Run:\n  model_name: x\n", "pipeline name 'Nightly Run'"),
-    ("default:\n  params: {train: {lrr: 0.1}}\n", "train.lrr: unknown setting (did you mean 'lr'?)"),
-    ("default:\n  gates: {minimum: {rougeL: 0.5}}\n", "promote.gates.minimum: unknown setting"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("default:\n  schedule: {cron: '61 3 * * *'}\n", "schedule.cron '61 3 * * *' is not a valid cron expression"),
+        ("default:\n  schedule: {cron: '0 3 * * *', timezone: Mars/Olympus}\n", "not an IANA time zone"),
+        (
+            "default:\n  schedule: {cron: '0 3 * * *', tz: UTC}\n",
+            "default.schedule.tz: unknown setting; allowed: cron, timezone, active",
+        ),
+        ("default:\n  retries: {count: -1}\n", "default.retries.count"),
+        ("default:\n  timeouts: {train: 10}\n", "default.timeouts.train: unknown setting (did you mean 'train_s'?)"),
+        ("default:\n  workpool: gpu\n", "default.workpool: unknown key (did you mean 'work_pool'?)"),
+        ("Nightly Run:\n  model_name: x\n", "pipeline name 'Nightly Run'"),
+        ("default:\n  params: {train: {lrr: 0.1}}\n", "train.lrr: unknown setting (did you mean 'lr'?)"),
+        ("default:\n  gates: {minimum: {rougeL: 0.5}}\n", "promote.gates.minimum: unknown setting"),
+    ],
+)
 def test_schema_errors_name_the_pipeline_and_key(project, text, message):
     write(project, text)
     with pytest.raises(ConfigError) as err:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import free_port, make_clone, stop_group, venv_bin, wait_healthy
-from tasks.tracking import client as tracking
-from tasks.core.config import load_config
 
-pytestmark = pytest.mark.integration
+from tasks.core.config import load_config
+from tasks.tracking import client as tracking
+
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,21 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
     env.pop("PREFECT_API_URL", None)
     log = open(home / "server.log", "w")
-    proc = subprocess.Popen([venv_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [venv_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_healthy(f"{url}/health", proc, home / "server.log")
         yield {"url": url, "home": home, "log": home / "server.log"}
@@ -55,8 +64,9 @@ def _client(url: str):
 
 def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
     env = {**os.environ, "PREFECT_API_URL": server["url"], "S2S_ROOT": str(project)}
-    proc = subprocess.run([venv_bin("s2s"), "deploy"], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [venv_bin("s2s"), "deploy"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pipes = yaml.safe_load((project / "pipelines.yaml").read_text())
     with _client(server["url"]) as client:
@@ -78,7 +88,9 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
     with _client(server["url"]) as client:
         retrain = client.read_deployment_by_name("retrain/default")
         while True:
-            upcoming = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[retrain.id])))
+            upcoming = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[retrain.id]))
+            )
             if upcoming or time.monotonic() > deadline:
                 break
             time.sleep(2)
@@ -87,8 +99,9 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
     assert all(r.state.is_scheduled() for r in upcoming)
     assert {(r.expected_start_time.hour, r.expected_start_time.minute) for r in upcoming} == {(3, 0)}, cron
     # a second deploy updates in place (no duplicates)
-    again = subprocess.run([venv_bin("s2s"), "deploy", "default"], cwd=project, env=env, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [venv_bin("s2s"), "deploy", "default"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     with _client(server["url"]) as client:
         names = [d.name for d in client.read_deployments() if d.name == "default"]
@@ -105,13 +118,21 @@ def test_a_worker_runs_the_triggered_default_deployment(server, project):
     env.pop("S2S_ROOT", None)  # the deployment's job variables say where the project is
     log_path = Path(server["home"]) / "worker.log"
     with open(log_path, "w") as log:
-        worker = subprocess.Popen([venv_bin("s2s"), "worker", "--pool", "s2s"], cwd=server["home"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [venv_bin("s2s"), "worker", "--pool", "s2s"],
+            cwd=server["home"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 600
         with _client(server["url"]) as client:
             while True:
-                state = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))[0].state
+                state = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))[
+                    0
+                ].state
                 if state.is_final():
                     break
                 assert worker.poll() is None, log_path.read_text()[-4000:]
@@ -135,8 +156,9 @@ def test_deploy_and_worker_without_a_server_say_how_to_start_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")
     for command in (["deploy"], ["worker", "--pool", "s2s"]):
-        proc = subprocess.run([venv_bin("s2s"), *command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [venv_bin("s2s"), *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 2, proc.stderr
         assert "prefect server start" in proc.stderr and "PREFECT_API_URL" in proc.stderr
         assert "Traceback" not in proc.stderr

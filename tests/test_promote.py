@@ -5,37 +5,52 @@ import multiprocessing as mp
 
 import pytest
 
-from tasks.tracking import client as tracking
 from tasks.core.config import Gates, load_config
 from tasks.core.errors import ConfigError, TrackingError
-from tasks.promote import compare, decide, promote, promote_version, rollback
 from tasks.core.results import EvaluateResult, RegisterResult
+from tasks.promote import compare, decide, promote, promote_version, rollback
+from tasks.tracking import client as tracking
+
+pytestmark = pytest.mark.integration
 
 ABS = Gates(min={"rougeL": 0.5, "rouge1": 0.5}, max={"gen_len": 30}, min_delta=None)
 VS = Gates(primary="rougeL", min_delta=0.01, max_regression={"rouge1": 0.02})
 GOOD = {"rougeL": 0.8, "rouge1": 0.9, "gen_len": 12}
 
 
-@pytest.mark.parametrize("candidate, champion, gates, promoted, failed", [
-    # absolute bounds
-    (GOOD, None, ABS, True, ()),
-    ({"rougeL": 0.5, "rouge1": 0.5, "gen_len": 30}, None, ABS, True, ()),       # bounds are inclusive
-    ({"rougeL": 0.49, "rouge1": 0.9, "gen_len": 12}, None, ABS, False, ("min.rougeL",)),
-    ({"rougeL": 0.8, "rouge1": 0.9, "gen_len": 31}, None, ABS, False, ("max.gen_len",)),
-    ({"rouge1": 0.9, "gen_len": 12}, None, ABS, False, ("min.rougeL",)),           # missing metric fails
-    # against the champion
-    (GOOD, None, VS, True, ()),                                                   # no champion yet
-    ({"rougeL": 0.82, "rouge1": 0.9}, {"rougeL": 0.80, "rouge1": 0.9}, VS, True, ()),
-    ({"rougeL": 0.80, "rouge1": 0.9}, {"rougeL": 0.80, "rouge1": 0.9}, VS, False, ("beat_champion",)),  # tie
-    ({"rougeL": 0.80, "rouge1": 0.9}, {"rougeL": 0.80, "rouge1": 0.9},
-     Gates(primary="rougeL", min_delta=0.0), True, ()),                           # a tie passes at min_delta 0
-    ({"rougeL": 0.85, "rouge1": 0.85}, {"rougeL": 0.80, "rouge1": 0.90}, VS, False, ("regression.rouge1",)),
-    ({"rougeL": 0.85, "rouge1": 0.89}, {"rougeL": 0.80, "rouge1": 0.90}, VS, True, ()),  # within tolerance
-    ({"rouge1": 0.95}, {"rougeL": 0.80, "rouge1": 0.90}, VS, False, ("beat_champion",)),  # candidate lacks primary
-    ({"rougeL": 0.9, "rouge1": 0.95}, {"rouge1": 0.90}, VS, True, ()),            # champion lacks primary: skipped
-    ({"rougeL": 0.70, "rouge1": 0.80}, {"rougeL": 0.80, "rouge1": 0.90}, VS, False,
-     ("beat_champion", "regression.rouge1")),                                     # every failed gate is named
-])
+@pytest.mark.parametrize(
+    "candidate, champion, gates, promoted, failed",
+    [
+        # absolute bounds
+        (GOOD, None, ABS, True, ()),
+        ({"rougeL": 0.5, "rouge1": 0.5, "gen_len": 30}, None, ABS, True, ()),  # bounds are inclusive
+        ({"rougeL": 0.49, "rouge1": 0.9, "gen_len": 12}, None, ABS, False, ("min.rougeL",)),
+        ({"rougeL": 0.8, "rouge1": 0.9, "gen_len": 31}, None, ABS, False, ("max.gen_len",)),
+        ({"rouge1": 0.9, "gen_len": 12}, None, ABS, False, ("min.rougeL",)),  # missing metric fails
+        # against the champion
+        (GOOD, None, VS, True, ()),  # no champion yet
+        ({"rougeL": 0.82, "rouge1": 0.9}, {"rougeL": 0.80, "rouge1": 0.9}, VS, True, ()),
+        ({"rougeL": 0.80, "rouge1": 0.9}, {"rougeL": 0.80, "rouge1": 0.9}, VS, False, ("beat_champion",)),  # tie
+        (
+            {"rougeL": 0.80, "rouge1": 0.9},
+            {"rougeL": 0.80, "rouge1": 0.9},
+            Gates(primary="rougeL", min_delta=0.0),
+            True,
+            (),
+        ),  # a tie passes at min_delta 0
+        ({"rougeL": 0.85, "rouge1": 0.85}, {"rougeL": 0.80, "rouge1": 0.90}, VS, False, ("regression.rouge1",)),
+        ({"rougeL": 0.85, "rouge1": 0.89}, {"rougeL": 0.80, "rouge1": 0.90}, VS, True, ()),  # within tolerance
+        ({"rouge1": 0.95}, {"rougeL": 0.80, "rouge1": 0.90}, VS, False, ("beat_champion",)),  # candidate lacks primary
+        ({"rougeL": 0.9, "rouge1": 0.95}, {"rouge1": 0.90}, VS, True, ()),  # champion lacks primary: skipped
+        (
+            {"rougeL": 0.70, "rouge1": 0.80},
+            {"rougeL": 0.80, "rouge1": 0.90},
+            VS,
+            False,
+            ("beat_champion", "regression.rouge1"),
+        ),  # every failed gate is named
+    ],
+)
 def test_decide(candidate, champion, gates, promoted, failed):
     d = decide(candidate, champion, gates)
     assert d.promote is promoted and d.failed == failed, d.reasons
@@ -66,15 +81,20 @@ def new_version(cfg, rougeL, rouge1=None):
     except MlflowException:
         pass
     run = client.create_run(tracking.experiment_id(cfg, client))
-    tags = {"metric.rougeL": str(rougeL), "metric.rouge1": str(rouge1 if rouge1 is not None else rougeL),
-            "metric.rouge2": str(rougeL), "metric.gen_len": "18.0"}
+    tags = {
+        "metric.rougeL": str(rougeL),
+        "metric.rouge1": str(rouge1 if rouge1 is not None else rougeL),
+        "metric.rouge2": str(rougeL),
+        "metric.gen_len": "18.0",
+    }
     v = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags)
     return run.info.run_id, str(v.version)
 
 
 def evaluated(rougeL, rouge1=None, champion=None):
-    return EvaluateResult("test", 10, {"rougeL": rougeL, "rouge1": rouge1 if rouge1 is not None else rougeL}, "",
-                          champion=champion)
+    return EvaluateResult(
+        "test", 10, {"rougeL": rougeL, "rouge1": rouge1 if rouge1 is not None else rougeL}, "", champion=champion
+    )
 
 
 def champion_of(cfg, alias="champion"):
@@ -83,8 +103,11 @@ def champion_of(cfg, alias="champion"):
 
 @pytest.fixture
 def cfg(project):
-    return load_config(overrides=["promote.gates={min: {rougeL: 0.5}, primary: rougeL, min_delta: 0.0, "
-                                  "max_regression: {rouge1: 0.02}}"])
+    return load_config(
+        overrides=[
+            "promote.gates={min: {rougeL: 0.5}, primary: rougeL, min_delta: 0.0, max_regression: {rouge1: 0.02}}"
+        ]
+    )
 
 
 def test_promote_moves_champion_and_keeps_the_previous_one(cfg):
@@ -94,7 +117,11 @@ def test_promote_moves_champion_and_keeps_the_previous_one(cfg):
     assert champion_of(cfg) == v1
 
     run2, v2 = new_version(cfg, 0.2)
-    r2 = promote(cfg, RegisterResult(name, v2, "", run2), evaluated(0.2, champion={"version": v1, "metrics": {"rougeL": 0.7, "rouge1": 0.7}}))
+    r2 = promote(
+        cfg,
+        RegisterResult(name, v2, "", run2),
+        evaluated(0.2, champion={"version": v1, "metrics": {"rougeL": 0.7, "rouge1": 0.7}}),
+    )
     assert not r2.promoted and r2.champion == v1 and champion_of(cfg) == v1
     assert champion_of(cfg, "challenger") == v2
     tags = tracking.client(cfg).get_model_version(name, v2).tags
@@ -104,7 +131,11 @@ def test_promote_moves_champion_and_keeps_the_previous_one(cfg):
     assert tags["promotion.compared_on"] == f"champion v{v1} re-scored on the same rows"
 
     run3, v3 = new_version(cfg, 0.8)
-    promote(cfg, RegisterResult(name, v3, "", run3), evaluated(0.8, champion={"version": v1, "metrics": {"rougeL": 0.7, "rouge1": 0.7}}))
+    promote(
+        cfg,
+        RegisterResult(name, v3, "", run3),
+        evaluated(0.8, champion={"version": v1, "metrics": {"rougeL": 0.7, "rouge1": 0.7}}),
+    )
     assert champion_of(cfg) == v3 and champion_of(cfg, "previous_champion") == v1
 
 
@@ -117,7 +148,11 @@ def test_a_champion_moved_by_hand_is_respected(cfg):
     client.set_registered_model_alias(name, "champion", v1)
     run3, v3 = new_version(cfg, 0.8)
     client.set_registered_model_alias(name, "champion", v2)  # the hand move, after v3 was evaluated against v1
-    result = promote(cfg, RegisterResult(name, v3, "", run3), evaluated(0.8, champion={"version": v1, "metrics": {"rougeL": 0.6, "rouge1": 0.6}}))
+    result = promote(
+        cfg,
+        RegisterResult(name, v3, "", run3),
+        evaluated(0.8, champion={"version": v1, "metrics": {"rougeL": 0.6, "rouge1": 0.6}}),
+    )
     assert not result.promoted and champion_of(cfg) == v2
     tags = client.get_model_version(name, v3).tags
     assert tags["promotion.champion_before"] == v2
@@ -162,12 +197,15 @@ def _race(root, version, run_id, score, barrier):
 
     os.environ["S2S_ROOT"] = root
     from tasks.core.config import load_config as load
+    from tasks.core.results import EvaluateResult as Ev
+    from tasks.core.results import RegisterResult as Reg
     from tasks.promote import promote as do_promote
-    from tasks.core.results import EvaluateResult as Ev, RegisterResult as Reg
 
     cfg = load(overrides=["promote.gates={primary: rougeL, min_delta: 0.0}", "promote.lock_timeout_s=120"])
     barrier.wait()  # everyone reaches the registry at once
-    do_promote(cfg, Reg(cfg.register.model_name, version, "", run_id), Ev("test", 10, {"rougeL": score, "rouge1": score}, ""))
+    do_promote(
+        cfg, Reg(cfg.register.model_name, version, "", run_id), Ev("test", 10, {"rougeL": score, "rouge1": score}, "")
+    )
 
 
 def test_concurrent_promotions_leave_the_best_model_champion(cfg, project):
@@ -177,8 +215,9 @@ def test_concurrent_promotions_leave_the_best_model_champion(cfg, project):
     versions = [new_version(cfg, s) for s in scores]
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(scores))
-    procs = [ctx.Process(target=_race, args=(str(project), v, run, s, barrier))
-             for (run, v), s in zip(versions, scores)]
+    procs = [
+        ctx.Process(target=_race, args=(str(project), v, run, s, barrier)) for (run, v), s in zip(versions, scores)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -187,11 +226,18 @@ def test_concurrent_promotions_leave_the_best_model_champion(cfg, project):
     best = versions[scores.index(max(scores))][1]
     assert champion_of(cfg) == best
     client = tracking.client(cfg)
-    promoted = [(int(client.get_model_version(cfg.register.model_name, v).tags["promotion.champion_before"]
-                     if client.get_model_version(cfg.register.model_name, v).tags["promotion.champion_before"] != "none"
-                     else 0), s)
-                for (_, v), s in zip(versions, scores)
-                if client.get_model_version(cfg.register.model_name, v).tags["promotion.decision"] == "promoted"]
+    promoted = [
+        (
+            int(
+                client.get_model_version(cfg.register.model_name, v).tags["promotion.champion_before"]
+                if client.get_model_version(cfg.register.model_name, v).tags["promotion.champion_before"] != "none"
+                else 0
+            ),
+            s,
+        )
+        for (_, v), s in zip(versions, scores)
+        if client.get_model_version(cfg.register.model_name, v).tags["promotion.decision"] == "promoted"
+    ]
     # every promotion beat the champion it replaced: the chain of champions is increasing
     by_version = dict(zip((int(v) for _, v in versions), scores))
     assert all(s >= by_version.get(before, 0.0) for before, s in promoted)
@@ -213,7 +259,7 @@ def test_concurrent_promotions_in_threads_three_rounds(tmp_path):
         versions = [new_version(cfg, s) for s in scores]
         barrier = threading.Barrier(len(versions))
 
-        def go(run, version, score):
+        def go(run, version, score, barrier=barrier, cfg=cfg):
             barrier.wait()
             promote(cfg, RegisterResult(cfg.register.model_name, version, "", run), evaluated(score))
 

@@ -9,28 +9,40 @@ import sys
 import time
 
 import pytest
-import torch
+from conftest import make_project
 from safetensors.torch import load_file
 
-from conftest import make_project
-from tasks.tracking import client as tracking
 from tasks.core import paths
 from tasks.core.config import load_config
-from tasks.ingest import ingest
 from tasks.core.results import TrainResult
+from tasks.ingest import ingest
+from tasks.tracking import client as tracking
 from tasks.train import complete, train
 from tasks.validate import validate
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 
-PARAMS = {"train": {"max_steps": 160, "eval_strategy": "steps", "eval_steps": 10, "save_total_limit": 2,
-                    "logging_steps": 10, "early_stopping_patience": 0, "load_best_model_at_end": False,
-                    "batch_size": 8}}
+PARAMS = {
+    "train": {
+        "max_steps": 160,
+        "eval_strategy": "steps",
+        "eval_steps": 10,
+        "save_total_limit": 2,
+        "logging_steps": 10,
+        "early_stopping_patience": 0,
+        "load_best_model_at_end": False,
+        "batch_size": 8,
+    }
+}
 # a model whose checkpoints take long enough to write (~40 MB with the optimizer) that a kill can
 # land in the middle of one
-BIG = {"train": {**PARAMS["train"], "max_steps": 80, "scratch": {"d_model": 64, "d_ff": 128, "d_kv": 16,
-                                                                 "num_heads": 4, "num_layers": 1,
-                                                                 "num_decoder_layers": 1}}}
+BIG = {
+    "train": {
+        **PARAMS["train"],
+        "max_steps": 80,
+        "scratch": {"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 1, "num_decoder_layers": 1},
+    }
+}
 
 
 def prepared(root):
@@ -48,13 +60,22 @@ def test_sigkill_while_a_checkpoint_is_written_then_resume_matches_an_uninterrup
     root = make_project(tmp_path / "killed", params=BIG)
     cfg, _ = prepared(root)
     env = {**os.environ, "S2S_ROOT": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=root, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tasks.train"],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpts = cfg.path("checkpoints")
 
     def being_written():  # a checkpoint folder whose trainer state (written last) is not there yet
-        return [c for c in ckpts.glob("checkpoint-*") if not (c / "trainer_state.json").exists()
-                and int(c.name.split("-")[1]) >= 20]
+        return [
+            c
+            for c in ckpts.glob("checkpoint-*")
+            if not (c / "trainer_state.json").exists() and int(c.name.split("-")[1]) >= 20
+        ]
 
     deadline = time.time() + 300
     while not being_written():
@@ -69,8 +90,9 @@ def test_sigkill_while_a_checkpoint_is_written_then_resume_matches_an_uninterrup
     last = done[-1]
     killed_run = (ckpts / "s2s_run.json").read_text()
 
-    resumed = subprocess.run([sys.executable, "-m", "tasks.train"], cwd=root, env=env, capture_output=True,
-                             text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tasks.train"], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "removing incomplete checkpoint" in resumed.stderr
     assert f"resuming default from {ckpts / f'checkpoint-{last}'}" in resumed.stderr

@@ -1,7 +1,8 @@
 """The embedded data set is reproducible: the generator and the shipped file agree byte for byte."""
 
-from tasks.data.sample import generate, write_csv
 from conftest import REPO
+
+from tasks.data.sample import generate, write_csv
 
 
 def test_shipped_file_matches_the_generator(tmp_path):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from tasks.core import secrets
 
 
+@pytest.mark.integration
 def test_unset_credentials_come_from_prefect_secret_blocks(prefect_server, monkeypatch):
     from prefect.blocks.system import Secret
 
@@ -51,6 +54,7 @@ def test_url_passwords_with_slash_or_at_and_prefect_auth_strings_are_scrubbed(mo
 SECRET = "Known-Secret-Value-777"
 
 
+@pytest.mark.system
 def test_tracebacks_uncaught_errors_and_printed_output_are_scrubbed(tmp_path):
     import os
     import subprocess
@@ -69,13 +73,18 @@ def test_tracebacks_uncaught_errors_and_printed_output_are_scrubbed(tmp_path):
         "print('a url http://admin:p@ss/w@rd@db:5432/x', file=sys.stderr)\n"
         f"raise ValueError('uncaught ' + {SECRET!r})\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET},
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" in out and "ValueError: uncaught ***" in out
     assert SECRET not in out and "p@ss/w@rd" not in out and "admin:***@db:5432" in out
 
 
+@pytest.mark.integration
 def test_prefect_state_messages_are_scrubbed(prefect_server, monkeypatch):
     """The message of a failed task becomes a Prefect state, stored by the server and shown in its UI."""
     from prefect import flow, get_client
@@ -97,12 +106,19 @@ def test_prefect_state_messages_are_scrubbed(prefect_server, monkeypatch):
     assert stored.is_failed() and "hub refused token ***" in stored.message and SECRET not in stored.message
 
 
+@pytest.mark.system
 def test_compare_prints_no_credentials_of_the_tracking_uri(project):
     from conftest import free_port, run_cli
 
     uri = f"http://ci:Cmp-Secret-999@127.0.0.1:{free_port()}"  # nothing listens there
-    proc = run_cli("compare", "--set", "tracking.retry_s=0", cwd=project, timeout=120,
-                   env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "S2S_ROOT": str(project)})
+    proc = run_cli(
+        "compare",
+        "--set",
+        "tracking.retry_s=0",
+        cwd=project,
+        timeout=120,
+        env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "S2S_ROOT": str(project)},
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Cmp-Secret-999" not in out and "ci:***@127.0.0.1" in out, out
     assert "Traceback" not in out

@@ -19,10 +19,9 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, dvc_env, free_port, make_clone, stop_group, venv_bin, wait_healthy
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 
 ADMIN_PASSWORD = "mlflow-admin-Secret-7731"  # the known secret values searched for afterwards
 HUB_TOKEN = "hf_KnownSecretToken4242"
@@ -58,21 +57,56 @@ def postgres(tmp_path_factory):
         shutil.chown(pwfile, "postgres")
         base.chmod(0o700)
     port = free_port()
-    init = subprocess.run(_as_postgres([str(pg / "initdb"), "-D", str(data), "-U", "s2s", "--auth=scram-sha-256",
-                                        f"--pwfile={pwfile}", "-E", "UTF8"]), capture_output=True, text=True)
+    init = subprocess.run(
+        _as_postgres(
+            [
+                str(pg / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "s2s",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     pwfile.unlink()
-    subprocess.run(_as_postgres([str(pg / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w", "start",
-                                 "-o", f"-h 127.0.0.1 -p {port} -k {sock}"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres(
+            [
+                str(pg / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(base / "pg.log"),
+                "-w",
+                "start",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {sock}",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
     try:
         for db in ("mlflow", "mlflow_auth"):
-            subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "s2s", db], env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "s2s", db],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         yield {"port": port, "url": f"postgresql://s2s:{PG_PASSWORD}@127.0.0.1:{port}", "bin": pg, "base": base}
     finally:
-        subprocess.run(_as_postgres([str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -99,9 +133,21 @@ class MlflowServer:
 
     def start(self) -> None:
         with open(self.log, "a") as log:
-            self.proc = subprocess.Popen([str(REPO / "docker" / "mlflow" / "start.sh"), "--host", "127.0.0.1",
-                                          "--port", str(self.port), "--workers", "1"],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [
+                    str(REPO / "docker" / "mlflow" / "start.sh"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_healthy(f"{self.url}/health", self.proc, self.log, timeout=120)
 
     def stop(self) -> None:
@@ -120,15 +166,21 @@ def server(postgres, tmp_path_factory):
 
 def client_env(server: MlflowServer) -> dict:
     """What a user exports to use the stack: nothing in params.yaml changes."""
-    return {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_USERNAME": "admin",
-            "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD, "HF_TOKEN": HUB_TOKEN,
-            "AWS_ACCESS_KEY_ID": "s2s-test-key-id", "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    return {
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
+        "HF_TOKEN": HUB_TOKEN,
+        "AWS_ACCESS_KEY_ID": "s2s-test-key-id",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    }
 
 
 def _status(url: str, user: str, password: str) -> int:
     auth = b64encode(f"{user}:{password}".encode()).decode()
-    req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-                                 headers={"Authorization": f"Basic {auth}"})
+    req = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Authorization": f"Basic {auth}"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
@@ -145,8 +197,13 @@ def _client(server: MlflowServer, monkeypatch):
 
 
 def test_start_script_refuses_the_public_default_admin_password(tmp_path):
-    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": "password1234", "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
-           "MLFLOW_BACKEND_STORE_URI": "sqlite:///x.db", "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path)}
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "password1234",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+        "MLFLOW_BACKEND_STORE_URI": "sqlite:///x.db",
+        "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path),
+    }
     proc = subprocess.run([str(REPO / "docker" / "mlflow" / "start.sh")], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "old public default" in proc.stderr
     env.pop("MLFLOW_AUTH_ADMIN_PASSWORD")
@@ -183,15 +240,26 @@ def test_default_pipeline_against_the_server_registers_and_leaks_no_secret(serve
     assert len(model.predict(["Forecasters expect a sunny Monday in Bergen."])) == 1
 
     # every output: console, project files, served artifacts, server log, the database, params/tags
-    dump = subprocess.run([str(postgres["bin"] / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres["port"]),
-                           "-U", "s2s", "mlflow"], env={**os.environ, "PGPASSWORD": PG_PASSWORD},
-                          capture_output=True, text=True, check=True).stdout
+    dump = subprocess.run(
+        [str(postgres["bin"] / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres["port"]), "-U", "s2s", "mlflow"],
+        env={**os.environ, "PGPASSWORD": PG_PASSWORD},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "registered_models" in dump
-    texts = {"stdout": proc.stdout, "stderr": proc.stderr, "database": dump,
-             "params/tags": repr(run.data.params) + repr(run.data.tags) + repr(champion.tags)}
+    texts = {
+        "stdout": proc.stdout,
+        "stderr": proc.stderr,
+        "database": dump,
+        "params/tags": repr(run.data.params) + repr(run.data.tags) + repr(champion.tags),
+    }
     source = set(subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True).stdout.split())
-    produced = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts
-                and str(p.relative_to(project)) not in source]  # what the run wrote (this test's source is in the clone)
+    produced = [
+        p
+        for p in project.rglob("*")
+        if p.is_file() and ".git" not in p.parts and str(p.relative_to(project)) not in source
+    ]  # what the run wrote (this test's source is in the clone)
     assert any(p.name == "model.safetensors" for p in produced) and any(p.name == "dvc.lock" for p in produced)
     for path in [*produced, *server.artifacts.rglob("*")]:
         if path.is_file():
@@ -203,8 +271,13 @@ def test_default_pipeline_against_the_server_registers_and_leaks_no_secret(serve
 
 def test_tracking_server_down_at_start_fails_before_training(tmp_path):
     project = make_clone(tmp_path / "proj")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
-           "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD, "S2S_ROOT": str(project)}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
+        "S2S_ROOT": str(project),
+    }
     start = time.monotonic()
     proc = subprocess.run([venv_bin("s2s"), "run"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
@@ -232,13 +305,20 @@ def test_server_down_at_registration_retries_then_completes_once(server, tmp_pat
     (project / "pipelines.yaml").write_text(yaml.safe_dump(pipes, sort_keys=False))
     env = {**dvc_env(), **client_env(server)}
     # train and evaluate through DVC (as `dvc repro` does), then the server goes away
-    proc = subprocess.run([venv_bin("dvc"), "repro", "evaluate"], cwd=project, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [venv_bin("dvc"), "repro", "evaluate"], cwd=project, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     server.stop()
     try:
-        down = subprocess.run([venv_bin("s2s"), "register"], cwd=project, env={**env, "S2S_ROOT": str(project)},
-                              capture_output=True, text=True, timeout=300)
+        down = subprocess.run(
+            [venv_bin("s2s"), "register"],
+            cwd=project,
+            env={**env, "S2S_ROOT": str(project)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert down.returncode == 1 and "is unreachable" in down.stderr, down.stderr[-2000:]
         assert (project / "artifacts" / "model" / "model.safetensors").is_file()  # kept locally
 
@@ -258,8 +338,13 @@ def test_server_down_at_registration_retries_then_completes_once(server, tmp_pat
 
         @flow(name="register-while-the-server-restarts")
         def register_flow():
-            return task(cfg, TrainResult.load(reports), EvaluateResult.load(reports), IngestResult.load(cfg.path("data")),
-                        return_state=True)
+            return task(
+                cfg,
+                TrainResult.load(reports),
+                EvaluateResult.load(reports),
+                IngestResult.load(cfg.path("data")),
+                return_state=True,
+            )
 
         restart = threading.Timer(3.0, server.start)
         restart.start()
@@ -273,8 +358,14 @@ def test_server_down_at_registration_retries_then_completes_once(server, tmp_pat
         if server.proc.poll() is not None:
             server.start()
 
-    later = subprocess.run([venv_bin("s2s"), "register"], cwd=project, env={**env, "S2S_ROOT": str(project)},
-                           capture_output=True, text=True, timeout=300)
+    later = subprocess.run(
+        [venv_bin("s2s"), "register"],
+        cwd=project,
+        env={**env, "S2S_ROOT": str(project)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert later.returncode == 0, later.stdout + later.stderr
     assert "s2s-outage v1" in later.stdout and "PROMOTED" in later.stdout
     c = _client(server, monkeypatch)

@@ -41,7 +41,9 @@ def test_compose_has_the_stack_with_health_checks_and_named_volumes():
         assert "healthcheck" in svc and svc["healthcheck"]["test"], f"{name} has no health check"
         assert svc.get("image") or svc.get("build"), name
     declared = set(COMPOSE["volumes"])
-    used = {v.split(":")[0] for svc in SERVICES.values() for v in svc.get("volumes", []) if not v.startswith((".", "/"))}
+    used = {
+        v.split(":")[0] for svc in SERVICES.values() for v in svc.get("volumes", []) if not v.startswith((".", "/"))
+    }
     assert used and used <= declared
     assert {"pgdata", "miniodata"} <= used  # the databases and the object store survive restarts
     # services wait for what they need to be healthy, not merely started
@@ -75,8 +77,11 @@ def test_mlflow_uses_postgres_s3_and_auth_and_the_worker_reaches_it_by_environme
 def test_no_secret_in_the_files_and_every_variable_in_env_example():
     text = (DOCKER / "compose.yaml").read_text()
     needed = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
-    example = {line.split("=", 1)[0] for line in (DOCKER / ".env.example").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    example = {
+        line.split("=", 1)[0]
+        for line in (DOCKER / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert needed and not needed - example, f"missing from docker/.env.example: {sorted(needed - example)}"
     secretish = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH_STRING|_KEY$")
     for name, svc in SERVICES.items():
@@ -119,8 +124,15 @@ def test_remote_code_is_off_by_default_and_weights_are_safetensors_only():
     assert Train().trust_remote_code is False
     code = "\n".join(p.read_text() for d in ("tasks", "flows") for p in (REPO / d).rglob("*.py"))
     assert "trust_remote_code=True" not in code
-    for pattern in (r"pickle\.loads?\(", r"torch\.load\(", r"joblib\.load", r"weights_only\s*=\s*False",
-                    r"cloudpickle", r"safe_serialization\s*=\s*False", r"use_safetensors\s*=\s*False"):
+    for pattern in (
+        r"pickle\.loads?\(",
+        r"torch\.load\(",
+        r"joblib\.load",
+        r"weights_only\s*=\s*False",
+        r"cloudpickle",
+        r"safe_serialization\s*=\s*False",
+        r"use_safetensors\s*=\s*False",
+    ):
         assert not re.search(pattern, code), pattern
     assert "use_safetensors=True" in (REPO / "tasks" / "modeling" / "models.py").read_text()
     assert "use_safetensors=True" in (REPO / "tasks" / "serving" / "pyfunc.py").read_text()
@@ -132,21 +144,37 @@ def _check_env(values: dict) -> subprocess.CompletedProcess:
 
 
 def test_the_stack_refuses_the_example_placeholders_and_known_defaults():
-    example = dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
-                   if line.strip() and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (DOCKER / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     refused = _check_env(example)
     assert refused.returncode == 2
-    for var in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_TRACKING_PASSWORD",
-                "MLFLOW_FLASK_SERVER_SECRET_KEY", "PREFECT_SERVER_API_AUTH_STRING"):
+    for var in (
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "PREFECT_SERVER_API_AUTH_STRING",
+    ):
         assert f"check-env: {var} still holds the .env.example placeholder" in refused.stderr, var
-    strong = {var: "Zq7-real-Secret-4411" for var in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
-                                                       "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    strong = {
+        var: "Zq7-real-Secret-4411"
+        for var in (
+            "POSTGRES_PASSWORD",
+            "MINIO_ROOT_PASSWORD",
+            "MLFLOW_TRACKING_PASSWORD",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        )
+    }
     strong["PREFECT_SERVER_API_AUTH_STRING"] = "admin:Zq7-real-Secret-4411"
     assert _check_env(strong).returncode == 0
     for default in ("password1234", "minioadmin", "Password", "postgres", "short"):
         result = _check_env({**strong, "MINIO_ROOT_PASSWORD": default})
         assert result.returncode == 2 and "MINIO_ROOT_PASSWORD" in result.stderr, default
     assert _check_env({**strong, "POSTGRES_PASSWORD": ""}).returncode == 2
+
     # nothing starts before the check passed: every service waits for it, directly or through another
     def waits_for_check(name, seen=()):
         needs = SERVICES[name].get("depends_on", {})

@@ -1,16 +1,18 @@
 """Training: the scratch model, the from_pretrained path on local folders, MLflow logging."""
 
 import pytest
-
 from conftest import make_project
-from tasks.modeling import models as modeling
-from tasks.tracking import client as tracking
+
 from tasks.core.config import load_config
 from tasks.core.errors import ConfigError
-from tasks.ingest import ingest
 from tasks.core.results import TrainResult
+from tasks.ingest import ingest
+from tasks.modeling import models as modeling
+from tasks.tracking import client as tracking
 from tasks.train import train
 from tasks.validate import validate
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +59,24 @@ def test_a_local_model_folder_trains_through_from_pretrained(trained, tmp_path):
 
     cfg, _, _ = trained
     tok, _ = modeling.load(str(cfg.path("base_model")))
-    bart = BartForConditionalGeneration(BartConfig(
-        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=tok.eos_token_id,
-    ))
+    bart = BartForConditionalGeneration(
+        BartConfig(
+            vocab_size=len(tok),
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=256,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.eos_token_id,
+            forced_eos_token_id=tok.eos_token_id,
+        )
+    )
     folder = tmp_path / "my-bart"
     bart.save_pretrained(folder)
     tok.save_pretrained(folder)

@@ -5,16 +5,18 @@ import csv
 
 import pytest
 import torch
+from conftest import make_project
 from safetensors.torch import load_file
 
-from conftest import make_project
-from tasks.modeling import models as modeling
-from tasks.tracking import client as tracking
 from tasks.core.config import load_config
 from tasks.core.errors import ConfigError
 from tasks.ingest import ingest
+from tasks.modeling import models as modeling
+from tasks.tracking import client as tracking
 from tasks.train import train
 from tasks.validate import validate
+
+pytestmark = pytest.mark.integration
 
 
 def run(tmp_path, **train_params):
@@ -31,11 +33,22 @@ def curve(cfg, name="train"):
 
 
 def test_lora_saves_adapter_and_a_merged_model_with_best_model_at_end(tmp_path):
-    cfg, result = run(tmp_path, peft=True, lora_r=4, lora_alpha=8, max_steps=12, eval_strategy="steps", eval_steps=4,
-                      save_total_limit=1, load_best_model_at_end=True)
+    cfg, result = run(
+        tmp_path,
+        peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        max_steps=12,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+    )
     assert (cfg.path("adapter") / "adapter_config.json").is_file()
     assert (cfg.path("adapter") / "adapter_model.safetensors").is_file()
-    merged = modeling.load_model(str(cfg.resolve(result.model_dir)))  # plain transformers model: no PEFT needed to use it
+    merged = modeling.load_model(
+        str(cfg.resolve(result.model_dir))
+    )  # plain transformers model: no PEFT needed to use it
     assert type(merged).__name__ == "T5ForConditionalGeneration"
     assert not any("lora" in n for n, _ in merged.named_parameters())
     assert result.metrics["best_step"] in (4.0, 8.0, 12.0)
@@ -56,8 +69,16 @@ def test_freeze_encoder_leaves_encoder_weights_untouched(tmp_path):
 
 def test_early_stopping_stops_before_max_steps(tmp_path):
     # a learning rate this small cannot improve eval loss by 1.0 between evaluations
-    cfg, result = run(tmp_path, lr=1e-7, max_steps=60, eval_strategy="steps", eval_steps=3,
-                      early_stopping_patience=2, early_stopping_threshold=1.0, save_total_limit=2)
+    cfg, result = run(
+        tmp_path,
+        lr=1e-7,
+        max_steps=60,
+        eval_strategy="steps",
+        eval_steps=3,
+        early_stopping_patience=2,
+        early_stopping_threshold=1.0,
+        save_total_limit=2,
+    )
     assert result.metrics["train_steps"] < 60
 
 
@@ -69,14 +90,17 @@ def test_best_model_on_rouge_generates_during_evaluation(tmp_path):
     assert len(history) == 2
 
 
-@pytest.mark.parametrize("scheduler, check", [
-    ("constant", lambda lrs: len(set(lrs)) == 1),
-    ("linear", lambda lrs: lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]),
-    ("cosine", lambda lrs: lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]),
-    ("polynomial", lambda lrs: lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]),
-    ("constant_w_warmup", lambda lrs: lrs[0] < lrs[-1] and len(set(lrs[2:])) == 1),
-    ("cosine_w_restarts", lambda lrs: lrs[-1] < lrs[2]),
-])
+@pytest.mark.parametrize(
+    "scheduler, check",
+    [
+        ("constant", lambda lrs: len(set(lrs)) == 1),
+        ("linear", lambda lrs: lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]),
+        ("cosine", lambda lrs: lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]),
+        ("polynomial", lambda lrs: lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]),
+        ("constant_w_warmup", lambda lrs: lrs[0] < lrs[-1] and len(set(lrs[2:])) == 1),
+        ("cosine_w_restarts", lambda lrs: lrs[-1] < lrs[2]),
+    ],
+)
 def test_every_legacy_scheduler(tmp_path, scheduler, check):
     warmup = 0.2 if scheduler == "constant_w_warmup" else 0.0
     cfg, _ = run(tmp_path, scheduler=scheduler, warmup_ratio=warmup, max_steps=10, logging_steps=1, eval_strategy="no")
@@ -99,8 +123,9 @@ def test_curves_are_written_for_dvc_and_mlflow(tmp_path):
 
 
 def test_quantization_on_cpu_is_refused_before_training(tmp_path):
-    root = make_project(tmp_path / "proj", params={"train": {"model": "google/flan-t5-small", "peft": True,
-                                                              "quantization": "int4"}})
+    root = make_project(
+        tmp_path / "proj", params={"train": {"model": "google/flan-t5-small", "peft": True, "quantization": "int4"}}
+    )
     cfg = load_config(root=root)
     from tasks.modeling.runtime import Runtime
 
@@ -110,8 +135,15 @@ def test_quantization_on_cpu_is_refused_before_training(tmp_path):
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_recurrent_model_trains_through_the_same_path(tmp_path, cell):
-    cfg, result = run(tmp_path, model="rnn", rnn={"cell": cell, "embedding_size": 32, "hidden_size": 48},
-                      max_steps=20, lr=0.01, eval_strategy="steps", eval_steps=10)
+    cfg, result = run(
+        tmp_path,
+        model="rnn",
+        rnn={"cell": cell, "embedding_size": 32, "hidden_size": 48},
+        max_steps=20,
+        lr=0.01,
+        eval_strategy="steps",
+        eval_steps=10,
+    )
     model = modeling.load_model(str(cfg.resolve(result.model_dir)))
     assert type(model).__name__ == "RnnSeq2SeqModel" and model.config.cell == cell
     first, last = float(curve(cfg)[0]["loss"]), float(curve(cfg)[-1]["loss"])

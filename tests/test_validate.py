@@ -21,8 +21,15 @@ def csv(project, rows, name="bad.csv"):
 
 
 def run(src, *extra):
-    cfg = load_config(overrides=[f"ingest.source={src}", "ingest.valid_ratio=0", "ingest.test_ratio=0",
-                                 "validate.min_rows={train: 10}", *extra])
+    cfg = load_config(
+        overrides=[
+            f"ingest.source={src}",
+            "ingest.valid_ratio=0",
+            "ingest.test_ratio=0",
+            "validate.min_rows={train: 10}",
+            *extra,
+        ]
+    )
     return cfg, ingest(cfg)
 
 
@@ -40,8 +47,19 @@ def test_clean_data_passes_and_writes_report_docs_and_tokenizer(project):
     report = json.loads((project / "reports" / "validation.json").read_text())
     assert report["success"] and report["failed"] == 0
     assert {c["dimension"] for c in report["checks"]} == {
-        "volume", "schema", "completeness", "type", "content", "encoding", "size", "truncation",
-        "uniqueness", "triviality", "leakage", "preflight"}
+        "volume",
+        "schema",
+        "completeness",
+        "type",
+        "content",
+        "encoding",
+        "size",
+        "truncation",
+        "uniqueness",
+        "triviality",
+        "leakage",
+        "preflight",
+    }
     assert (project / "reports" / "validation_docs" / "index.html").is_file()  # GX Data Docs
     assert (project / "artifacts" / "tokenizer" / "tokenizer.json").is_file()
 
@@ -115,9 +133,11 @@ def test_validation_split_that_shares_rows_with_train_is_leakage(project):
     train = pd.DataFrame({"text": [f"input {i}" for i in range(60)], "target": [f"out {i}" for i in range(60)]})
     train.to_csv(folder / "train.csv", index=False)
     pd.concat([train.iloc[:3], train.iloc[:7].assign(text=lambda d: "other " + d["text"])]).to_csv(
-        folder / "validation.csv", index=False)
-    cfg = load_config(overrides=["ingest.source=data/leaky", "ingest.test_ratio=0",
-                                 "validate.min_rows={train: 10, validation: 5}"])
+        folder / "validation.csv", index=False
+    )
+    cfg = load_config(
+        overrides=["ingest.source=data/leaky", "ingest.test_ratio=0", "validate.min_rows={train: 10, validation: 5}"]
+    )
     with pytest.raises(ValidationFailed) as err:
         validate(cfg, ingest(cfg))
     assert "[validation text] input not also in the train split: FAILED (leakage); 3 rows (30.00%)" in str(err.value)
@@ -149,8 +169,18 @@ def test_report_lists_failures_in_words(project):
 def _saved_t5(tmp_path, tokenizer, **overrides):
     from transformers import T5Config, T5ForConditionalGeneration
 
-    cfg = dict(vocab_size=len(tokenizer), d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1,
-               num_decoder_layers=1, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        d_ff=32,
+        d_kv=8,
+        num_heads=2,
+        num_layers=1,
+        num_decoder_layers=1,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     cfg.update(overrides)
     folder = tmp_path / "t5"
     T5ForConditionalGeneration(T5Config(**cfg)).save_pretrained(folder)

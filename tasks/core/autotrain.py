@@ -17,11 +17,31 @@ from tasks.core.errors import ConfigError
 
 # AutoTrain's Seq2SeqParams that are ``train.*`` settings under the same name.
 TRAIN_PARAMS = (
-    "lr", "epochs", "batch_size", "max_seq_length", "max_target_length", "warmup_ratio",
-    "gradient_accumulation", "optimizer", "scheduler", "weight_decay", "max_grad_norm", "seed",
-    "logging_steps", "eval_strategy", "auto_find_batch_size", "mixed_precision", "save_total_limit",
-    "peft", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
-    "early_stopping_patience", "early_stopping_threshold",
+    "lr",
+    "epochs",
+    "batch_size",
+    "max_seq_length",
+    "max_target_length",
+    "warmup_ratio",
+    "gradient_accumulation",
+    "optimizer",
+    "scheduler",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "logging_steps",
+    "eval_strategy",
+    "auto_find_batch_size",
+    "mixed_precision",
+    "save_total_limit",
+    "peft",
+    "quantization",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "early_stopping_patience",
+    "early_stopping_threshold",
 )
 # Everything else AutoTrain takes, and where it goes here.
 OTHER_PARAMS = {
@@ -45,6 +65,32 @@ UNSUPPORTED = {
     "push_to_hub": "models are registered in MLflow; publish a registered version to the hub yourself",
     "username": "hub publishing is not supported; models are registered in MLflow",
 }
+
+
+# AutoTrain flags with no setting behind them (each gets its explanation in to_overrides)
+FLAG_ONLY: dict[str, type] = {"log": str, "push_to_hub": bool, "username": str, "token": str}
+
+
+def cli_flags() -> dict[str, type]:
+    """Every AutoTrain flag ``s2s train`` takes, with its type, read off the settings it maps to
+    (so the flag list and the settings are one fact)."""
+    import typing
+
+    from tasks.core.config import SECTIONS
+
+    def kind(setting: str) -> type:
+        section, key = setting.split(".", 1)
+        annotation = SECTIONS[section].model_fields[key].annotation
+        options = typing.get_args(annotation) or (annotation,)
+        for candidate in (bool, int, float):
+            if candidate in options or annotation is candidate:
+                return candidate
+        return str
+
+    flags = {name: bool if name in BOOLEAN_FLAGS else kind(f"train.{name}") for name in TRAIN_PARAMS}
+    flags.update({name: kind(setting) for name, setting in OTHER_PARAMS.items() if name != "base_model"})
+    flags.update(FLAG_ONLY)
+    return flags
 
 
 def _value(v: Any) -> str:
@@ -73,8 +119,9 @@ def to_overrides(params: dict[str, Any]) -> list[str]:
         elif name in OTHER_PARAMS:
             out.append(f"{OTHER_PARAMS[name]}={_value(value)}")
         else:
-            raise ConfigError(f"unknown AutoTrain option {key!r}; known: "
-                              f"{', '.join(sorted((*TRAIN_PARAMS, *OTHER_PARAMS)))}")
+            raise ConfigError(
+                f"unknown AutoTrain option {key!r}; known: {', '.join(sorted((*TRAIN_PARAMS, *OTHER_PARAMS)))}"
+            )
     if any(o.startswith("register.model_name=") for o in out):
         name = next(o for o in out if o.startswith("register.model_name=")).split("=", 1)[1]
         out.append(f"tracking.experiment={name}")  # one experiment per project, as in AutoTrain
@@ -99,7 +146,9 @@ def config_overrides(path: Path) -> list[str]:
         flat[key] = data.pop(key, None)
     flat.update(data.pop("column_mapping", {}) or {})
     if data:
-        raise ConfigError(f"{path}: unknown data key(s) {sorted(data)}; use path, train_split, valid_split, column_mapping")
+        raise ConfigError(
+            f"{path}: unknown data key(s) {sorted(data)}; use path, train_split, valid_split, column_mapping"
+        )
     flat.update(spec.pop("params", {}) or {})
     hub = spec.pop("hub", {}) or {}
     if hub.get("push_to_hub"):

@@ -98,7 +98,7 @@ class Ingest(Section):
     seed: int = 42
 
     @model_validator(mode="after")
-    def _ratios_leave_training_data(self) -> "Ingest":
+    def _ratios_leave_training_data(self) -> Ingest:
         if self.valid_ratio + self.test_ratio >= 0.9:
             raise ValueError(
                 f"ingest.valid_ratio ({self.valid_ratio}) + ingest.test_ratio ({self.test_ratio}) "
@@ -159,7 +159,6 @@ class Rnn(Section):
 
 
 SCHEDULERS = ("linear", "cosine", "cosine_w_restarts", "polynomial", "constant", "constant_w_warmup")
-GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 class Train(Section):
@@ -202,7 +201,7 @@ class Train(Section):
     max_train_samples: int | None = Field(None, gt=0)
     eval_steps: int | None = Field(None, gt=0)  # with eval_strategy=steps; checkpoints follow evaluations
     save_steps: int | None = Field(None, gt=0)  # checkpoint interval when eval_strategy=no
-    metric_for_best_model: str = "loss"  # eval loss, or a ROUGE score computed by generating
+    metric_for_best_model: str = "loss"  # eval loss, or a metric of evaluate.metrics (computed by generating)
     load_best_model_at_end: bool = True
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     length_grouping: int = Field(2, ge=0)  # batches per length-sorted window (0: random batches)
@@ -225,11 +224,8 @@ class Train(Section):
     @field_validator("optimizer")
     @classmethod
     def _optimizer(cls, v: str) -> str:
-        names = _optimizer_names()
-        if names and v not in names:
-            close = difflib.get_close_matches(v, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown optimizer {v!r}{hint}; e.g. adamw_torch, adafactor, sgd")
+        if v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {v!r}{suggest(v, OPTIMIZERS)}; e.g. adamw_torch, adafactor, sgd")
         return v
 
     @field_validator("target_modules")
@@ -240,20 +236,25 @@ class Train(Section):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Train":
+    def _consistent(self) -> Train:
         problems = []
         if self.quantization and not self.peft:
-            problems.append("train.quantization needs train.peft: true (quantized weights are trained through LoRA adapters)")
+            problems.append(
+                "train.quantization needs train.peft: true (quantized weights are trained through LoRA adapters)"
+            )
         if self.peft and (self.freeze_encoder or self.freeze_embeds):
-            problems.append("train.freeze_encoder / train.freeze_embeds have no effect with train.peft (LoRA already freezes the base model)")
+            problems.append(
+                "train.freeze_encoder / train.freeze_embeds have no effect with train.peft "
+                "(LoRA already freezes the base model)"
+            )
         if self.eval_strategy == "steps" and not self.eval_steps:
             problems.append("train.eval_strategy=steps needs train.eval_steps")
         if self.eval_strategy != "steps" and self.eval_steps:
             problems.append("train.eval_steps is only used with train.eval_strategy=steps")
         if self.eval_strategy != "no" and self.save_steps:
-            problems.append("train.save_steps is only used with train.eval_strategy=no (checkpoints follow evaluations otherwise)")
-        if self.metric_for_best_model not in ("loss", *GENERATION_METRICS):
-            problems.append(f"train.metric_for_best_model must be loss or one of {', '.join(GENERATION_METRICS)}")
+            problems.append(
+                "train.save_steps is only used with train.eval_strategy=no (checkpoints follow evaluations otherwise)"
+            )
         if self.metric_for_best_model != "loss" and self.eval_strategy == "no":
             problems.append("train.metric_for_best_model needs evaluations: set train.eval_strategy to epoch or steps")
         if self.model in ("scratch", "rnn") and self.quantization:
@@ -263,22 +264,50 @@ class Train(Section):
         return self
 
 
-def _optimizer_names() -> tuple[str, ...]:
-    return OPTIMIZERS
-
-
 # transformers' OptimizerNames (the pinned version), spelled out so that loading the config does
 # not import transformers (3 s); tests/test_config.py checks the two agree.
 OPTIMIZERS = (
-    'adamw_torch', 'adamw_torch_fused', 'adamw_torch_xla', 'adamw_torch_npu_fused', 'adafactor',
-    'adamw_anyprecision', 'adamw_torch_4bit', 'adamw_torch_8bit', 'ademamix', 'sgd', 'adagrad',
-    'adamw_bnb_8bit', 'adamw_8bit', 'ademamix_8bit', 'lion_8bit', 'lion_32bit',
-    'paged_adamw_32bit', 'paged_adamw_8bit', 'paged_ademamix_32bit', 'paged_ademamix_8bit',
-    'paged_lion_32bit', 'paged_lion_8bit', 'rmsprop', 'rmsprop_bnb', 'rmsprop_bnb_8bit',
-    'rmsprop_bnb_32bit', 'galore_adamw', 'galore_adamw_8bit', 'galore_adafactor',
-    'galore_adamw_layerwise', 'galore_adamw_8bit_layerwise', 'galore_adafactor_layerwise',
-    'lomo', 'adalomo', 'grokadamw', 'schedule_free_radam', 'schedule_free_adamw',
-    'schedule_free_sgd', 'apollo_adamw', 'apollo_adamw_layerwise', 'stable_adamw',
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_torch_xla",
+    "adamw_torch_npu_fused",
+    "adafactor",
+    "adamw_anyprecision",
+    "adamw_torch_4bit",
+    "adamw_torch_8bit",
+    "ademamix",
+    "sgd",
+    "adagrad",
+    "adamw_bnb_8bit",
+    "adamw_8bit",
+    "ademamix_8bit",
+    "lion_8bit",
+    "lion_32bit",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "paged_ademamix_32bit",
+    "paged_ademamix_8bit",
+    "paged_lion_32bit",
+    "paged_lion_8bit",
+    "rmsprop",
+    "rmsprop_bnb",
+    "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adafactor",
+    "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise",
+    "galore_adafactor_layerwise",
+    "lomo",
+    "adalomo",
+    "grokadamw",
+    "schedule_free_radam",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
+    "apollo_adamw",
+    "apollo_adamw_layerwise",
+    "stable_adamw",
 )
 
 
@@ -286,13 +315,24 @@ class Evaluate(Section):
     """Generation and scoring on the held-out split."""
 
     split: Literal["test", "validation"] = "test"
-    metrics: list[Literal["rouge", "bleu"]] = Field(default_factory=lambda: ["rouge"], min_length=1)
+    metrics: list[str] = Field(default_factory=lambda: ["rouge"], min_length=1)  # families of tasks/metrics/
     num_beams: int = Field(1, ge=1)
     generation_max_length: int = Field(64, gt=0)
     batch_size: int = Field(64, gt=0)
     max_samples: int | None = Field(None, gt=0)
     compare_champion: bool = True  # score the current champion on the same rows, same settings
     length_buckets: int = Field(4, ge=1)  # input-length buckets for the score-by-length plot
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_families(cls, v: list[str]) -> list[str]:
+        from tasks import metrics
+
+        known = list(metrics.families())
+        for name in v:
+            if name not in known:
+                raise ValueError(f"unknown metric family {name!r}{suggest(name, known)}; known: {', '.join(known)}")
+        return list(dict.fromkeys(v))
 
 
 class Register(Section):
@@ -307,7 +347,7 @@ class Gates(Section):
 
     min: dict[str, float] = Field(default_factory=dict)  # metric >= bound
     max: dict[str, float] = Field(default_factory=dict)  # metric <= bound (e.g. gen_len)
-    primary: str | None = None  # default: rougeL (or bleu when only BLEU is computed)
+    primary: str | None = None  # default: the leading family's (rougeL; bleu without ROUGE), see tasks/metrics
     min_delta: float | None = 0.0  # candidate - champion on primary must be >= this; null: no champion gate
     max_regression: dict[str, float] = Field(default_factory=dict)  # champion - candidate <= tolerance
 
@@ -330,6 +370,7 @@ SECTIONS: dict[str, type[Section]] = {
     "register": Register,
     "promote": Promote,
 }
+
 
 class Schedule(Section):
     """When a pipeline's retrain deployment runs: a cron expression in a time zone."""
@@ -441,6 +482,11 @@ class Config:
 
         return relative(path, self.root)
 
+    def source_path(self) -> Path:
+        """``ingest.source`` as a local path (relative ones resolve against the project root)."""
+        src = Path(self.ingest.source).expanduser()
+        return src if src.is_absolute() else self.root / src
+
     def tracking_uri(self) -> str:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -450,7 +496,7 @@ class Config:
     def sqlite_path(self) -> Path | None:
         """The SQLite file of a ``sqlite:///`` tracking store, else None (the one place that parses it)."""
         uri = self.tracking_uri()
-        return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
     def artifact_root(self) -> Path:
         loc = self.tracking.artifacts
@@ -461,8 +507,10 @@ class Config:
 
     @property
     def primary_metric(self) -> str:
-        """The metric promotion compares on: ``gates.primary``, else rougeL (BLEU without ROUGE)."""
-        return self.promote.gates.primary or ("rougeL" if "rouge" in self.evaluate.metrics else "bleu")
+        """The metric promotion compares on: ``gates.primary``, else the leading family's (the registry's)."""
+        from tasks import metrics
+
+        return self.promote.gates.primary or metrics.default_primary(self.evaluate.metrics)
 
     def experiment_name(self) -> str:
         return self.tracking.experiment or f"s2s-{self.pipeline}"
@@ -501,8 +549,7 @@ def find_root(start: Path | None = None) -> Path:
         if (candidate / PARAMS_FILE).is_file():
             return candidate
     raise ConfigError(
-        f"no {PARAMS_FILE} found in {here} or any folder above it; run from the project folder "
-        "or set S2S_ROOT to it"
+        f"no {PARAMS_FILE} found in {here} or any folder above it; run from the project folder or set S2S_ROOT to it"
     )
 
 
@@ -554,9 +601,47 @@ def _apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _suggest(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
+def suggest(word: str, options) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or nothing: every "unknown name" error uses it."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_metrics(cfg: Config) -> None:
+    """Cross-section rules on metric names: gates and best-model selection may only name metrics
+    the enabled families compute, and compare only on metrics that have a direction."""
+    from tasks import metrics
+
+    known = metrics.metrics(cfg.evaluate.metrics)
+    enabled = ", ".join(cfg.evaluate.metrics)
+    problems = []
+
+    def name_ok(setting: str, name: str, directional: bool) -> None:
+        metric = known.get(name)
+        if metric is None:
+            problems.append(
+                f"{setting}: {name!r} is not computed by evaluate.metrics [{enabled}]"
+                f"{suggest(name, known)}; computed: {', '.join(known)}"
+            )
+        elif directional and metric.higher_is_better is None:
+            problems.append(
+                f"{setting}: {name!r} has no better direction (it is a length); "
+                "bound it with gates.min / gates.max instead"
+            )
+
+    gates = cfg.promote.gates
+    for name in gates.min:
+        name_ok("promote.gates.min", name, False)
+    for name in gates.max:
+        name_ok("promote.gates.max", name, False)
+    for name in gates.max_regression:
+        name_ok("promote.gates.max_regression", name, True)
+    if gates.primary is not None:
+        name_ok("promote.gates.primary", gates.primary, True)
+    if cfg.train.metric_for_best_model != "loss":
+        name_ok("train.metric_for_best_model", cfg.train.metric_for_best_model, True)
+    if problems:
+        raise ConfigError(f"invalid configuration for pipeline {cfg.pipeline!r}: " + "; ".join(problems))
 
 
 def _section_type(annotation: Any) -> Any:
@@ -565,8 +650,9 @@ def _section_type(annotation: Any) -> Any:
 
     if isinstance(annotation, type):
         return annotation
-    return next((a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
-                annotation)
+    return next(
+        (a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), annotation
+    )
 
 
 def _format_validation_error(section: str, exc: ValidationError, model: type[Section]) -> str:
@@ -580,7 +666,7 @@ def _format_validation_error(section: str, exc: ValidationError, model: type[Sec
                 ann = getattr(parent, "model_fields", {}).get(str(part))
                 parent = _section_type(ann.annotation) if ann else parent
             options = list(getattr(parent, "model_fields", {}).keys())
-            hint = _suggest(str(err["loc"][-1]), options) or (f"; allowed: {', '.join(options)}" if options else "")
+            hint = suggest(str(err["loc"][-1]), options) or (f"; allowed: {', '.join(options)}" if options else "")
             lines.append(f"{where}: unknown setting{hint}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
@@ -602,7 +688,7 @@ def load_pipelines(root: Path) -> dict[str, dict[str, Any]]:
         for key in spec:
             if key not in PIPELINE_KEYS:
                 raise ConfigError(
-                    f"{PIPELINES_FILE}: {name}.{key}: unknown key{_suggest(key, sorted(PIPELINE_KEYS))}; "
+                    f"{PIPELINES_FILE}: {name}.{key}: unknown key{suggest(key, sorted(PIPELINE_KEYS))}; "
                     f"allowed: {', '.join(sorted(PIPELINE_KEYS))}"
                 )
         try:
@@ -613,7 +699,7 @@ def load_pipelines(root: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def validate_all(root: Path | None = None) -> dict[str, "Config"]:
+def validate_all(root: Path | None = None) -> dict[str, Config]:
     """Resolve every pipeline of pipelines.yaml (as `s2s deploy` does): all or a named error."""
     root = find_root(root)
     return {name: load_config(name, root=root) for name in load_pipelines(root)}
@@ -633,13 +719,13 @@ def load_config(
     for key in params:
         if key not in SECTIONS:
             raise ConfigError(
-                f"{PARAMS_FILE}: unknown section {key!r}{_suggest(key, list(SECTIONS))}; "
+                f"{PARAMS_FILE}: unknown section {key!r}{suggest(key, list(SECTIONS))}; "
                 f"sections are: {', '.join(SECTIONS)}"
             )
     pipelines = load_pipelines(root)
     if pipeline not in pipelines:
         raise ConfigError(
-            f"no pipeline named {pipeline!r} in {PIPELINES_FILE}{_suggest(pipeline, list(pipelines))}; "
+            f"no pipeline named {pipeline!r} in {PIPELINES_FILE}{suggest(pipeline, list(pipelines))}; "
             f"defined: {', '.join(pipelines)}"
         )
     spec = pipelines[pipeline]
@@ -653,9 +739,7 @@ def load_config(
     for item in overrides:
         parts, value = parse_override(item)
         if parts[0] not in SECTIONS:
-            raise ConfigError(
-                f"override {item!r}: unknown section {parts[0]!r}{_suggest(parts[0], list(SECTIONS))}"
-            )
+            raise ConfigError(f"override {item!r}: unknown section {parts[0]!r}{suggest(parts[0], list(SECTIONS))}")
         _apply_override(merged, parts, value)
 
     sections: dict[str, Section] = {}
@@ -668,8 +752,15 @@ def load_config(
     if errors:
         raise ConfigError(f"invalid configuration for pipeline {pipeline!r}: " + "; ".join(errors))
     raw = {name: sec.model_dump(mode="json") for name, sec in sections.items()}
-    cfg = Config(pipeline=pipeline, root=root, spec=PipelineSpec.model_validate(spec), overrides=tuple(overrides),
-                 raw=raw, **sections)
+    cfg = Config(
+        pipeline=pipeline,
+        root=root,
+        spec=PipelineSpec.model_validate(spec),
+        overrides=tuple(overrides),
+        raw=raw,
+        **sections,
+    )
+    check_metrics(cfg)
     from tasks.core import paths
 
     paths.check(cfg)  # before any stage: no configured folder may reach outside the run folder

@@ -8,7 +8,8 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tasks.core.errors import PipelineError
 
@@ -22,8 +23,15 @@ def setup_logging(level: str | None = None, streams: bool = True) -> None:
     install_redaction(streams=streams)  # credentials never reach a log line or the console
     logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
     # GX pins one of its module loggers to INFO, so it is named explicitly.
-    for noisy in ("httpx", "urllib3", "alembic", "mlflow.store.db.utils", "great_expectations",
-                  "great_expectations.data_context.types.base", "absl"):
+    for noisy in (
+        "httpx",
+        "urllib3",
+        "alembic",
+        "mlflow.store.db.utils",
+        "great_expectations",
+        "great_expectations.data_context.types.base",
+        "absl",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -48,11 +56,17 @@ def quiet_prefect_user_errors() -> None:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--pipeline", "-p", default=os.environ.get("S2S_PIPELINE", "default"),
+        "--pipeline",
+        "-p",
+        default=os.environ.get("S2S_PIPELINE", "default"),
         help="named pipeline from pipelines.yaml (default: %(default)s)",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override a params.yaml setting for this run, e.g. --set train.epochs=1 (repeatable)",
     )
 
@@ -95,9 +109,13 @@ def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None
         from tasks.tracking.run import owned
 
         # the other ranks of a distributed (torchrun) run are part of rank 0's run, which holds it
-        holder = locks.project_lock(cfg.root, wait=args.wait) if int(os.environ.get("RANK", "0")) == 0 \
+        holder = (
+            locks.project_lock(cfg.root, wait=args.wait)
+            if int(os.environ.get("RANK", "0")) == 0
             else contextlib.nullcontext()
+        )
         with holder:
+
             def attempt():
                 with owned(cfg) as owner:
                     return run(cfg, owner)

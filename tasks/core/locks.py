@@ -54,8 +54,7 @@ def _holder(path: Path) -> str:
         info = {}
     if not info:
         return "another process"
-    return (f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: "
-            f"`{info.get('command')}`")
+    return f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: `{info.get('command')}`"
 
 
 def _dvc_holder(root: Path) -> str:
@@ -123,9 +122,12 @@ def acquire(root: Path, *, wait: bool = False, timeout: float | None = None) -> 
                     raise
                 busy = f"a DVC command holds {root} ({_dvc_holder(root)})"
         if busy is None:
-            info = {"pid": os.getpid(), "host": socket.gethostname(),
-                    "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
             with _guard:

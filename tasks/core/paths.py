@@ -49,14 +49,14 @@ def _within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def output_settings(cfg: "Config") -> dict[str, Path]:
+def output_settings(cfg: Config) -> dict[str, Path]:
     """Setting name -> resolved folder, for every folder the pipeline writes."""
     out = {f"paths.{name}": cfg.path(name).resolve() for name in type(cfg.paths).model_fields if name != "extra_roots"}
     out["tracking.artifacts"] = cfg.artifact_root().resolve()
     return out
 
 
-def check(cfg: "Config") -> None:
+def check(cfg: Config) -> None:
     """Raise ConfigError, naming the setting, for any configured folder the pipeline must not use."""
     root = cfg.root.resolve()
     base = cfg.base().resolve()
@@ -71,9 +71,7 @@ def check(cfg: "Config") -> None:
         extra.append(p)
     protected_dirs = [root / ".git", root / ".dvc", root / STATE_DIR]
     protected_files = [root / f for f in PROJECT_FILES]
-    from tasks.data.sources import source_path
-
-    source = source_path(cfg)
+    source = cfg.source_path()
     if source.exists():
         protected_files.append(source.resolve())
     db = cfg.sqlite_path()
@@ -90,32 +88,38 @@ def check(cfg: "Config") -> None:
                 what = f"{where} itself" if path == home else f"a parent of {where}"
             else:
                 what = f"a folder outside {where}" + (" and outside paths.extra_roots" if extra else "")
-            raise ConfigError(f"{setting}: {shown} resolves to {path}, {what}; the pipeline writes and deletes "
-                              f"there, so give a folder strictly inside {where}"
-                              + ("" if extra else " (or name an outside folder in paths.extra_roots)"))
+            raise ConfigError(
+                f"{setting}: {shown} resolves to {path}, {what}; the pipeline writes and deletes "
+                f"there, so give a folder strictly inside {where}"
+                + ("" if extra else " (or name an outside folder in paths.extra_roots)")
+            )
         if _within(root, path):
             raise ConfigError(f"{setting}: {shown} resolves to {path}, the project folder or one of its parents")
         for d in protected_dirs:
             if _within(path, d) or _within(d, path):
-                raise ConfigError(f"{setting}: {shown} resolves to {path}, which overlaps {d.name}/; "
-                                  "choose a folder of its own")
+                raise ConfigError(
+                    f"{setting}: {shown} resolves to {path}, which overlaps {d.name}/; choose a folder of its own"
+                )
         for f in protected_files:
             if _inside(f, path):
-                raise ConfigError(f"{setting}: {shown} resolves to {path}, which holds {f}; "
-                                  "choose a folder of its own (the pipeline may replace it)")
+                raise ConfigError(
+                    f"{setting}: {shown} resolves to {path}, which holds {f}; "
+                    "choose a folder of its own (the pipeline may replace it)"
+                )
         name = setting.removeprefix("paths.")
         if name in REPLACED and path.exists() and not is_owned(path):
             raise ConfigError(
                 f"{setting}: {path} exists and was not created by this pipeline (it has no {MARKER} marker), "
-                "so the pipeline will not replace it; choose another folder, or move it away yourself")
+                "so the pipeline will not replace it; choose another folder, or move it away yourself"
+            )
     items = sorted(settings.items(), key=lambda kv: len(kv[1].parts))
     for i, (a, pa) in enumerate(items):
-        for b, pb in items[i + 1:]:
+        for b, pb in items[i + 1 :]:
             if _within(pb, pa):
                 raise ConfigError(f"{b} ({pb}) lies inside {a} ({pa}); configured folders must not overlap")
 
 
-def _shown(cfg: "Config", setting: str) -> str:
+def _shown(cfg: Config, setting: str) -> str:
     section, _, key = setting.partition(".")
     value = getattr(getattr(cfg, section), key)
     return repr(str(value))
@@ -146,8 +150,9 @@ def remove_owned(folder: Path) -> bool:
     if not folder.exists():
         return False
     if not is_owned(folder):
-        raise ConfigError(f"{folder} was not created by this pipeline (no {MARKER} marker); "
-                          "it is left alone: move it away yourself")
+        raise ConfigError(
+            f"{folder} was not created by this pipeline (no {MARKER} marker); it is left alone: move it away yourself"
+        )
     shutil.rmtree(folder)
     return True
 
@@ -220,7 +225,7 @@ def absolute(path: str | Path, root: Path) -> Path:
 GUARD_FILE = Path(STATE_DIR) / "guard.json"
 
 
-def write_guard(cfg: "Config") -> Path:
+def write_guard(cfg: Config) -> Path:
     """Record the checked folders. dvc.yaml's first stage runs this (``python -m tasks.core.paths``),
     so a bad ``paths.*`` edit stops ``dvc repro`` before DVC removes the outputs of any stage."""
     checked = {k: cfg.relative(v) for k, v in output_settings(cfg).items()}

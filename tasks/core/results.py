@@ -88,7 +88,7 @@ class EvaluateResult(StageResult):
     predictions_path: str
     worst: list[dict[str, Any]] = field(default_factory=list)
     champion: dict[str, Any] | None = None  # {"version", "metrics"}: the champion on the same rows
-    primary: str = "rougeL"
+    primary: str = ""  # the metric promotion compares on (the config resolves it)
     by_length: list[dict[str, Any]] = field(default_factory=list)
 
 

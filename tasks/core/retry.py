@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,8 +29,9 @@ def delays_within(budget_s: float, first: float = 1.0, factor: float = 2.0, cap:
     return out
 
 
-def call(fn: Callable[[], T], delays: Iterable[float], what: str,
-         retry_if: Callable[[BaseException], bool] = is_transient) -> T:
+def call(
+    fn: Callable[[], T], delays: Iterable[float], what: str, retry_if: Callable[[BaseException], bool] = is_transient
+) -> T:
     """``fn()``, retried after each of ``delays`` while it fails with a retryable error."""
     pending = list(delays)
     attempt = 1
@@ -40,7 +42,12 @@ def call(fn: Callable[[], T], delays: Iterable[float], what: str,
             if not pending or not retry_if(exc):
                 raise
             wait = pending.pop(0)
-            logger.warning("%s failed (attempt %d: %s); retrying in %.0f s", what, attempt,
-                           str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__, wait)
+            logger.warning(
+                "%s failed (attempt %d: %s); retrying in %.0f s",
+                what,
+                attempt,
+                str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+                wait,
+            )
             time.sleep(wait)
             attempt += 1

@@ -88,8 +88,11 @@ def _handler(signum, frame) -> None:
         STATE.watchdog.daemon = True
         STATE.watchdog.start()
     if STATE.graceful:
-        os.write(2, f"\n{signal.Signals(signum).name}: stopping after the current training step "
-                    "(a checkpoint is saved; send it again to stop at once)\n".encode())
+        os.write(
+            2,
+            f"\n{signal.Signals(signum).name}: stopping after the current training step "
+            "(a checkpoint is saved; send it again to stop at once)\n".encode(),
+        )
         return
     raise Interrupted(signum)
 

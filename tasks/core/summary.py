@@ -6,6 +6,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _metric(name: str):
+    from tasks import metrics
+
+    return metrics.get(name)
+
+
+def _in_summary(name: str) -> bool:
+    m = _metric(name)
+    return m is None or m.summary
+
+
+def _lower_is_better(name: str) -> bool:
+    m = _metric(name)
+    return m is not None and m.higher_is_better is False
+
+
+def shown(name: str, value: float) -> str:
+    """As the metric reads: lengths to one decimal, 0-100 scores to two, 0-1 scores to four."""
+    m = _metric(name)
+    if m is not None and m.higher_is_better is None:
+        return f"{name}={value:.1f}"
+    return f"{name}={value:.2f}" if value > 1.0 else f"{name}={value:.4f}"
+
+
 @dataclass
 class RunSummary:
     pipeline: str
@@ -26,17 +50,31 @@ class RunSummary:
     champion: dict[str, Any] | None = None  # the champion the candidate was compared with
     alias_now: str | None = None  # the version the alias points at, read back from the registry at the end
     champion_alias: str = "champion"
-    primary: str = "rougeL"
+    primary: str = ""
 
     @classmethod
-    def of(cls, cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped,
-           alias_now: str | None = None) -> "RunSummary":
+    def of(
+        cls, cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped, alias_now: str | None = None
+    ) -> RunSummary:
         return cls(
-            pipeline=cfg.pipeline, data_version=ingested.data_version, rows=ingested.rows, metrics=evaluated.metrics,
-            model_name=registered.model_name, version=registered.version, promoted=promoted.promoted,
-            alias=promoted.alias, reasons=promoted.reasons, stage_seconds=seconds, tracking_uri=cfg.tracking_uri(),
-            run_id=trained.run_id, worst=evaluated.worst, skipped=skipped, champion=evaluated.champion,
-            alias_now=alias_now, champion_alias=cfg.promote.alias, primary=evaluated.primary,
+            pipeline=cfg.pipeline,
+            data_version=ingested.data_version,
+            rows=ingested.rows,
+            metrics=evaluated.metrics,
+            model_name=registered.model_name,
+            version=registered.version,
+            promoted=promoted.promoted,
+            alias=promoted.alias,
+            reasons=promoted.reasons,
+            stage_seconds=seconds,
+            tracking_uri=cfg.tracking_uri(),
+            run_id=trained.run_id,
+            worst=evaluated.worst,
+            skipped=skipped,
+            champion=evaluated.champion,
+            alias_now=alias_now,
+            champion_alias=cfg.promote.alias,
+            primary=evaluated.primary,
         )
 
     @property
@@ -74,23 +112,33 @@ class RunSummary:
         lines += [
             f"data version : {self.data_version}  (rows train/validation/test = "
             f"{self.rows.get('train', 0)}/{self.rows.get('validation', 0)}/{self.rows.get('test', 0)})",
-            "metrics      : " + "  ".join(f"{k}={v:.4f}" if k != "gen_len" else f"{k}={v:.1f}"
-                                          for k, v in self.metrics.items()),
+            "metrics      : " + "  ".join(shown(k, v) for k, v in self.metrics.items() if _in_summary(k)),
             f"model        : {self.model_name} version {self.version} (run {self.run_id})",
             f"gate         : {verdict} -> alias '{self.alias}'" + self._read_back(),
         ]
         if self.champion:
-            lines.insert(-1, "champion     : v{} on the same rows: {}".format(
-                self.champion["version"], "  ".join(f"{k}={v:.4f}" for k, v in self.champion["metrics"].items()
-                                                     if k != "gen_len")))
+            lines.insert(
+                -1,
+                "champion     : v{} on the same rows: {}".format(
+                    self.champion["version"],
+                    "  ".join(
+                        shown(k, v) for k, v in self.champion["metrics"].items() if _in_summary(k) and k != "gen_len"
+                    ),
+                ),
+            )
         lines += [f"               - {r}" for r in self.reasons]
         overhead = self.total_seconds - sum(self.stage_seconds.values())
-        lines.append("stages       : " + "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
-                     + (f"  (orchestration {overhead:.1f}s)" if self.wall_seconds is not None else ""))
+        lines.append(
+            "stages       : "
+            + "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
+            + (f"  (orchestration {overhead:.1f}s)" if self.wall_seconds is not None else "")
+        )
         if nothing_ran:
             lines[-1] = f"stages       : all up to date  (orchestration {overhead:.1f}s)"
         if self.worst:
-            lines.append(f"worst examples (lowest {self.primary}):")
+            lines.append(
+                f"worst examples ({'highest' if _lower_is_better(self.primary) else 'lowest'} {self.primary}):"
+            )
             for w in self.worst:
                 lines.append(f"  row {w.get('source_row')}: {self.primary}={w.get(self.primary, 0):.2f}")
                 lines.append(f"    reference : {w.get('reference')}")

@@ -44,9 +44,7 @@ def dvc_hash(path: Path) -> str:
     if path.is_file():
         return _file_md5(path)
     entries = [
-        {"md5": _file_md5(p), "relpath": p.relative_to(path).as_posix()}
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
+        {"md5": _file_md5(p), "relpath": p.relative_to(path).as_posix()} for p in sorted(path.rglob("*")) if p.is_file()
     ]
     entries.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
@@ -141,9 +139,11 @@ def _select(available: dict, cfg: Config, where: str) -> dict[str, str]:
     """Map roles (train/validation/test) to the source's split names; explicit names must exist."""
     ic = cfg.ingest
     chosen: dict[str, str] = {}
-    for role, spec, key in (("train", ic.train_split, "train_split"),
-                            ("validation", ic.valid_split, "valid_split"),
-                            ("test", ic.test_split, "test_split")):
+    for role, spec, key in (
+        ("train", ic.train_split, "train_split"),
+        ("validation", ic.valid_split, "valid_split"),
+        ("test", ic.test_split, "test_split"),
+    ):
         name = parse_split(spec)[0] if spec else None
         found = _find_split(available, name, role)
         if found is None and (spec or role == "train"):
@@ -157,16 +157,10 @@ def _select(available: dict, cfg: Config, where: str) -> dict[str, str]:
     return chosen
 
 
-def source_path(cfg: Config) -> Path:
-    """``ingest.source`` as a local path (relative ones resolve against the project root)."""
-    src = Path(cfg.ingest.source).expanduser()
-    return src if src.is_absolute() else cfg.root / src
-
-
 def read_source(cfg: Config) -> tuple[dict[str, RawSplit], str]:
     """The source's splits by role, and its data version."""
     ic = cfg.ingest
-    src = source_path(cfg)
+    src = cfg.source_path()
     specs = {"train": ic.train_split, "validation": ic.valid_split, "test": ic.test_split}
 
     def sliced(df: pd.DataFrame, role: str) -> pd.DataFrame:
@@ -183,8 +177,10 @@ def read_source(cfg: Config) -> tuple[dict[str, RawSplit], str]:
             return _read_hf_disk(src, cfg, sliced)
         files = {p.stem: p for p in sorted(src.iterdir()) if p.suffix.lower() in READERS}
         chosen = _select(files, cfg, str(src))
-        return ({role: RawSplit(sliced(read_table(files[name]), role), files[name].name)
-                 for role, name in chosen.items()}, dvc_hash(src))
+        return (
+            {role: RawSplit(sliced(read_table(files[name]), role), files[name].name) for role, name in chosen.items()},
+            dvc_hash(src),
+        )
     if _looks_like_hub_id(ic.source):
         return _read_hub(ic.source, cfg)
     raise DataError(
@@ -203,8 +199,10 @@ def _read_hf_disk(src: Path, cfg: Config, sliced) -> tuple[dict[str, RawSplit], 
     if isinstance(ds, Dataset):
         ds = DatasetDict({"train": ds})
     chosen = _select(dict(ds), cfg, str(src))
-    return ({role: RawSplit(sliced(ds[name].to_pandas(), role), f"{src.name}:{name}")
-             for role, name in chosen.items()}, dvc_hash(src))
+    return (
+        {role: RawSplit(sliced(ds[name].to_pandas(), role), f"{src.name}:{name}") for role, name in chosen.items()},
+        dvc_hash(src),
+    )
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -231,7 +229,8 @@ def _read_hub(name: str, cfg: Config) -> tuple[dict[str, RawSplit], str]:
             )
             # the hub being unreachable may pass; offline mode or a wrong name will not
             error.transient = isinstance(exc, (ConnectionError, TimeoutError)) and not (
-                os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1")
+                os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+            )
             raise error from None
         fingerprints.append(f"{spec}={ds._fingerprint}")
         out[role] = RawSplit(ds.to_pandas(), f"{name}:{spec}")

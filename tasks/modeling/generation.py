@@ -19,12 +19,23 @@ def decode(tokenizer, ids) -> list[str]:
 # Generation settings that add logits processors or change greedy search: with any of these set,
 # decoding goes through transformers' generate rather than the shrinking greedy loop below.
 _PROCESSOR_SETTINGS = {
-    "min_length": (0, None), "min_new_tokens": (None, 0), "no_repeat_ngram_size": (0, None),
-    "encoder_no_repeat_ngram_size": (0, None), "repetition_penalty": (1.0, None),
-    "encoder_repetition_penalty": (1.0, None), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
-    "bad_words_ids": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "do_sample": (False, None),
-    "sequence_bias": (None,), "exponential_decay_length_penalty": (None,), "renormalize_logits": (False, None),
-    "guidance_scale": (None, 1.0), "max_length_penalty": (None,),
+    "min_length": (0, None),
+    "min_new_tokens": (None, 0),
+    "no_repeat_ngram_size": (0, None),
+    "encoder_no_repeat_ngram_size": (0, None),
+    "repetition_penalty": (1.0, None),
+    "encoder_repetition_penalty": (1.0, None),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "do_sample": (False, None),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+    "renormalize_logits": (False, None),
+    "guidance_scale": (None, 1.0),
+    "max_length_penalty": (None,),
 }
 
 
@@ -67,8 +78,13 @@ def shrinking_greedy(model, input_ids, attention_mask, max_new_tokens: int):
     mask = attention_mask
     length = 1
     for step in range(1, max_new_tokens + 1):
-        step_out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                         decoder_input_ids=current, past_key_values=cache, use_cache=True)
+        step_out = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=mask,
+            decoder_input_ids=current,
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache = step_out.past_key_values
         nxt = step_out.logits[:, -1].argmax(-1)
         out[alive, step] = nxt
@@ -84,8 +100,17 @@ def shrinking_greedy(model, input_ids, attention_mask, max_new_tokens: int):
     return out[:, :length]
 
 
-def generate(model, tokenizer, texts: list[str], *, batch_size: int, num_beams: int,
-             max_new_tokens: int, max_source: int, desc: str = "generate") -> tuple[list[str], list[int]]:
+def generate(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    batch_size: int,
+    num_beams: int,
+    max_new_tokens: int,
+    max_source: int,
+    desc: str = "generate",
+) -> tuple[list[str], list[int]]:
     """Predictions and generated lengths (tokens, pad excluded) for ``texts``, in input order."""
     import torch
     from tqdm.auto import tqdm
@@ -100,8 +125,9 @@ def generate(model, tokenizer, texts: list[str], *, batch_size: int, num_beams: 
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=None):
             idx = order[start : start + batch_size]
-            batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                              truncation=True, max_length=max_source).to(device)
+            batch = tokenizer(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=max_source
+            ).to(device)
             if fast:
                 out = shrinking_greedy(model, batch["input_ids"], batch["attention_mask"], max_new_tokens)
             else:

@@ -10,8 +10,9 @@ tokenizer, writes it as an ordinary HF folder (``paths.base_model``) and loads i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from tasks.core.config import Config, Scratch
 from tasks.core.errors import ConfigError, DataError
@@ -36,7 +37,7 @@ def model_source(cfg: Config) -> str:
     return str(local) if local.is_absolute() else name
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> "PreTrainedTokenizerBase":
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerBase:
     """A Unigram tokenizer (SentencePiece-style, as T5 uses) trained on ``texts``.
 
     Ids 0/1/2 are pad/eos/unk, T5's layout; EOS is appended to every encoded sequence, so labels
@@ -95,7 +96,7 @@ def _canonical(tok):
     return Tokenizer.from_str(json.dumps(data))
 
 
-def prepare_tokenizer(cfg: Config, train_df) -> "PreTrainedTokenizerBase":
+def prepare_tokenizer(cfg: Config, train_df) -> PreTrainedTokenizerBase:
     """The tokenizer the pipeline uses, saved to ``paths.tokenizer`` for the train stage.
 
     ``scratch``: fitted on (a seeded sample of) the train split. Otherwise: the model's own.
@@ -103,8 +104,11 @@ def prepare_tokenizer(cfg: Config, train_df) -> "PreTrainedTokenizerBase":
     out = cfg.path("tokenizer")
     if cfg.train.model in LOCAL_KINDS:
         spec = cfg.train.scratch
-        sample = train_df if len(train_df) <= spec.tokenizer_sample else train_df.sample(
-            spec.tokenizer_sample, random_state=cfg.train.seed)
+        sample = (
+            train_df
+            if len(train_df) <= spec.tokenizer_sample
+            else train_df.sample(spec.tokenizer_sample, random_state=cfg.train.seed)
+        )
         texts = [t for t in sample["text"].tolist() + sample["target"].tolist() if isinstance(t, str)]
         if not texts:
             raise DataError("the train split has no text to fit the scratch tokenizer on")
@@ -119,7 +123,7 @@ def prepare_tokenizer(cfg: Config, train_df) -> "PreTrainedTokenizerBase":
     return tokenizer
 
 
-def scratch_config(spec: Scratch, tokenizer: "PreTrainedTokenizerBase") -> "PreTrainedConfig":
+def scratch_config(spec: Scratch, tokenizer: PreTrainedTokenizerBase) -> PreTrainedConfig:
     """A T5 config whose vocabulary matches ``tokenizer`` exactly."""
     from transformers import T5Config
 
@@ -140,7 +144,7 @@ def scratch_config(spec: Scratch, tokenizer: "PreTrainedTokenizerBase") -> "PreT
     )
 
 
-def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int) -> "PreTrainedModel":
+def build_scratch(spec: Scratch, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
     """A freshly initialised T5 for ``tokenizer``, deterministic for ``seed``."""
     import torch
     from transformers import T5ForConditionalGeneration
@@ -149,19 +153,25 @@ def build_scratch(spec: Scratch, tokenizer: "PreTrainedTokenizerBase", seed: int
     return T5ForConditionalGeneration(scratch_config(spec, tokenizer))
 
 
-def rnn_config(cfg: Config, tokenizer) -> "PreTrainedConfig":
+def rnn_config(cfg: Config, tokenizer) -> PreTrainedConfig:
     from tasks.modeling.rnn_model import RnnSeq2SeqConfig
 
     r = cfg.train.rnn
     return RnnSeq2SeqConfig(
-        vocab_size=len(tokenizer), embedding_size=r.embedding_size, hidden_size=r.hidden_size,
-        num_layers=r.num_layers, cell=r.cell, dropout=r.dropout, bidirectional=r.bidirectional,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        embedding_size=r.embedding_size,
+        hidden_size=r.hidden_size,
+        num_layers=r.num_layers,
+        cell=r.cell,
+        dropout=r.dropout,
+        bidirectional=r.bidirectional,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
 
 
-def model_config(cfg: Config, tokenizer) -> "PreTrainedConfig":
+def model_config(cfg: Config, tokenizer) -> PreTrainedConfig:
     """The config of the model that will be trained (no weights loaded): for preflight checks."""
     if cfg.train.model == SCRATCH:
         return scratch_config(cfg.train.scratch, tokenizer)
@@ -207,7 +217,8 @@ def load_model(name_or_path: str, trust_remote_code: bool = False, **kwargs):
 
             return AutoPeftModelForSeq2SeqLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         return AutoModelForSeq2SeqLM.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+        )
     except (OSError, ValueError) as exc:
         raise _load_error(name_or_path, exc) from None
 
@@ -217,7 +228,7 @@ def load(name_or_path: str, trust_remote_code: bool = False):
     return load_tokenizer(name_or_path, trust_remote_code), load_model(name_or_path, trust_remote_code)
 
 
-def load_base_model(cfg: Config, tokenizer, write: bool = True, **kwargs) -> "PreTrainedModel":
+def load_base_model(cfg: Config, tokenizer, write: bool = True, **kwargs) -> PreTrainedModel:
     """The model to fine-tune. ``scratch`` and ``rnn`` are initialised, written to
     ``paths.base_model`` (by the main process only, when ``write``) and loaded back through
     ``from_pretrained`` like any other model folder. ``kwargs`` go to ``from_pretrained``
@@ -242,8 +253,13 @@ def load_base_model(cfg: Config, tokenizer, write: bool = True, **kwargs) -> "Pr
         tokenizer.save_pretrained(tmp)
         paths.replace_dir(tmp, out)
         n_params = sum(p.numel() for p in model.parameters())
-        logger.info("%s model: %.2fM parameters, vocabulary %d, saved to %s",
-                    cfg.train.model, n_params / 1e6, len(tokenizer), out)
+        logger.info(
+            "%s model: %.2fM parameters, vocabulary %d, saved to %s",
+            cfg.train.model,
+            n_params / 1e6,
+            len(tokenizer),
+            out,
+        )
     return load_model(str(out))
 
 
@@ -252,8 +268,11 @@ def check_compatible(model, tokenizer) -> None:
     problems = preflight(model.config, tokenizer)
     emb = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > emb:
-        problems.insert(0, f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {emb} rows; "
-                           "use the tokenizer that belongs to train.model (or resize the embeddings)")
+        problems.insert(
+            0,
+            f"the tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {emb} rows; "
+            "use the tokenizer that belongs to train.model (or resize the embeddings)",
+        )
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -268,20 +287,28 @@ def preflight(config, tokenizer, max_seq_length: int | None = None) -> list[str]
             f"{vocab}, so some token ids would index past the embeddings; use the tokenizer saved with train.model"
         )
     if getattr(config, "decoder_start_token_id", None) is None:
-        problems.append("the model config has no decoder_start_token_id; set it in the model's config.json "
-                        "(T5: the pad id; BART: the eos id)")
+        problems.append(
+            "the model config has no decoder_start_token_id; set it in the model's config.json "
+            "(T5: the pad id; BART: the eos id)"
+        )
     if tokenizer.pad_token_id is None:
-        problems.append("the tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token) "
-                        "and save it with the model")
+        problems.append(
+            "the tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token) "
+            "and save it with the model"
+        )
     if tokenizer.eos_token_id is None:
         problems.append("the tokenizer has no EOS token, so labels would never end; use a tokenizer with one")
     else:
         ids = tokenizer(text_target="a short reference")["input_ids"]
         if not ids or ids[-1] != tokenizer.eos_token_id:
-            problems.append("labels do not end with EOS: the tokenizer does not append it, so the model never "
-                            "learns to stop; use a tokenizer whose post-processor adds EOS")
+            problems.append(
+                "labels do not end with EOS: the tokenizer does not append it, so the model never "
+                "learns to stop; use a tokenizer whose post-processor adds EOS"
+            )
     limit = getattr(config, "max_position_embeddings", None)
     if max_seq_length and limit and max_seq_length > limit:
-        problems.append(f"train.max_seq_length={max_seq_length} exceeds the model's max_position_embeddings={limit}; "
-                        f"lower train.max_seq_length to {limit} or less")
+        problems.append(
+            f"train.max_seq_length={max_seq_length} exceeds the model's max_position_embeddings={limit}; "
+            f"lower train.max_seq_length to {limit} or less"
+        )
     return problems

@@ -27,9 +27,20 @@ MODEL_TYPE = "s2s_rnn"
 class RnnSeq2SeqConfig(PretrainedConfig):
     model_type = MODEL_TYPE
 
-    def __init__(self, vocab_size=1000, embedding_size=128, hidden_size=256, num_layers=1, cell="gru",
-                 dropout=0.0, bidirectional=True, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-                 **kwargs):
+    def __init__(
+        self,
+        vocab_size=1000,
+        embedding_size=128,
+        hidden_size=256,
+        num_layers=1,
+        cell="gru",
+        dropout=0.0,
+        bidirectional=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        **kwargs,
+    ):
         self.vocab_size = vocab_size
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size
@@ -38,8 +49,12 @@ class RnnSeq2SeqConfig(PretrainedConfig):
         self.dropout = dropout
         self.bidirectional = bidirectional
         kwargs.setdefault("is_encoder_decoder", True)
-        super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id,
-                         decoder_start_token_id=decoder_start_token_id, **kwargs)
+        super().__init__(
+            pad_token_id=pad_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+            **kwargs,
+        )
 
 
 class RnnSeq2SeqModel(PreTrainedModel):
@@ -52,8 +67,14 @@ class RnnSeq2SeqModel(PreTrainedModel):
         rnn = nn.GRU if config.cell == "gru" else nn.LSTM
         drop = config.dropout if config.num_layers > 1 else 0.0
         self.embed = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.encoder = rnn(config.embedding_size, config.hidden_size, config.num_layers, batch_first=True,
-                           bidirectional=config.bidirectional, dropout=drop)
+        self.encoder = rnn(
+            config.embedding_size,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
+            dropout=drop,
+        )
         enc_out = config.hidden_size * (2 if config.bidirectional else 1)
         self.bridge = nn.Linear(enc_out, config.hidden_size)  # encoder summary -> decoder initial state
         self.decoder = rnn(config.embedding_size, config.hidden_size, config.num_layers, batch_first=True, dropout=drop)
@@ -66,8 +87,10 @@ class RnnSeq2SeqModel(PreTrainedModel):
         from transformers import GenerationConfig
 
         self.generation_config = GenerationConfig(
-            decoder_start_token_id=config.decoder_start_token_id, eos_token_id=config.eos_token_id,
-            pad_token_id=config.pad_token_id)
+            decoder_start_token_id=config.decoder_start_token_id,
+            eos_token_id=config.eos_token_id,
+            pad_token_id=config.pad_token_id,
+        )
 
     def get_input_embeddings(self):
         return self.embed
@@ -153,8 +176,11 @@ class RnnSeq2SeqModel(PreTrainedModel):
 
         enc_out, enc_mask = enc_out.repeat_interleave(beams, dim=0), enc_mask.repeat_interleave(beams, dim=0)
         # recurrent state is (layers, batch, hidden): beams go on dim 1
-        state = (tuple(s.repeat_interleave(beams, dim=1) for s in state) if isinstance(state, tuple)
-                 else state.repeat_interleave(beams, dim=1))
+        state = (
+            tuple(s.repeat_interleave(beams, dim=1) for s in state)
+            if isinstance(state, tuple)
+            else state.repeat_interleave(beams, dim=1)
+        )
         tokens = torch.full((batch * beams, 1), cfg.decoder_start_token_id, dtype=torch.long, device=device)
         scores = torch.zeros(batch, beams, device=device)
         scores[:, 1:] = float("-inf")  # all beams start identical: keep one alive at first

@@ -27,7 +27,7 @@ class Runtime:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
     @classmethod
-    def resolve(cls, mixed_precision: str | None, quantization: str | None = None) -> "Runtime":
+    def resolve(cls, mixed_precision: str | None, quantization: str | None = None) -> Runtime:
         """Pick the device and check that the requested precision and quantization fit it."""
         import torch
 
@@ -49,6 +49,4 @@ class Runtime:
     def check_model(self, model_type: str) -> None:
         """Precision advice that depends on the architecture."""
         if self.fp16 and model_type in T5_FAMILY:
-            logger.warning(
-                "T5 models overflow in fp16 and train to NaN losses; prefer train.mixed_precision=bf16"
-            )
+            logger.warning("T5 models overflow in fp16 and train to NaN losses; prefer train.mixed_precision=bf16")

@@ -53,10 +53,19 @@ class Seq2SeqGenerator(PythonModel):
         out: list[str] = []
         with torch.inference_mode():
             for i in range(0, len(texts), int(s.get("batch_size", 32))):
-                batch = self.tokenizer(texts[i : i + int(s.get("batch_size", 32))], return_tensors="pt",
-                                       padding=True, truncation=True, max_length=int(s.get("max_source_length", 512)))
-                ids = self.model.generate(**batch, num_beams=int(s.get("num_beams", 1)),
-                                          max_new_tokens=int(s.get("max_new_tokens", 64)), do_sample=False)
+                batch = self.tokenizer(
+                    texts[i : i + int(s.get("batch_size", 32))],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=int(s.get("max_source_length", 512)),
+                )
+                ids = self.model.generate(
+                    **batch,
+                    num_beams=int(s.get("num_beams", 1)),
+                    max_new_tokens=int(s.get("max_new_tokens", 64)),
+                    do_sample=False,
+                )
                 out.extend(t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True))
         return out
 

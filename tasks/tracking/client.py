@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +20,8 @@ from tasks.core.errors import TrackingError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from tasks.core.results import IngestResult
 
 logger = logging.getLogger(__name__)
-
 
 
 def quiet_telemetry() -> None:
@@ -48,7 +45,7 @@ def quiet_telemetry() -> None:
         os.environ.setdefault(key, value)
 
 
-def client(cfg: Config) -> "MlflowClient":
+def client(cfg: Config) -> MlflowClient:
     """An MlflowClient on the configured store; fails early with a readable error."""
     quiet_telemetry()
     from mlflow import MlflowClient
@@ -78,18 +75,25 @@ def preflight(cfg: Config) -> None:
         if "401" in text or "Unauthorized" in text or "403" in text or "PERMISSION_DENIED" in text:
             raise TrackingError(
                 f"MLflow at {redact(uri)} rejected the credentials: set MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD (or the Prefect Secret block mlflow-tracking-password)") from None
+                "MLFLOW_TRACKING_PASSWORD (or the Prefect Secret block mlflow-tracking-password)"
+            ) from None
         if is_transient(exc):
-            raise TrackingError(f"the MLflow tracking server at {redact(uri)} is unreachable ({redact(text.splitlines()[0])}); "
-                                "nothing was trained. Start it, or point MLFLOW_TRACKING_URI / tracking.uri "
-                                "at a running one", transient=True) from None
+            raise TrackingError(
+                f"the MLflow tracking server at {redact(uri)} is unreachable ({redact(text.splitlines()[0])}); "
+                "nothing was trained. Start it, or point MLFLOW_TRACKING_URI / tracking.uri "
+                "at a running one",
+                transient=True,
+            ) from None
         raise TrackingError(f"MLflow at {redact(uri)} refused the request: {redact(text)}") from None
     except Exception as exc:
-        raise TrackingError(f"cannot reach the MLflow tracking store at {redact(uri)}: {redact(str(exc))}; "
-                            "nothing was trained. Check MLFLOW_TRACKING_URI or tracking.uri", transient=True) from None
+        raise TrackingError(
+            f"cannot reach the MLflow tracking store at {redact(uri)}: {redact(str(exc))}; "
+            "nothing was trained. Check MLFLOW_TRACKING_URI or tracking.uri",
+            transient=True,
+        ) from None
 
 
-def experiment_id(cfg: Config, c: "MlflowClient | None" = None) -> str:
+def experiment_id(cfg: Config, c: MlflowClient | None = None) -> str:
     """The pipeline's experiment, created on first use with the configured artifact folder."""
     from mlflow.exceptions import MlflowException
 
@@ -163,9 +167,12 @@ def failure(cfg: Config, doing: str, exc: BaseException) -> TrackingError:
     from tasks.core.secrets import redact
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
-    return TrackingError(f"{doing} failed at the MLflow store {redact(cfg.tracking_uri())}: "
-                         f"{type(exc).__name__}: {redact(first)}; nothing was changed by this step, and it "
-                         "is retried as a transient failure", transient=True)
+    return TrackingError(
+        f"{doing} failed at the MLflow store {redact(cfg.tracking_uri())}: "
+        f"{type(exc).__name__}: {redact(first)}; nothing was changed by this step, and it "
+        "is retried as a transient failure",
+        transient=True,
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -189,7 +196,10 @@ def git_commit(root: Path) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (subprocess.CalledProcessError, FileNotFoundError):
@@ -224,5 +234,3 @@ def run_tags(cfg: Config, data_version: str) -> dict[str, str]:
     if flow_run:
         tags["prefect_flow_run_id"] = flow_run
     return tags
-
-

@@ -32,8 +32,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from tasks.core import retry
 from tasks.core.config import Config
@@ -81,15 +82,15 @@ def _absent_is_none(cfg: Config, fn: Callable[[], T], doing: str) -> T | None:
 def alias_version(cfg: Config, name: str, alias: str):
     """The version holding ``alias``, or None only when the registry says there is none."""
     c = tracking.client(cfg)
-    return _absent_is_none(cfg, lambda: c.get_model_version_by_alias(name, alias),
-                           f"reading alias {alias!r} of {name!r}")
+    return _absent_is_none(
+        cfg, lambda: c.get_model_version_by_alias(name, alias), f"reading alias {alias!r} of {name!r}"
+    )
 
 
 def get_version(cfg: Config, name: str, version: str):
     """Model version ``version`` of ``name``, or None only when the registry says it does not exist."""
     c = tracking.client(cfg)
-    return _absent_is_none(cfg, lambda: c.get_model_version(name, str(version)),
-                           f"reading {name!r} version {version}")
+    return _absent_is_none(cfg, lambda: c.get_model_version(name, str(version)), f"reading {name!r} version {version}")
 
 
 def model_tags(cfg: Config, name: str) -> dict[str, str] | None:
@@ -142,8 +143,11 @@ class _FileLock:
         try:
             self.lock.acquire()
         except Timeout:
-            raise TrackingError(f"another promotion of {self.name!r} held the lock for promote.lock_timeout_s; "
-                                "try again when it has finished", transient=True) from None
+            raise TrackingError(
+                f"another promotion of {self.name!r} held the lock for promote.lock_timeout_s; "
+                "try again when it has finished",
+                transient=True,
+            ) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,8 +175,15 @@ class Lease:
         self._renewer: threading.Thread | None = None
 
     def _claim(self) -> str:
-        return json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                           "pid_start": _proc_start(os.getpid()), "until": time.time() + LEASE_TTL_S})
+        return json.dumps(
+            {
+                "owner": self.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "pid_start": _proc_start(os.getpid()),
+                "until": time.time() + LEASE_TTL_S,
+            }
+        )
 
     def _read(self) -> dict | None:
         tags = model_tags(self.cfg, self.name)
@@ -202,7 +213,9 @@ class Lease:
             held = self._read()
             if self._free(held):
                 t0 = time.monotonic()
-                call(self.cfg, lambda: c.set_registered_model_tag(self.name, LEASE, self._claim()), "claiming the lease")
+                call(
+                    self.cfg, lambda: c.set_registered_model_tag(self.name, LEASE, self._claim()), "claiming the lease"
+                )
                 took = time.monotonic() - t0
                 time.sleep(SETTLE_S)
                 now = self._read()
@@ -211,12 +224,19 @@ class Lease:
                         break
                     self._release()  # too slow to be sure no one else read it free: start over
             elif not told:
-                logger.info("waiting for the promotion lease of %r (held by %s pid %s)", self.name,
-                            held.get("host"), held.get("pid"))
+                logger.info(
+                    "waiting for the promotion lease of %r (held by %s pid %s)",
+                    self.name,
+                    held.get("host"),
+                    held.get("pid"),
+                )
                 told = True
             if time.monotonic() > deadline:
-                raise TrackingError(f"the promotion lease of {self.name!r} stayed taken for promote.lock_timeout_s; "
-                                    "try again when the other promotion has finished", transient=True)
+                raise TrackingError(
+                    f"the promotion lease of {self.name!r} stayed taken for promote.lock_timeout_s; "
+                    "try again when the other promotion has finished",
+                    transient=True,
+                )
             time.sleep(0.5 + (uuid.uuid4().int % 1000) / 1000)
         self._renewer = threading.Thread(target=self._renew, daemon=True, name=f"lease-{self.name}")
         self._renewer.start()
@@ -238,8 +258,11 @@ class Lease:
         """Before a registry write: the lease is still ours, or no write happens."""
         held = self._read()
         if self._lost or not held or held.get("owner") != self.owner or float(held.get("until", 0)) < time.time():
-            raise TrackingError(f"lost the promotion lease of {self.name!r} (held too long, or the clock moved); "
-                                "no alias was changed by this step", transient=True)
+            raise TrackingError(
+                f"lost the promotion lease of {self.name!r} (held too long, or the clock moved); "
+                "no alias was changed by this step",
+                transient=True,
+            )
 
     def _release(self) -> None:
         c = tracking.client(self.cfg)
@@ -270,20 +293,31 @@ def _apply(cfg: Config, name: str, changes: dict[str, str | None], lock) -> None
     for alias, version in changes.items():
         lock.verify()
         if version is None:
+
             def drop(alias=alias):
                 try:
                     c.delete_registered_model_alias(name, alias)
                 except MlflowException as exc:
                     if not tracking.is_not_found(exc):
                         raise
+
             call(cfg, drop, f"removing alias {alias!r}")
         else:
-            call(cfg, lambda a=alias, v=version: c.set_registered_model_alias(name, a, str(v)),
-                 f"moving alias {alias!r} to v{version}")
+            call(
+                cfg,
+                lambda a=alias, v=version: c.set_registered_model_alias(name, a, str(v)),
+                f"moving alias {alias!r} to v{version}",
+            )
 
 
-def move_aliases(cfg: Config, name: str, changes: dict[str, str | None], record: dict[str, Any], lock,
-                 on_done: Callable[[dict], None] | None = None) -> None:
+def move_aliases(
+    cfg: Config,
+    name: str,
+    changes: dict[str, str | None],
+    record: dict[str, Any],
+    lock,
+    on_done: Callable[[dict], None] | None = None,
+) -> None:
     """Apply ``changes`` (alias -> version, None removes) atomically with respect to crashes:
     intent first, then the aliases in order, then the intent cleared. ``record`` says why (it
     travels with the intent, for whoever finishes the change)."""
@@ -318,8 +352,11 @@ def recover(cfg: Config, name: str, lock, on_done: Callable[[dict], None] | None
         c = tracking.client(cfg)
         call(cfg, lambda: c.delete_registered_model_tag(name, PENDING), "clearing an unreadable alias change")
         return None
-    logger.warning("finishing an alias change of %r that an interrupted run left half done: %s",
-                   name, ", ".join(f"{a} -> v{v}" if v else f"{a} removed" for a, v in intent["changes"].items()))
+    logger.warning(
+        "finishing an alias change of %r that an interrupted run left half done: %s",
+        name,
+        ", ".join(f"{a} -> v{v}" if v else f"{a} removed" for a, v in intent["changes"].items()),
+    )
     _finish(cfg, name, intent, lock, on_done)
     return intent
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tasks.tracking import registry
 from tasks.core.config import Config
-from tasks.data.sources import dvc_hash, source_path
+from tasks.data.sources import dvc_hash
+from tasks.tracking import registry
 
 
 def current_data_version(cfg: Config) -> str | None:
     """The DVC hash of ``ingest.source`` now, or None when it cannot be known without fetching
     it (a hub dataset): then the retrain runs and ingest decides."""
-    src = source_path(cfg)
+    src = cfg.source_path()
     return dvc_hash(src) if src.exists() else None
 
 
@@ -25,5 +25,7 @@ def skip_reason(cfg: Config) -> str | None:
     tags = champion.tags or {}
     if tags.get("data_version") != version or tags.get("params_hash") != cfg.params_hash():
         return None
-    return (f"data version {version} and settings (params hash {cfg.params_hash()}) are those "
-            f"champion v{champion.version} was trained on: nothing to retrain")
+    return (
+        f"data version {version} and settings (params hash {cfg.params_hash()}) are those "
+        f"champion v{champion.version} was trained on: nothing to retrain"
+    )

@@ -22,8 +22,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tasks.core import retry
 from tasks.core.config import Config
@@ -85,7 +86,7 @@ class RunHandle:
         run = c.create_run(exp, tags=tags)
         params = [Param(k, v[:6000]) for k, v in sorted(self.cfg.flat_params().items())]
         for i in range(0, len(params), 100):  # MLflow's log_batch limit is 100 params per call
-            c.log_batch(run.info.run_id, params=params[i: i + 100])
+            c.log_batch(run.info.run_id, params=params[i : i + 100])
         c.log_batch(run.info.run_id, tags=[RunTag("data_version", self.data_version or "unknown")])
         return run.info.run_id
 
@@ -120,8 +121,10 @@ class RunHandle:
         found = self._call(reopen, f"reopening MLflow run {run_id}")
         if not found:
             if required:
-                raise TrackingError(f"MLflow run {run_id} does not exist in {tracking.redact_uri(self.cfg)}; "
-                                    "re-run the pipeline (the stage that created it runs again)")
+                raise TrackingError(
+                    f"MLflow run {run_id} does not exist in {tracking.redact_uri(self.cfg)}; "
+                    "re-run the pipeline (the stage that created it runs again)"
+                )
             return False
         self._run_id = run_id
         _ledger_add(self.cfg, run_id)
@@ -156,7 +159,7 @@ class RunHandle:
         if not buffered:
             run_id = self.run_id
             for i in range(0, len(batch), 1000):
-                part = batch[i: i + 1000]
+                part = batch[i : i + 1000]
                 self._call(lambda part=part: self.client.log_batch(run_id, metrics=part), "logging metrics")
             return
         self._pending.extend(batch)
@@ -182,8 +185,10 @@ class RunHandle:
         except tracking.store_errors() + (TrackingError,) as exc:
             self._next_flush = time.monotonic() + 5.0
             if not self._warned:
-                logger.warning("tracking server unreachable (%s); training goes on and keeps its metrics "
-                               "until it is back", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                logger.warning(
+                    "tracking server unreachable (%s); training goes on and keeps its metrics until it is back",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                )
                 self._warned = True
             return False
 
@@ -194,9 +199,12 @@ class RunHandle:
         deadline = time.monotonic() + self.cfg.tracking.retry_s
         while not self._flush_once():
             if time.monotonic() > deadline:
-                raise TrackingError(f"{len(self._pending)} buffered metric points could not be sent to "
-                                    f"{tracking.redact_uri(self.cfg)} within tracking.retry_s="
-                                    f"{self.cfg.tracking.retry_s:g} s", transient=True)
+                raise TrackingError(
+                    f"{len(self._pending)} buffered metric points could not be sent to "
+                    f"{tracking.redact_uri(self.cfg)} within tracking.retry_s="
+                    f"{self.cfg.tracking.retry_s:g} s",
+                    transient=True,
+                )
             time.sleep(2.0)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -208,13 +216,17 @@ class RunHandle:
 
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
         run_id = self.run_id
-        self._call(lambda: self.client.log_artifact(run_id, str(path), artifact_path=artifact_path),
-                   f"uploading {Path(path).name}")
+        self._call(
+            lambda: self.client.log_artifact(run_id, str(path), artifact_path=artifact_path),
+            f"uploading {Path(path).name}",
+        )
 
     def log_artifacts(self, folder: Path | str, artifact_path: str | None = None) -> None:
         run_id = self.run_id
-        self._call(lambda: self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path),
-                   f"uploading {Path(folder).name}/")
+        self._call(
+            lambda: self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path),
+            f"uploading {Path(folder).name}/",
+        )
 
     def log_dict(self, data: dict, artifact_file: str) -> None:
         run_id = self.run_id
@@ -222,8 +234,9 @@ class RunHandle:
 
     def log_table(self, frame, artifact_file: str) -> None:
         run_id = self.run_id
-        self._call(lambda: self.client.log_table(run_id, data=frame, artifact_file=artifact_file),
-                   f"uploading {artifact_file}")
+        self._call(
+            lambda: self.client.log_table(run_id, data=frame, artifact_file=artifact_file), f"uploading {artifact_file}"
+        )
 
 
 # -- the owner --------------------------------------------------------------------------------
@@ -274,8 +287,9 @@ class RunOwner:
         except TrackingError as error:
             if exc is None:
                 raise
-            logger.warning("could not end MLflow run %s as %s (%s); the next run on this folder will",
-                           run_id, status, error)
+            logger.warning(
+                "could not end MLflow run %s as %s (%s); the next run on this folder will", run_id, status, error
+            )
             return status
         _ledger_remove(self.cfg, run_id)
         return status
@@ -349,8 +363,10 @@ def reap_stale(cfg: Config) -> list[str]:
             continue  # another store: left for a run pointed at it
         run_id = entry["run_id"]
         status = entry.get("intended") or "KILLED"
-        tags = entry.get("tags") or {END_REASON: "the process running it ended without closing the run "
-                                                  "(killed); ended by the next run on this folder"}
+        tags = entry.get("tags") or {
+            END_REASON: "the process running it ended without closing the run "
+            "(killed); ended by the next run on this folder"
+        }
         c = tracking.client(cfg)
         try:
             run = c.get_run(run_id)

@@ -11,7 +11,7 @@ A drop-in for the hub's ``rouge`` module (same inputs, same per-example figures,
   promotion gate must not flip on resampling noise.
 
 rougeLsum treats newlines as sentence boundaries; putting one sentence per line is the caller's
-preprocessing (``tasks.metrics.scoring.sentence_lines``), as in transformers' summarization example.
+preprocessing (``tasks.metrics.rouge.sentence_lines``), as in transformers' summarization example.
 """
 
 import datasets
@@ -71,8 +71,9 @@ class Rouge(evaluate.Metric):
             ],
         )
 
-    def _compute(self, predictions, references, rouge_types=None, use_stemmer=False, use_aggregator=True,
-                 engine="auto"):
+    def _compute(
+        self, predictions, references, rouge_types=None, use_stemmer=False, use_aggregator=True, engine="auto"
+    ):
         rouge_types = list(rouge_types or DEFAULT_TYPES)
         s = scorer(rouge_types, use_stemmer, engine)
         if references and isinstance(references[0], (list, tuple)):

@@ -31,22 +31,38 @@ class SacreBleu(evaluate.Metric):
             citation="Post, Matt. A Call for Clarity in Reporting BLEU Scores. WMT 2018.",
             inputs_description=_KWARGS,
             features=[
-                datasets.Features({"predictions": datasets.Value("string", id="sequence"),
-                                   "references": datasets.Sequence(datasets.Value("string", id="sequence"))}),
-                datasets.Features({"predictions": datasets.Value("string", id="sequence"),
-                                   "references": datasets.Value("string", id="sequence")}),
+                datasets.Features(
+                    {
+                        "predictions": datasets.Value("string", id="sequence"),
+                        "references": datasets.Sequence(datasets.Value("string", id="sequence")),
+                    }
+                ),
+                datasets.Features(
+                    {
+                        "predictions": datasets.Value("string", id="sequence"),
+                        "references": datasets.Value("string", id="sequence"),
+                    }
+                ),
             ],
         )
 
     def _compute(self, predictions, references, tokenize="13a", lowercase=False, use_aggregator=True):
         refs = [r if isinstance(r, (list, tuple)) else [r] for r in references]
         if not use_aggregator:
-            return {"bleu": [sacrebleu.sentence_bleu(p, list(r), tokenize=tokenize, lowercase=lowercase).score
-                             for p, r in zip(predictions, refs)]}
+            return {
+                "bleu": [
+                    sacrebleu.sentence_bleu(p, list(r), tokenize=tokenize, lowercase=lowercase).score
+                    for p, r in zip(predictions, refs)
+                ]
+            }
         n_refs = max(len(r) for r in refs) if refs else 1
         if any(len(r) != n_refs for r in refs):
             raise ValueError("sacreBLEU needs the same number of references for every prediction")
         streams = [[r[i] for r in refs] for i in range(n_refs)]  # the [[ref]] transpose
         bleu = sacrebleu.corpus_bleu(predictions, streams, tokenize=tokenize, lowercase=lowercase)
-        return {"bleu": bleu.score, "brevity_penalty": bleu.bp, "length_ratio": bleu.sys_len / max(bleu.ref_len, 1),
-                "precisions": list(bleu.precisions)}
+        return {
+            "bleu": bleu.score,
+            "brevity_penalty": bleu.bp,
+            "length_ratio": bleu.sys_len / max(bleu.ref_len, 1),
+            "precisions": list(bleu.precisions),
+        }

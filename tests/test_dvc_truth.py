@@ -1,0 +1,179 @@
+"""dvc.yaml tells the truth: each stage lists every project file its code runs and every setting
+it reads, so `dvc repro` re-runs a stage whenever something it depends on changed.
+
+Code: the project modules a stage's entry point imports, transitively (function-level imports and
+``find_spec("tasks....")`` references included; ``tasks.metrics`` finds its families by
+scanning its folder, so the whole folder counts). Settings: recorded while the stages really run
+on a tiny project, every ``cfg.<section>.<key>`` read. Exempt, by design: ``paths.*`` (a stage's
+files are its deps and outs, spelled with ``${paths.*}``) and ``tracking.*`` (where MLflow records
+go, never what a stage computes).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+EXEMPT = ("paths", "tracking")
+# pipelines.yaml keys of the default pipeline and the settings they override
+PIPELINE_KEYS = {
+    "default.model_name": "register.model_name",
+    "default.gates": "promote.gates",
+    "default.description": "spec.description",
+}
+
+
+def module_file(name: str) -> Path | None:
+    if name.split(".")[0] not in ("tasks", "flows"):
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, AttributeError, ValueError):  # a name inside a module, not a module
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def imported_by(name: str) -> set[str]:
+    path = module_file(name)
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("tasks."):
+            found.add(node.value)  # find_spec("tasks.serving.pyfunc"): shipped by path
+    out = set()
+    for mod in found:
+        parts = mod.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            if module_file(".".join(parts[:i])):
+                out.add(".".join(parts[:i]))
+    return out
+
+
+def closure(entry: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        todo.extend(imported_by(mod) - seen)
+    return seen
+
+
+def code_files(entry: str) -> set[str]:
+    files = {module_file(m).relative_to(REPO).as_posix() for m in closure(entry)}
+    if any(f.startswith("tasks/metrics/") for f in files):  # the registry scans its folder
+        files |= {p.relative_to(REPO).as_posix() for p in (REPO / "tasks" / "metrics").rglob("*.py")}
+    return {f for f in files if not f.endswith("/__init__.py") or Path(REPO / f).stat().st_size > 0}
+
+
+def listed_deps(stage: str) -> set[str]:
+    return {d for d in DVC[stage].get("deps", []) if isinstance(d, str)}
+
+
+def covered(file: str, deps: set[str]) -> bool:
+    return any(file == d or file.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+@pytest.mark.parametrize("stage", ["guard", *STAGES])
+def test_each_stage_lists_every_project_file_its_code_runs(stage):
+    entry = DVC[stage]["cmd"].split("python -m ", 1)[1].split()[0]
+    needed = code_files(entry)
+    missing = sorted(f for f in needed if not covered(f, listed_deps(stage)))
+    assert not missing, f"dvc.yaml stage {stage!r} misses code deps: {missing}"
+    unused = sorted(
+        d for d in listed_deps(stage) if d.startswith(("tasks/", "flows/")) and not any(covered(f, {d}) for f in needed)
+    )
+    assert not unused, f"dvc.yaml stage {stage!r} lists code it does not run: {unused}"
+
+
+def test_stages_do_not_import_stages():
+    for stage in STAGES:
+        others = {f"tasks.{s}" for s in STAGES} - {f"tasks.{stage}"}
+        assert not closure(f"tasks.{stage}") & others, f"tasks/{stage}.py imports another stage"
+
+
+class Recorder:
+    """A config section that remembers which settings were read (``section.key``)."""
+
+    def __init__(self, model, prefix: str, log: set[str]):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_prefix", prefix)
+        object.__setattr__(self, "_log", log)
+
+    def __getattr__(self, name):
+        from pydantic import BaseModel
+
+        value = getattr(self._model, name)
+        if name in type(self._model).model_fields:
+            key = f"{self._prefix}.{name}"
+            if isinstance(value, BaseModel):
+                return Recorder(value, key, self._log)
+            self._log.add(key)
+        else:  # model_dump, model_copy...: the whole section
+            self._log.add(self._prefix)
+        return value
+
+
+def recording(cfg, log: set[str]):
+    from tasks.core.config import SECTIONS
+
+    return dataclasses.replace(cfg, **{name: Recorder(getattr(cfg, name), name, log) for name in SECTIONS})
+
+
+def params_cover(key: str, stage: str) -> bool:
+    entries = DVC[stage].get("params", [])
+    names: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            names.append(entry)
+        else:  # {"pipelines.yaml": [...]}
+            for keys in entry.values():
+                names.extend(PIPELINE_KEYS.get(k, k) for k in keys)
+    return any(key == n or key.startswith(n + ".") or n.startswith(key + ".") for n in names)
+
+
+@pytest.mark.integration
+def test_each_stage_lists_every_setting_it_reads(project):
+    from tasks.core.config import load_config
+    from tasks.evaluate import evaluate
+    from tasks.ingest import ingest
+    from tasks.promote import promote
+    from tasks.register import register
+    from tasks.train import train
+    from tasks.validate import validate
+
+    cfg = load_config()
+    reads = {s: set() for s in STAGES}
+    ingested = ingest(recording(cfg, reads["ingest"]))
+    validate(recording(cfg, reads["validate"]), ingested)
+    trained = train(recording(cfg, reads["train"]), ingested)
+    evaluated = evaluate(recording(cfg, reads["evaluate"]), trained, ingested)
+    registered = register(recording(cfg, reads["register"]), trained, evaluated, ingested)
+    promote(recording(cfg, reads["promote"]), registered, evaluated)
+    problems = {
+        stage: sorted(k for k in keys if not k.startswith(EXEMPT) and not params_cover(k, stage))
+        for stage, keys in reads.items()
+    }
+    assert not any(problems.values()), f"settings read but not in dvc.yaml params: {problems}"
+    assert "train.lr" in reads["train"] and "evaluate.num_beams" in reads["evaluate"]  # the recorder records
