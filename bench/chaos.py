@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from tests.projects import make_clone
-from tests.services import MlflowServer, bin_path
+from tests.services import MlflowServer, alive, bin_path, children
 
 STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
 SMALL = {
@@ -228,9 +228,11 @@ class Harness:
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.005)
         hit = "after the end"
+        helpers: list[int] = []
         if proc.poll() is None:
             running = re.findall(r"stage (\w+): running", log.read_text())
             hit = running[-1] if running else "start-up"
+            helpers = children(proc.pid)  # the temporary Prefect server, in a session of its own
             if self.mode == "kill":
                 os.killpg(proc.pid, signal.SIGKILL)
             elif self.mode == "term":
@@ -246,8 +248,13 @@ class Harness:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         note = ""
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if any(alive(p) for p in helpers):
+            note += "child process outlived the run (expected it to stop with it) "
         if self.mode == "term" and hit != "after the end":
-            note = f"stopped in {time.monotonic() - t0:.1f} s"
+            note += f"stopped in {time.monotonic() - t0:.1f} s"
             if proc.returncode != 143 or time.monotonic() - t0 > 30:
                 note += " (expected 143 within 30 s)"
         return hit, proc.returncode, note

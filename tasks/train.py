@@ -128,7 +128,7 @@ def callbacks(cfg: Config, run: RunHandle | None):
         "learning_rate": "learning_rate",
         "grad_norm": "grad_norm",
         "eval_loss": "eval_loss",
-        **{f"eval_{m}": f"eval_{m}" for m in metrics.metrics(cfg.evaluate.metrics)},
+        **{f"eval_{m}": f"eval_{m}" for m in metrics.metrics()},
     }
 
     class MlflowMetrics(TrainerCallback):
@@ -178,14 +178,14 @@ def callbacks(cfg: Config, run: RunHandle | None):
 
 def compute_scores(cfg: Config, tokenizer):
     """compute_metrics for generation-based evaluation during training (best model, early stop):
-    the metric families evaluation computes, from the registry."""
+    the registry's family of ``train.metric_for_best_model``."""
     from tasks.metrics import score
     from tasks.modeling.generation import decode
 
     def compute(pred) -> dict[str, float]:
         preds = decode(tokenizer, pred.predictions)
         refs = decode(tokenizer, pred.label_ids)
-        means, _ = score(preds, refs, cfg.evaluate.metrics)
+        means, _ = score(preds, refs, [metrics.family_of(cfg.train.metric_for_best_model)])
         return {k: round(v, 6) for k, v in means.items()}
 
     return compute
@@ -258,7 +258,7 @@ def apply_peft(model, cfg: Config):
 def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, output_dir: Path, has_eval: bool):
     from transformers import Seq2SeqTrainingArguments
 
-    t, ev = cfg.train, cfg.evaluate
+    t = cfg.train
     evaluating = has_eval and t.eval_strategy != "no"
     best = metrics.get(t.metric_for_best_model)
     generating = evaluating and best is not None
@@ -274,7 +274,7 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=max(t.batch_size, ev.batch_size if generating else 16),
+        per_device_eval_batch_size=max(t.batch_size, 16),
         gradient_accumulation_steps=t.gradient_accumulation,
         auto_find_batch_size=t.auto_find_batch_size,
         warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
@@ -295,8 +295,8 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
         metric_for_best_model=f"eval_{t.metric_for_best_model}" if evaluating else None,
         greater_is_better=bool(best.higher_is_better) if generating else (False if evaluating else None),
         predict_with_generate=generating,
-        generation_max_length=ev.generation_max_length if generating else None,
-        generation_num_beams=ev.num_beams if generating else None,
+        generation_max_length=t.generation_max_length if generating else None,
+        generation_num_beams=t.generation_num_beams if generating else None,
         bf16=runtime.bf16,
         fp16=runtime.fp16,
         use_cpu=runtime.device == "cpu",

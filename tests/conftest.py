@@ -73,6 +73,19 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def flowed_clone(tmp_path_factory, prefect_server):
+    """A git + DVC clone with TINY settings after one `training_pipeline()` run: (root, summary).
+    test_orchestration carries on from it; test_dvc checks `dvc repro` reproduces its metrics."""
+    from flows.pipeline import training_pipeline
+
+    root = make_clone(tmp_path_factory.mktemp("flowed") / "clone")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S2S_ROOT", str(root))
+        summary = training_pipeline()
+    return root, summary
+
+
 def venv_bin(name: str) -> str:
     """A console script of the test interpreter's environment (works without an activated venv)."""
     return str(Path(sys.executable).with_name(name))

@@ -53,6 +53,26 @@ def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None
             proc.wait()
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (a zombie does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def bin_path(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 

@@ -136,8 +136,8 @@ def test_optimizer_list_matches_transformers():
         (["train.peft=true", "train.freeze_encoder=true"], "have no effect with train.peft"),
         (["train.eval_strategy=steps"], "train.eval_strategy=steps needs train.eval_steps"),
         (
-            ["train.metric_for_best_model=bleu"],
-            "train.metric_for_best_model: 'bleu' is not computed by evaluate.metrics",
+            ["train.metric_for_best_model=blue"],
+            "train.metric_for_best_model: 'blue' is not a metric (did you mean 'bleu'?)",
         ),
         (["train.eval_strategy=no", "train.metric_for_best_model=rougeL"], "needs evaluations"),
         (["train.optimizer=adamw"], "unknown optimizer 'adamw'"),

@@ -3,10 +3,10 @@ run, registered like any other. The same command runs on N GPUs (NCCL) unchanged
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from conftest import make_project, venv_bin
+from services import alive, children
 
 from tasks.core.config import load_config
 from tasks.core.results import IngestResult, TrainResult
@@ -61,7 +61,7 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
         assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint"
         time.sleep(0.02)
     # torchrun starts each worker in a session of its own: kill the agent's group and every worker's
-    workers = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if _ppid(p) == proc.pid]
+    workers = children(proc.pid)
     for pid in [proc.pid, *workers]:
         try:
             os.killpg(os.getpgid(pid), signal.SIGKILL)
@@ -69,7 +69,7 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
             pass
     proc.wait()
     for pid in workers:
-        while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        while alive(pid):
             time.sleep(0.02)
     done = sorted(int(c.name.split("-")[1]) for c in ckpts.glob("checkpoint-*") if complete(c))
     assert done and done[-1] < 60
@@ -104,10 +104,3 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
     ingested = IngestResult.load(cfg.path("data"))
     registered = register(cfg, trained, evaluate(cfg, trained, ingested), ingested)
     assert client.get_model_version(registered.model_name, registered.version).run_id == trained.run_id
-
-
-def _ppid(stat) -> int:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1

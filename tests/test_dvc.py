@@ -29,11 +29,12 @@ def ran(proc) -> list[str]:
     return [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
 
 
-def test_repro_runs_every_stage_then_nothing(clone):
+def test_repro_runs_every_stage_reproduces_the_flow_then_does_nothing(clone, flowed_clone):
     first = dvc(clone, "repro")
     assert ran(first) == ["guard", "ingest", "validate", "train", "evaluate", "register", "promote"]
     metrics = json.loads((clone / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"}
+    assert metrics == flowed_clone[1].metrics  # a fresh clone's `dvc repro` = the Prefect flow, to the digit
     registration = json.loads((clone / "reports" / "registration.json").read_text())
     assert registration["model_name"] == "s2s-default" and registration["version"] == "1"
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
@@ -58,28 +59,6 @@ def test_an_evaluate_setting_reruns_only_evaluate_and_after(clone):
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = dvc(clone, "repro")
     assert ran(proc) == ["evaluate", "register", "promote"]
-
-
-def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone):
-    manifest = clone / "data" / "processed" / "manifest.json"
-    before = json.loads(manifest.read_text())["data_version"]
-    raw = clone / "data" / "sample" / "reports.csv"
-    original = raw.read_bytes()
-    try:
-        lines = original.decode().splitlines()
-        raw.write_text("\n".join([lines[0], *lines[3:], lines[1], lines[2]]) + "\n")  # same rows, new order
-        proc = dvc(clone, "repro")
-        assert ran(proc)[0] == "ingest" and "train" in ran(proc)
-        after = json.loads(manifest.read_text())["data_version"]
-        assert after != before
-        registration = json.loads((clone / "reports" / "registration.json").read_text())
-        from tasks.core.config import load_config
-        from tasks.tracking import client as tracking
-
-        version = tracking.client(load_config(root=clone)).get_model_version("s2s-default", registration["version"])
-        assert version.tags["data_version"] == after  # the new model version carries the new data version
-    finally:
-        raw.write_bytes(original)
 
 
 def test_outputs_round_trip_through_a_local_remote(clone, tmp_path):
@@ -125,3 +104,25 @@ def test_exp_run_metrics_diff_and_plots(clone):
     assert any("scores.csv" in key for key in plots)
     shown = json.dumps(plots)
     assert "loss" in shown and "rougeL" in shown
+
+
+def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone):
+    manifest = clone / "data" / "processed" / "manifest.json"
+    before = json.loads(manifest.read_text())["data_version"]
+    raw = clone / "data" / "sample" / "reports.csv"
+    original = raw.read_bytes()
+    try:
+        lines = original.decode().splitlines()
+        raw.write_text("\n".join([lines[0], *lines[3:], lines[1], lines[2]]) + "\n")  # same rows, new order
+        proc = dvc(clone, "repro")
+        assert ran(proc)[0] == "ingest" and "train" in ran(proc)
+        after = json.loads(manifest.read_text())["data_version"]
+        assert after != before
+        registration = json.loads((clone / "reports" / "registration.json").read_text())
+        from tasks.core.config import load_config
+        from tasks.tracking import client as tracking
+
+        version = tracking.client(load_config(root=clone)).get_model_version("s2s-default", registration["version"])
+        assert version.tags["data_version"] == after  # the new model version carries the new data version
+    finally:
+        raw.write_bytes(original)

@@ -201,7 +201,9 @@ class Train(Section):
     max_train_samples: int | None = Field(None, gt=0)
     eval_steps: int | None = Field(None, gt=0)  # with eval_strategy=steps; checkpoints follow evaluations
     save_steps: int | None = Field(None, gt=0)  # checkpoint interval when eval_strategy=no
-    metric_for_best_model: str = "loss"  # eval loss, or a metric of evaluate.metrics (computed by generating)
+    metric_for_best_model: str = "loss"  # eval loss, or any metric of the registry (computed by generating)
+    generation_max_length: int = Field(64, gt=0)  # new tokens when generating for metric_for_best_model
+    generation_num_beams: int = Field(1, ge=1)
     load_best_model_at_end: bool = True
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     length_grouping: int = Field(2, ge=0)  # batches per length-sorted window (0: random batches)
@@ -638,8 +640,14 @@ def check_metrics(cfg: Config) -> None:
         name_ok("promote.gates.max_regression", name, True)
     if gates.primary is not None:
         name_ok("promote.gates.primary", gates.primary, True)
-    if cfg.train.metric_for_best_model != "loss":
-        name_ok("train.metric_for_best_model", cfg.train.metric_for_best_model, True)
+    best = cfg.train.metric_for_best_model
+    if best != "loss":
+        metric = metrics.get(best)
+        if metric is None or metric.name == metrics.GEN_LEN.name:
+            problems.append(
+                f"train.metric_for_best_model: {best!r} is not a metric{suggest(best, metrics.metrics())}; "
+                f"use loss or one of {', '.join(m for m in metrics.metrics() if m != 'gen_len')}"
+            )
     if problems:
         raise ConfigError(f"invalid configuration for pipeline {cfg.pipeline!r}: " + "; ".join(problems))
 

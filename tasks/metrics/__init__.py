@@ -70,6 +70,11 @@ def metrics(enabled: list[str] | tuple[str, ...] | None = None) -> dict[str, Met
     return out
 
 
+def family_of(metric: str) -> str:
+    """The family that computes ``metric``."""
+    return next(name for name, family in families().items() if any(m.name == metric for m in family.metrics))
+
+
 def get(name: str) -> Metric | None:
     return metrics().get(name)
 
