@@ -222,7 +222,7 @@ class Harness:
         """One forced run with the fault ``at`` seconds after ``stage`` started; returns (stage hit,
         the faulted run's exit status, a note)."""
         proc, log = self.start("--force")
-        while proc.poll() is None and f"stage {stage}: running" not in log.read_text():
+        while proc.poll() is None and f"] {stage}: running" not in log.read_text():
             time.sleep(0.01)
         deadline = time.monotonic() + at
         while time.monotonic() < deadline and proc.poll() is None:
@@ -230,7 +230,7 @@ class Harness:
         hit = "after the end"
         helpers: list[int] = []
         if proc.poll() is None:
-            running = re.findall(r"stage (\w+): running", log.read_text())
+            running = re.findall(r"\] (\w+): running", log.read_text())
             hit = running[-1] if running else "start-up"
             helpers = children(proc.pid)  # the temporary Prefect server, in a session of its own
             if self.mode == "kill":

@@ -50,11 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.stop()  # a profile or prefect.toml names a server: use that one
             server = None
         from flows.pipeline import training_pipeline  # imports the stages while the server boots
-        from tasks.core.entry import quiet_prefect_user_errors
+        from tasks.core import logs
 
         if server is not None:
             server.wait()
-        quiet_prefect_user_errors()
+        logs.adopt_libraries()  # Prefect, transformers... installed handlers of their own on import
         with api_settings(server):
             summary = training_pipeline(pipeline=args.pipeline, overrides=args.overrides, force=args.force)
     finally:
@@ -116,16 +116,56 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """AutoTrain-style training: flags or an AutoTrain YAML config, then the whole pipeline."""
+    """AutoTrain-style training: flags or an AutoTrain YAML config, then the whole pipeline.
+    Outside a project it starts one, as AutoTrain does: ``./<project-name>`` (``s2s init``)."""
+    import re
     from pathlib import Path
 
     from tasks.core.autotrain import cli_flags, config_overrides, to_overrides
+    from tasks.core.config import find_root
+    from tasks.core.errors import ConfigError
 
     flags = {k: v for k, v in vars(args).items() if k in cli_flags() and v not in (None, False)}
     overrides = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
+    # a data path is relative to where the command runs, wherever the project is
+    for i, item in enumerate(overrides):
+        key, _, value = item.partition("=")
+        local = Path(value.strip("'\"")).expanduser()
+        if key == "ingest.source" and not local.is_absolute() and local.exists():
+            overrides[i] = f"ingest.source={local.resolve()}"
+    try:
+        find_root()
+    except ConfigError:
+        from tasks.core import logs, project
+
+        named = next((o.split("=", 1)[1] for o in overrides if o.startswith("register.model_name=")), "s2s-project")
+        folder = Path.cwd() / (re.sub(r"[^A-Za-z0-9_.-]+", "-", named.strip("'\"")).strip("-.") or "s2s-project")
+        if not (folder / "params.yaml").is_file():
+            project.init(folder)
+            print(f"no project here: started one in {folder} (s2s init)", file=sys.stderr)
+        os.environ["S2S_ROOT"] = str(folder)
+        logs.configure(logs.log_file_for(folder, "train"))
     args.overrides = overrides + args.overrides  # explicit --set wins
     args.force = False
     return cmd_run(args)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """A ready project anywhere: project files, git, DVC, the sample data."""
+    from tasks.core.project import init
+
+    folder = init(args.folder)
+    if not args.no_sample:
+        from tasks.data.sample import generate, write_csv
+
+        (folder / "data" / "sample").mkdir(parents=True)
+        write_csv(generate(), folder / "data" / "sample" / "reports.csv")
+    print(
+        f"created {folder}: params.yaml, pipelines.yaml, dvc.yaml, git and DVC"
+        + (", the sample data (data/sample/reports.csv)" if not args.no_sample else "")
+    )
+    print(f"next: cd {folder} && s2s run     (or: s2s train --data-path my.csv --text-column ... )")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -135,8 +175,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from tasks.core.config import load_config
     from tasks.core.errors import TrackingError
+    from tasks.serving.predict import predict_lines, read_lines
 
     cfg = load_config(args.pipeline, args.overrides)
+    texts = args.text or read_lines(sys.stdin.buffer)  # bad input fails before the model loads
     name = args.model or cfg.register.model_name
     ref = f"models:/{name}/{args.version}" if args.version else f"models:/{name}@{args.alias}"
     mlflow.set_tracking_uri(cfg.tracking_uri())  # an entry point: the global URI is ours to set
@@ -145,8 +187,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         model = mlflow.pyfunc.load_model(ref)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot load {ref} from {cfg.tracking_uri()}: {str(exc).splitlines()[0]}") from None
-    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    for out in model.predict(texts):
+    for out in predict_lines(model, texts):
         print(out)
     return 0
 
@@ -286,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune, evaluate, register and promote seq2seq models "
         "(Prefect + DVC + Great Expectations + transformers + MLflow).",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every log line live (they always go to the log file under .s2s/logs/)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline now (default: the 'default' pipeline)")
@@ -293,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(run)
     run.set_defaults(func=cmd_run)
+
+    init = sub.add_parser("init", help="create a ready project in a new folder (params, pipelines, dvc, git)")
+    init.add_argument("folder", help="the new project's folder (new or empty)")
+    init.add_argument("--no-sample", action="store_true", help="without the embedded sample data set")
+    init.set_defaults(func=cmd_init)
 
     deploy = sub.add_parser("deploy", help="create Prefect deployments (cron schedules) for the pipelines")
     deploy.add_argument("pipelines", nargs="*", help="pipelines to deploy (default: all of pipelines.yaml)")
@@ -373,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.core import signals
 
     args = build_parser().parse_args(argv)
-    setup_logging(streams=True)
+    setup_logging(args.command, verbose=args.verbose)
     signals.install()
     try:
         return args.func(args)

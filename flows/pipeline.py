@@ -9,6 +9,7 @@ holds what the result names; see tasks/core/dvc_cache.py).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict
 
@@ -17,18 +18,20 @@ from prefect import flow, get_run_logger
 from flows.stages import for_pipeline, promote_version_task
 from tasks import promote as promote_stage
 from tasks import register as register_stage
-from tasks.core import locks
+from tasks.core import locks, logs
 from tasks.core.config import Config, load_config
 from tasks.core.dvc_cache import StageCache
 from tasks.core.errors import ValidationFailed
 from tasks.core.paths import write_guard
 from tasks.core.results import EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
 from tasks.core.secrets import install_redaction, load_secret_blocks
-from tasks.core.summary import RunSummary
+from tasks.core.summary import RunSummary, stage_figure
 from tasks.tracking import client as tracking
 from tasks.tracking import registry
 from tasks.tracking.retrain import skip_reason
 from tasks.tracking.run import RunOwner, log_validation, owned
+
+STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")
 
 
 def run_stages(cfg: Config, force: bool = False) -> RunSummary:
@@ -58,21 +61,24 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
     def stage(name: str, cached, *args, still=None):
         """Run stage ``name``, or reuse its recorded result when DVC says its inputs did not
         change and ``still(result)`` confirms the tracking store holds what it names."""
+        number = f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}"
         if cache.up_to_date(name):
             result = cached()
             if still is None or still(result):
-                log.info("%s: unchanged since dvc.lock recorded it; reusing its result", name)
+                logs.progress("%s: unchanged since dvc.lock recorded it, reused", number)
                 skipped.append(name)
                 return result
-            log.info("%s: its recorded result names what the tracking store no longer holds; running it", name)
+            logs.progress("%s: its recorded result names what the tracking store no longer holds: running it", number)
         start = time.perf_counter()
-        log.info("stage %s: running", name)
+        logs.adopt_libraries()  # what the previous stage imported (transformers...) logs through ours
+        logs.progress("%s: running", number)
         try:
             result = tasks[name](cfg, *args)
         finally:
             seconds[name] = round(time.perf_counter() - start, 2)
         cache.record(name)
-        log.info("stage %s: done in %.1f s", name, seconds[name])
+        figure = stage_figure(name, result)
+        logs.progress("%s: done in %.1f s%s", number, seconds[name], f": {figure}" if figure else "")
         return result
 
     try:
@@ -132,7 +138,21 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
 @flow(name="training-pipeline")
 def training_pipeline(pipeline: str = "default", overrides: list[str] | None = None, force: bool = False) -> RunSummary:
     """Run every stage of ``pipeline`` (pipelines.yaml) with optional ``section.key=value`` overrides."""
-    return run_stages(load_config(pipeline, overrides or []), force)
+    summary = run_stages(load_config(pipeline, overrides or []), force)
+    publish(f"{pipeline}-run", summary.markdown(), f"{summary.model_name} v{summary.version}")
+    return summary
+
+
+def publish(key: str, markdown: str, description: str) -> None:
+    """The flow run's outcome as a Prefect markdown artifact (the run page's Artifacts tab; the
+    latest per key on the Artifacts page). Best effort: the run's outcome does not depend on it."""
+    from prefect.artifacts import create_markdown_artifact
+
+    key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+    try:
+        create_markdown_artifact(markdown=markdown, key=key, description=description)
+    except Exception as exc:  # the API is down after the run's work is done: say so, keep the outcome
+        get_run_logger().warning("the run summary was not published to Prefect: %s", exc)
 
 
 @flow(name="retrain")
@@ -142,8 +162,11 @@ def retrain(pipeline: str = "default") -> RunSummary | None:
     reason = skip_reason(cfg)
     if reason:
         get_run_logger().info("retrain of %r skipped: %s", pipeline, reason)
+        publish(f"{pipeline}-retrain", f"## retrain of `{pipeline}` skipped\n\n{reason}", "skipped")
         return None
-    return run_stages(cfg)
+    summary = run_stages(cfg)
+    publish(f"{pipeline}-retrain", summary.markdown(), f"{summary.model_name} v{summary.version}")
+    return summary
 
 
 @flow(name="promotion")
@@ -156,5 +179,14 @@ def promotion(version: str, pipeline: str = "default", force: bool = False, reas
         result.version,
         "promoted" if result.promoted else "not promoted",
         "; ".join(result.reasons),
+    )
+    verdict = "PROMOTED" if result.promoted else "NOT PROMOTED"
+    publish(
+        f"{pipeline}-promotion",
+        f"## {result.model_name} v{result.version}: **{verdict}**"
+        + (" (forced)" if force else "")
+        + "\n\n"
+        + "\n".join(f"- {r}" for r in result.reasons),
+        verdict.lower(),
     )
     return asdict(result)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import metrics
-from tasks.core import paths, signals
+from tasks.core import logs, paths, signals
 from tasks.core.config import Config
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
@@ -121,7 +121,7 @@ def resume_point(cfg: Config, fingerprint: str, clean: bool = True) -> tuple[Pat
 def callbacks(cfg: Config, run: RunHandle | None):
     """MLflow step metrics (rank 0, buffered through tracking outages), tokens/s on the progress
     bar, and a clean stop (checkpoint, then return) when the process is asked to stop."""
-    from transformers import ProgressCallback, TrainerCallback
+    from transformers import TrainerCallback
 
     names = {
         "loss": "train_loss",
@@ -145,21 +145,46 @@ def callbacks(cfg: Config, run: RunHandle | None):
             if metrics:
                 run.log_metrics(metrics, step=state.global_step, buffered=True)
 
-    class TokensPerSecond(TrainerCallback):
-        """Input tokens (padding excluded) per second, on the training progress bar."""
+    class TrainingBar(TrainerCallback):
+        """One live bar (on a terminal): steps, ETA, input tokens (padding excluded) per second and
+        the latest loss. The per-step log dicts transformers prints go to the log file instead."""
 
-        progress: ProgressCallback | None = None
+        bar = None
+        postfix: dict = {}
 
         def on_train_begin(self, args, state, control, **kwargs):
+            from tqdm.auto import tqdm
+
             self.t0, self.seen0 = time.perf_counter(), state.num_input_tokens_seen
+            if state.is_world_process_zero:
+                self.bar = tqdm(
+                    total=state.max_steps,
+                    initial=state.global_step,
+                    desc="train",
+                    unit="step",
+                    disable=None,
+                    dynamic_ncols=True,
+                    leave=False,
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
-            bar = getattr(self.progress, "training_bar", None)
+            if self.bar is None:
+                return
             elapsed = time.perf_counter() - self.t0
-            if bar is not None and elapsed > 0:
-                bar.set_postfix(
-                    {"tok/s": f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"}, refresh=False
-                )
+            self.bar.update(state.global_step - self.bar.n)
+            if elapsed > 0:
+                self.postfix["tok/s"] = f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"
+                self.bar.set_postfix(self.postfix, refresh=False)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                logger.info("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+                if "loss" in logs:
+                    self.postfix["loss"] = f"{logs['loss']:.3f}"
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
 
     class StopOnSignal(TrainerCallback):
         """SIGTERM / Ctrl-C: save a checkpoint at the end of this step and stop (signals.graceful)."""
@@ -173,7 +198,7 @@ def callbacks(cfg: Config, run: RunHandle | None):
                 args.save_total_limit = None
             return control
 
-    return MlflowMetrics(), TokensPerSecond(), StopOnSignal()
+    return MlflowMetrics(), TrainingBar(), StopOnSignal()
 
 
 def compute_scores(cfg: Config, tokenizer):
@@ -304,7 +329,7 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
         train_sampling_strategy="group_by_length" if t.length_grouping > 1 else "random",
         include_num_input_tokens_seen="non_padding",
         report_to="none",
-        disable_tqdm=False,
+        disable_tqdm=True,  # our TrainingBar instead, without the per-step dicts on the console
         dataloader_num_workers=0,
         save_only_model=False,
     )
@@ -414,7 +439,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
 
         with owned(cfg) as owner:
             return train(cfg, ingested, owner.run(ingested.data_version))
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, ProgressCallback
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
 
     started = time.perf_counter()
     main = is_main_process()
@@ -454,7 +479,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         model = apply_peft(model, cfg)
 
     if resume_from is not None:
-        logger.info("resuming %s from %s", cfg.pipeline, resume_from)
+        logs.progress("train: resuming %s from %s", cfg.pipeline, resume_from)
     if main:
         if not (run_id and resume_from and run.adopt(run_id, {"resumed_from": resume_from.name})):
             log_inputs(cfg, ingested, run)
@@ -464,6 +489,11 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
 
     mlflow_cb, speed_cb, stop_cb = callbacks(cfg, run if main else None)
     extra = []
+    if t.tensorboard and main:  # AutoTrain's `log: tensorboard`: event files too; MLflow stays the record
+        from tensorboardX import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        extra.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(cfg.path("reports") / "tensorboard"))))
     if valid_ds is not None and t.eval_strategy != "no" and t.early_stopping_patience > 0:
         extra.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     generating = args.predict_with_generate
@@ -480,9 +510,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         compute_metrics=compute_scores(cfg, tokenizer) if generating else None,
         callbacks=[mlflow_cb, speed_cb, stop_cb, *extra],
     )
-    speed_cb.progress = next(
-        (cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)), None
-    )
+    trainer.remove_callback(PrinterCallback)  # prints every log dict: the log file has them (TrainingBar)
     monitor = _system_metrics(cfg, run.run_id) if main else None
     try:  # checkpoints stay on every way out but success: the next run resumes from them
         with signals.graceful():  # SIGTERM / Ctrl-C: checkpoint, stop, then raise Interrupted

@@ -139,7 +139,14 @@ def derive(cfg: Config, frames: dict[str, pd.DataFrame], tokenizer) -> dict[str,
             text_tokens=token_lengths(tokenizer, text, sample, target=False),
             target_tokens=token_lengths(tokenizer, df["target"], sample, target=True),
             pair_duplicate=dup,
-            target_is_input=(bare == df["target"]).fillna(False).to_numpy(dtype=bool),
+            # with and without the task prefix on either side: "summarize: x" -> "summarize: x" copies too
+            target_is_input=(
+                (bare == df["target"])
+                | (text == df["target"])
+                | (bare == (df["target"].str.removeprefix(prefix) if prefix else df["target"]))
+            )
+            .fillna(False)
+            .to_numpy(dtype=bool),
             in_train=(_in(text, train_inputs) if name != "train" else np.zeros(n, dtype=bool)),
         )
         out[name] = (derived, note)
@@ -454,6 +461,7 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
             f"data validation failed: {len(result.failures)} of {len(checks)} checks "
             f"(report: {report_path}, data docs: {result.docs_path})\n  - {lines}",
             report_path=str(report_path),
+            result=result,
         )
     logger.info("validate: %d checks passed on %s (report %s)", len(checks), ", ".join(frames), report_path)
     return result

@@ -1,6 +1,9 @@
 """AutoTrain compatibility: flags and YAML configs map onto params.yaml settings; what AutoTrain
 has and s2s does not is refused with a reason; `s2s train` runs the pipeline from them."""
 
+import csv
+import logging
+
 import pytest
 import yaml
 from conftest import make_project, run_cli
@@ -40,9 +43,7 @@ def test_flags_map_to_settings(params, expected):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"push_to_hub": True}, "push_to_hub' is not supported"),
         ({"log": "wandb"}, "always tracked in MLflow"),
-        ({"token": "hf_secret"}, "HF_TOKEN environment variable"),
         ({"learning_rate": 0.1}, "unknown AutoTrain option 'learning_rate'"),
     ],
 )
@@ -125,3 +126,146 @@ def test_s2s_train_with_autotrain_config_and_flags(tmp_path):
     run = client.get_run(version.run_id)
     assert run.data.params["train.lr"] == "0.002" and run.data.params["train.epochs"] == "1.0"
     assert client.get_experiment(run.info.experiment_id).name == "my-summarizer"
+
+
+def test_push_to_hub_is_declined_with_a_warning_and_the_run_goes_on(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert to_overrides({"push_to_hub": True, "username": "someone", "lr": 1e-4}) == ["train.lr=0.0001"]
+    assert "not published to the hub" in caplog.text
+    caplog.clear()
+    assert to_overrides({"push_to_hub": False}) == [] and not caplog.text
+
+
+# AutoTrain's own configs/seq2seq/local.yml and hub_dataset.yml (autotrain-advanced), byte for
+# byte except the two lines a user edits: data.path and base_model.
+LOCAL_YML = """task: seq2seq
+base_model: {model}
+project_name: autotrain-seq2seq-local
+log: tensorboard
+backend: local
+
+data:
+  path: {path}
+  train_split: train
+  valid_split: test
+  column_mapping:
+    text_column: text
+    target_column: target
+
+
+params:
+  max_seq_length: 512
+  epochs: 3
+  batch_size: 4
+  lr: 2e-5
+  optimizer: adamw_torch
+  scheduler: linear
+  gradient_accumulation: 1
+  mixed_precision: none
+
+hub:
+  username: ${{HF_USERNAME}}
+  token: ${{HF_TOKEN}}
+  push_to_hub: true"""
+
+HUB_DATASET_YML = """task: seq2seq
+base_model: {model}
+project_name: autotrain-seq2seq-hub-dataset
+log: tensorboard
+backend: local
+
+data:
+  path: {path}
+  train_split: train
+  valid_split: test
+  column_mapping:
+    text_column: dialogue
+    target_column: summary
+
+params:
+  max_seq_length: 512
+  epochs: 3
+  batch_size: 4
+  lr: 2e-5
+  optimizer: adamw_torch
+  scheduler: linear
+  gradient_accumulation: 1
+  mixed_precision: none
+
+hub:
+  username: ${{HF_USERNAME}}
+  token: ${{HF_TOKEN}}
+  push_to_hub: true"""
+
+
+def _sample_rows(root, n):
+    with (root / "data" / "sample" / "reports.csv").open(newline="") as f:
+        return list(csv.DictReader(f))[:n]
+
+
+def test_hub_dataset_config_as_shipped(tmp_path, monkeypatch):
+    """hub_dataset.yml with data.path pointing at a save_to_disk copy of the data set: every
+    setting lands where it should, `${VAR}` comes from the environment, the token becomes HF_TOKEN
+    for this process and no setting, and valid_split: test is not reused as the test split."""
+    from datasets import Dataset, DatasetDict
+
+    from tasks.data.sources import read_source
+
+    root = make_project(tmp_path / "proj")
+    rows = _sample_rows(root, 60)
+    dd = DatasetDict(
+        {
+            "train": Dataset.from_dict(
+                {"dialogue": [r["text"] for r in rows[:40]], "summary": [r["target"] for r in rows[:40]]}
+            ),
+            "test": Dataset.from_dict(
+                {"dialogue": [r["text"] for r in rows[40:]], "summary": [r["target"] for r in rows[40:]]}
+            ),
+        }
+    )
+    dd.save_to_disk(str(root / "samsum"))
+    config = root / "hub_dataset.yml"
+    config.write_text(HUB_DATASET_YML.format(model="scratch", path="samsum"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_USERNAME", "someone")
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
+    overrides = config_overrides(config)
+    assert "train.mixed_precision=none" in overrides and "train.tensorboard=true" in overrides
+    assert not any("hf_from_the_environment" in o or "someone" in o for o in overrides)
+    cfg = load_config(root=root, overrides=overrides)
+    assert cfg.train.mixed_precision is None and cfg.train.lr == 2e-5 and cfg.train.optimizer == "adamw_torch"
+    assert (cfg.ingest.text_column, cfg.ingest.target_column) == ("dialogue", "summary")
+    splits, _ = read_source(cfg)
+    assert sorted(splits) == ["train", "validation"]  # test is carved from train, not the validation split again
+    assert len(splits["validation"].frame) == 20
+
+
+@pytest.mark.integration
+def test_local_config_as_shipped_trains(tmp_path):
+    """local.yml, only data.path and base_model edited, through `s2s train --config`: it trains,
+    writes TensorBoard event files, registers in MLflow, declines to publish with one warning, and
+    prints no token."""
+    root = make_project(tmp_path / "proj", pipelines={"default": {"gates": {"min": {"rougeL": 0.0, "rouge1": 0.0}}}})
+    rows = _sample_rows(root, 160)
+    folder = root / "my_data"
+    folder.mkdir()
+    for name, part in (("train.csv", rows[:120]), ("test.csv", rows[120:])):
+        with (folder / name).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["text", "target"])
+            writer.writeheader()
+            writer.writerows(part)
+    config = root / "local.yml"
+    config.write_text(LOCAL_YML.format(model="scratch", path="my_data"))
+    env = {"S2S_ROOT": str(root), "HF_TOKEN": "hf_secret_token_value", "HF_USERNAME": "someone"}
+    proc = run_cli("train", "--config", str(config), cwd=root, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "hf_secret_token_value" not in out
+    assert out.count("not published to the hub") == 1
+    assert list(root.rglob("reports/tensorboard/events.out.tfevents.*"))
+    cfg = load_config(root=root)
+    client = tracking.client(cfg)
+    version = client.get_model_version_by_alias("autotrain-seq2seq-local", "champion")
+    params = client.get_run(version.run_id).data.params
+    assert params["train.lr"] == "2e-05" and params["train.epochs"] == "3.0"
+    assert params["ingest.valid_split"] == "test"

@@ -5,6 +5,8 @@ the README makes, checked the way a user would check it.
 """
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from conftest import make_project, run_cli
@@ -21,6 +23,14 @@ def test_default_run_is_promoted_and_a_crippled_run_is_not(tmp_path):
     good = run_cli("run", cwd=root, env=env)
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     assert "gate         : PROMOTED -> alias 'champion'" in good.stdout
+    # a quiet console: stage lines, the bar, the summary (at most 40 lines); the log file has the rest
+    console = (good.stdout + good.stderr).splitlines()
+    assert len(console) <= 40, "\n".join(console)
+    for noise in ("Traceback", "View at", "Concurrency limits", "missing keys", "INFO"):
+        assert noise not in good.stdout + good.stderr, noise
+    log_file = Path(next(line for line in console if line.startswith("log file")).split(":", 1)[1].strip())
+    logged = log_file.read_text()
+    assert re.search(r"step \d+: \{.*'loss'", logged), "the per-step dicts belong in the log file"
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     gates = load_config(root=root).promote.gates
     assert all(metrics[m] >= v for m, v in gates.min.items()), metrics

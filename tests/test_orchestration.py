@@ -37,6 +37,23 @@ def test_first_run_runs_every_stage_and_records_them_in_dvc_lock(clone, flowed_c
     assert proc.returncode == 0 and "Running stage" not in proc.stdout  # dvc agrees: nothing to do
 
 
+def test_each_run_publishes_its_summary_as_a_prefect_artifact(clone, flowed_clone):
+    """The run page's Artifacts tab shows the decision and the metrics table, read back from the
+    Prefect API (the same server the flow ran on)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    _, summary = flowed_clone
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["default-run"])))
+    assert found, "no artifact with key default-run"
+    text = found[-1].data
+    assert found[-1].type == "markdown" and found[-1].flow_run_id is not None
+    assert f"v{summary.version}: **PROMOTED**" in text
+    assert f"| {summary.primary} (primary) | {summary.metrics[summary.primary]:.4f} |" in text
+    assert summary.data_version in text
+
+
 def test_a_second_run_with_nothing_changed_computes_nothing(clone):
     from flows.pipeline import training_pipeline
 

@@ -81,7 +81,7 @@ def test_numbers_in_the_text_column_fail_the_type_check(project):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     msg = failure(path)
     assert "[train text] values are strings: FAILED (type)" in msg
-    assert "row 41: '12345' (text_type=int)" in msg and "setting: ingest.text_column" in msg
+    assert "row 41: 'summarize: 12345' (text_type=int)" in msg and "setting: ingest.text_column" in msg
 
 
 def test_nan_in_the_text_column(project):

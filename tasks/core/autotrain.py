@@ -8,6 +8,9 @@ do is refused with a message saying what to use instead.
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +64,10 @@ OTHER_PARAMS = {
 }
 BOOLEAN_FLAGS = ("peft", "auto_find_batch_size")
 IGNORED = ("train", "backend")  # `--train` and `backend: local` mean what s2s does anyway
-UNSUPPORTED = {
-    "push_to_hub": "models are registered in MLflow; publish a registered version to the hub yourself",
-    "username": "hub publishing is not supported; models are registered in MLflow",
-}
 
 
 # AutoTrain flags with no setting behind them (each gets its explanation in to_overrides)
+logger = logging.getLogger(__name__)
 FLAG_ONLY: dict[str, type] = {"log": str, "push_to_hub": bool, "username": str, "token": str}
 
 
@@ -101,19 +101,33 @@ def to_overrides(params: dict[str, Any]) -> list[str]:
     """``{"lr": 1e-4, "text_column": "article", ...}`` (AutoTrain names) -> ``["train.lr=0.0001", ...]``."""
     out: list[str] = []
     for key, value in params.items():
-        name = key.replace("-", "_")
+        name = str(key).replace("-", "_")
         if value is None or name in IGNORED:
             continue
-        if name in UNSUPPORTED:
-            if value:
-                raise ConfigError(f"AutoTrain option {key!r} is not supported: {UNSUPPORTED[name]}")
+        if name == "push_to_hub":
+            if value:  # declined, not an error: the run trains and registers as asked, it just does not publish
+                logger.warning(
+                    "push_to_hub: models are not published to the hub here; this run registers the "
+                    "model in MLflow (publish a registered version yourself; set push_to_hub: false "
+                    "to silence this)"
+                )
             continue
+        if name == "username":
+            continue  # only used for publishing to the hub
         if name == "log":
-            if value not in ("mlflow", "none"):
-                raise ConfigError(f"log={value!r}: runs are always tracked in MLflow; use log: mlflow or drop it")
+            value = str(value).lower()
+            if value == "tensorboard":
+                out.append("train.tensorboard=true")  # event files too; MLflow stays the record
+            elif value not in ("mlflow", "none"):
+                raise ConfigError(
+                    f"log={value!r}: runs are always tracked in MLflow; use log: mlflow, tensorboard "
+                    "(event files as well) or none"
+                )
             continue
-        if name == "token":  # a hub token for private models: from the environment, never a setting
-            raise ConfigError("pass the hub token as the HF_TOKEN environment variable, not as a flag or config value")
+        if name == "token":  # a hub token for private models: used from the environment, never a setting
+            if value and not os.environ.get("HF_TOKEN"):
+                os.environ["HF_TOKEN"] = str(value)  # this process only; scrubbed from every log
+            continue
         if name in TRAIN_PARAMS:
             out.append(f"train.{name}={_value(value)}")
         elif name in OTHER_PARAMS:
@@ -128,30 +142,56 @@ def to_overrides(params: dict[str, Any]) -> list[str]:
     return out
 
 
+ENV_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def expand_env(value: Any) -> Any:
+    """``${VAR}`` in AutoTrain config values, from the environment (unset: empty), recursively."""
+    if isinstance(value, str):
+        return ENV_VAR.sub(lambda m: os.environ.get(m.group(1), ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
 def config_overrides(path: Path) -> list[str]:
-    """An AutoTrain YAML config (``task: seq2seq``, ``base_model``, ``data``, ``params``, ...)."""
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the AutoTrain config: {exc}") from None
+    """An AutoTrain YAML config (``task: seq2seq``, ``base_model``, ``data``, ``params``, ``hub``),
+    as AutoTrain ships them: ``${VAR}`` values come from the environment, ``log: tensorboard``
+    writes event files too, ``mixed_precision: none`` means none, the hub token is used for
+    private models and publishing is declined with a note."""
+    from tasks.core.config import read_yaml
+
+    spec = expand_env(read_yaml(path, what="the AutoTrain config"))
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: an AutoTrain config is a mapping (task, base_model, data, params)")
     task = spec.pop("task", None)
     if task not in ("seq2seq", "text2text"):
         raise ConfigError(f"{path}: task is {task!r}; s2s trains seq2seq models (task: seq2seq)")
+
+    def mapping(value: Any, where: str, keys: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {where} must be a mapping ({keys}), got {value!r}")
+        return dict(value)
+
     flat: dict[str, Any] = {}
-    data = spec.pop("data", {}) or {}
+    data = mapping(spec.pop("data", None), "data", "path, train_split, valid_split, column_mapping")
     flat["data_path"] = data.pop("path", None)
     for key in ("train_split", "valid_split"):
         flat[key] = data.pop(key, None)
-    flat.update(data.pop("column_mapping", {}) or {})
+    flat.update(mapping(data.pop("column_mapping", None), "data.column_mapping", "text_column, target_column"))
     if data:
         raise ConfigError(
             f"{path}: unknown data key(s) {sorted(data)}; use path, train_split, valid_split, column_mapping"
         )
-    flat.update(spec.pop("params", {}) or {})
-    hub = spec.pop("hub", {}) or {}
-    if hub.get("push_to_hub"):
-        raise ConfigError(f"{path}: hub.push_to_hub is not supported: {UNSUPPORTED['push_to_hub']}")
+    flat.update(mapping(spec.pop("params", None), "params", "epochs, lr, batch_size, ..."))
+    hub = mapping(spec.pop("hub", None), "hub", "username, token, push_to_hub")
+    unknown = set(hub) - {"username", "token", "push_to_hub"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown hub key(s) {sorted(unknown)}; use username, token, push_to_hub")
+    flat.update(hub)
     flat.update(spec)  # base_model, project_name, log, backend
     return to_overrides(flat)

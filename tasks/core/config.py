@@ -36,7 +36,8 @@ DEFAULT_PIPELINE = "default"
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    # allow_inf_nan=False: `--set train.epochs=.inf` (YAML infinity) is refused, not trained forever
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 def _given(value: Any) -> Any:
@@ -95,7 +96,7 @@ class Ingest(Section):
     max_samples: int | None = Field(None, gt=0)
     strip: bool = True
     dedup: bool = True
-    seed: int = 42
+    seed: int = Field(42, ge=0)  # numpy's generators take no negative seed
 
     @model_validator(mode="after")
     def _ratios_leave_training_data(self) -> Ingest:
@@ -122,7 +123,7 @@ class Validate(Section):
     max_duplicate_rate: float = Field(0.0, ge=0.0, le=1.0)
     max_leakage_rate: float = Field(0.0, ge=0.0, le=1.0)
     max_copy_rate: float = Field(0.05, ge=0.0, le=1.0)
-    token_sample: int = Field(20_000, gt=0)
+    token_sample: int = Field(5_000, gt=0)  # rows per split tokenized (seeded sample above)
 
     @field_validator("min_rows")
     @classmethod
@@ -144,7 +145,7 @@ class Scratch(Section):
     num_decoder_layers: int = 2
     dropout_rate: float = 0.0
     vocab_size: int = Field(1000, ge=64)
-    tokenizer_sample: int = Field(100_000, gt=0)  # train rows the tokenizer is fitted on
+    tokenizer_chars: int = Field(450_000, gt=0)  # train text the tokenizer is fitted on (seeded sample above)
 
 
 class Rnn(Section):
@@ -182,7 +183,7 @@ class Train(Section):
     scheduler: Literal[SCHEDULERS] = "linear"  # type: ignore[valid-type]
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, ge=0.0)
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     logging_steps: int = -1
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
     auto_find_batch_size: bool = False
@@ -210,6 +211,7 @@ class Train(Section):
     freeze_encoder: bool = False
     freeze_embeds: bool = False
     resume: bool = True  # continue from the last complete checkpoint of an identical run
+    tensorboard: bool = False  # also write TensorBoard event files (reports/tensorboard); MLflow stays the record
 
     @field_validator("max_steps")
     @classmethod
@@ -222,6 +224,12 @@ class Train(Section):
     @classmethod
     def _yaml_no(cls, v: Any) -> Any:
         return "no" if v is False else v  # YAML 1.1 reads a bare `no` as false
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _no_mixed_precision(cls, v: Any) -> Any:
+        # AutoTrain writes `mixed_precision: none` (YAML reads `no` as false): both mean none
+        return None if v is False or (isinstance(v, str) and v.strip().lower() in ("none", "no", "fp32", "")) else v
 
     @field_validator("optimizer")
     @classmethod
@@ -555,17 +563,70 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping (plain YAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a plain value, not {type(key).__name__}", key_node.start_mark
+            ) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                f"key {key!r} first given on line {seen[key] + 1}",
+                node.start_mark,
+                f"repeated on line {key_node.start_mark.line + 1} (YAML would keep only the last)",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text, strictly: duplicate keys refused; errors name the line and what to fix."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        problem = " ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        raise ConfigError(f"{where}:{line} not valid YAML ({problem or str(exc).splitlines()[0]})") from None
+
+
+def read_yaml(path: Path, what: str = "") -> dict[str, Any]:
+    """A YAML file holding a mapping; every way it can be unreadable is one ConfigError."""
+    try:
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte order mark is fine
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (undecodable bytes on line {line}); save it as UTF-8") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: holds NUL bytes (a binary file?); {what or 'it'} must be YAML text")
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level, found {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping at the top level, found {type(data).__name__}" + (f" ({what})" if what else "")
+        )
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: top-level keys must be names, found {bad[0]!r}")
     return data
 
 
@@ -588,9 +649,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if len(parts) < 2:
         raise ConfigError(f"override {item!r} must name a section and a key, e.g. train.epochs=1")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
+    except ConfigError:
+        value = raw  # not YAML: the text as it is (the setting's type check has the last word)
     return parts, value
 
 
@@ -686,7 +747,7 @@ def load_pipelines(root: Path) -> dict[str, dict[str, Any]]:
     """The named pipelines of ``pipelines.yaml`` as raw mappings, each checked against the
     strict schema (unknown keys, cron, time zone, types) with errors naming pipeline and key."""
     path = root / PIPELINES_FILE
-    data = _read_yaml(path) if path.exists() else {DEFAULT_PIPELINE: {}}
+    data = read_yaml(path) if path.exists() else {DEFAULT_PIPELINE: {}}
     for name, spec in data.items():
         spec = spec or {}
         if not isinstance(spec, dict):
@@ -723,7 +784,7 @@ def load_config(
     Raises ConfigError naming the file, the key and the fix for anything unknown or invalid.
     """
     root = find_root(root)
-    params = _read_yaml(root / PARAMS_FILE)
+    params = read_yaml(root / PARAMS_FILE)
     for key in params:
         if key not in SECTIONS:
             raise ConfigError(

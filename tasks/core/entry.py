@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -13,45 +12,20 @@ from typing import Any
 
 from tasks.core.errors import PipelineError
 
-LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 
-
-def setup_logging(level: str | None = None, streams: bool = True) -> None:
-    """Configure logging once, at an entry point (never at import)."""
+def setup_logging(command: str = "run", verbose: bool = False, streams: bool = True) -> None:
+    """Configure logging once, at an entry point (never at import): a quiet console and a log
+    file under the project's ``.s2s/logs/`` (tasks/core/logs.py)."""
+    from tasks.core import logs
     from tasks.core.secrets import install_redaction
 
     install_redaction(streams=streams)  # credentials never reach a log line or the console
-    logging.basicConfig(level=level or os.environ.get("S2S_LOG_LEVEL", "INFO"), format=LOG_FORMAT, datefmt="%H:%M:%S")
-    # GX pins one of its module loggers to INFO, so it is named explicitly.
-    for noisy in (
-        "httpx",
-        "urllib3",
-        "alembic",
-        "mlflow.store.db.utils",
-        "great_expectations",
-        "great_expectations.data_context.types.base",
-        "absl",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log_file = None
+    with contextlib.suppress(PipelineError, OSError):
+        from tasks.core.config import find_root
 
-
-class HideUserErrorTracebacks(logging.Filter):
-    """Prefect logs every task failure with its traceback. For errors a user caused and can fix
-    (bad data, bad settings) the one-line message is the whole story; bugs keep their traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, PipelineError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def quiet_prefect_user_errors() -> None:
-    """Attach the filter to the loggers Prefect's engines report failures on (after import)."""
-    flt = HideUserErrorTracebacks()
-    for name in ("prefect.task_runs", "prefect.flow_runs"):
-        logging.getLogger(name).addFilter(flt)
+        log_file = logs.log_file_for(find_root(), command)
+    logs.configure(log_file, verbose=verbose or os.environ.get("S2S_LOG_LEVEL", "").upper() == "DEBUG")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +67,9 @@ def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}", description=f"Run the {name} stage.")
     add_config_flags(parser)
     parser.add_argument("--wait", action="store_true", help="wait for another run on this folder to finish")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every log line on the console")
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(f"stage-{name}", verbose=args.verbose)
     from tasks.core import locks, retry, signals
     from tasks.core.config import load_config
     from tasks.tracking.client import quiet_telemetry
@@ -117,6 +92,9 @@ def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None
         with holder:
 
             def attempt():
+                from tasks.core import logs
+
+                logs.adopt_libraries()
                 with owned(cfg) as owner:
                     return run(cfg, owner)
 

@@ -28,9 +28,10 @@ class DataError(PipelineError):
 class ValidationFailed(PipelineError):
     """The data-quality gate rejected the data; nothing was trained or registered."""
 
-    def __init__(self, message: str, report_path: str | None = None):
+    def __init__(self, message: str, report_path: str | None = None, result=None):
         super().__init__(message)
         self.report_path = report_path
+        self.result = result  # the full ValidateResult, for callers that want every check
 
 
 class TrackingError(PipelineError):

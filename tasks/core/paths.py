@@ -229,6 +229,10 @@ def write_guard(cfg: Config) -> Path:
     """Record the checked folders. dvc.yaml's first stage runs this (``python -m tasks.core.paths``),
     so a bad ``paths.*`` edit stops ``dvc repro`` before DVC removes the outputs of any stage."""
     checked = {k: cfg.relative(v) for k, v in output_settings(cfg).items()}
+    from tasks.core.project import code_fingerprint, is_checkout
+
+    if not is_checkout(cfg.root):  # the code is the installed package: its fingerprint stands for it
+        checked["code"] = code_fingerprint()
     return atomic_write_json(cfg.root / GUARD_FILE, checked)
 
 

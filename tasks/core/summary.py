@@ -30,6 +30,36 @@ def shown(name: str, value: float) -> str:
     return f"{name}={value:.2f}" if value > 1.0 else f"{name}={value:.4f}"
 
 
+def stage_figure(name: str, result: Any) -> str:
+    """The one figure that says how a stage went, for its console line."""
+    try:
+        if name == "ingest":
+            rows = "/".join(str(result.rows.get(k, 0)) for k in ("train", "validation", "test"))
+            return f"train/validation/test = {rows} rows, data version {result.data_version[:12]}"
+        if name == "validate":
+            return f"{len(result.checks)} checks passed" + (
+                f", {len(result.warnings)} warnings" if result.warnings else ""
+            )
+        if name == "train":
+            m = result.metrics
+            return (
+                f"{int(m.get('train_steps', 0))} steps, {m.get('train_tokens_per_s', 0):,.0f} tokens/s, "
+                f"final loss {m.get('train_loss_final', float('nan')):.3f}"
+            )
+        if name == "evaluate":
+            first = [result.primary] + [k for k in result.metrics if k != result.primary]
+            return "  ".join(shown(k, result.metrics[k]) for k in first if k in result.metrics) + (
+                f"  ({result.n_examples} {result.split} rows)"
+            )
+        if name == "register":
+            return f"{result.model_name} version {result.version}"
+        if name == "promote":
+            return "PROMOTED" if result.promoted else f"not promoted (failed: {', '.join(result.failed) or 'none'})"
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return ""
+
+
 @dataclass
 class RunSummary:
     pipeline: str
@@ -98,6 +128,45 @@ class RunSummary:
             return f"  (read back: '{self.champion_alias}' is now v{self.alias_now}, moved since)"
         return f"  (read back: '{self.champion_alias}' = v{self.alias_now})"
 
+    def markdown(self) -> str:
+        """The run as a markdown table: what the Prefect UI shows as the flow run's artifact, so a
+        run can be judged there as from the terminal."""
+        from tasks.core.secrets import redact
+
+        def cell(text: Any) -> str:
+            return str(text).replace("|", "\\|").replace("\n", " ")
+
+        verdict = "PROMOTED" if self.promoted else "NOT PROMOTED"
+        champion = self.champion or {}
+        names = [k for k in self.metrics if _in_summary(k)]
+        stages = "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
+        rows = [
+            f"## {self.model_name} v{self.version}: **{verdict}** (alias `{self.alias}`)",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| pipeline | `{self.pipeline}` |",
+            f"| data version | `{self.data_version}` |",
+            "| rows train/validation/test | "
+            + "/".join(str(self.rows.get(k, 0)) for k in ("train", "validation", "test"))
+            + " |",
+            f"| MLflow run | `{self.run_id}` |",
+            f"| registry read-back | {cell(self._read_back().strip(' ()'))} |",
+            f"| stages | {cell(stages or 'all up to date')} |",
+            "",
+            "| metric | candidate | champion" + (f" v{champion['version']}" if champion else "") + " |",
+            "|---|---|---|",
+        ]
+        for name in names:
+            theirs = champion.get("metrics", {}).get(name)
+            rows.append(
+                f"| {name}{' (primary)' if name == self.primary else ''} | {self.metrics[name]:.4f} | "
+                + (f"{theirs:.4f}" if theirs is not None else "-")
+                + " |"
+            )
+        rows += ["", "**Gate reasons**", ""] + [f"- {cell(r)}" for r in self.reasons]
+        return redact("\n".join(rows))
+
     def format(self) -> str:
         verdict = "PROMOTED" if self.promoted else "NOT PROMOTED"
         lines = [
@@ -146,4 +215,8 @@ class RunSummary:
         from tasks.core.secrets import redact
 
         lines.append(f"MLflow UI    : {redact(self.ui_command())}")
+        from tasks.core import logs
+
+        if logs.current_file() is not None:
+            lines.append(f"log file     : {logs.current_file()}")
         return "\n".join(lines)

@@ -91,35 +91,132 @@ def _first_bad_utf8(path: Path) -> tuple[int, bytes]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read one CSV / JSON Lines / Parquet file, with errors that name the file and line."""
+    """Read one CSV / JSON Lines / Parquet file strictly: a file a strict parser of its format
+    would reject is refused with its line number, never repaired (a lenient parse can merge two
+    rows into one). Awkward but valid files (a UTF-8 byte order mark, CRLF line ends, quoted
+    delimiters and newlines) are read as they are."""
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .jsonl or .parquet")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty")
+    if kind == "parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow's errors (a truncated file, a bad footer) have no common base
+            raise DataError(
+                f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}); re-export it"
+            ) from None
+    raw = path.read_bytes()
     try:
-        if kind == "csv":
-            try:  # Arrow's reader is ~4x faster; fall back to pandas' for its line-level errors
-                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], engine="pyarrow")
-            except Exception:
-                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
-        return pd.read_parquet(path)
+        raw.decode("utf-8")
     except UnicodeDecodeError:
         line, snippet = _first_bad_utf8(path)
         raise DataError(
             f"{path}: not valid UTF-8 at line {line} (near {snippet!r}); re-export the file as UTF-8"
         ) from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} has no rows (not even a header)") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).split("C error: ")[-1].strip()
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise DataError(f"{path}: a NUL byte on line {line}: a binary file, or a broken export")
+    return _read_csv(path, raw) if kind == "csv" else _read_jsonl(path, raw)
+
+
+def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    text = raw.decode("utf-8-sig")
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")), None)
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV at line 1 (the header): {exc}") from None
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{path} has no header line (the column names)")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
         raise DataError(
-            f"{path}: malformed {kind.upper()}: {detail}; quote fields that contain the delimiter or newlines"
-        ) from None
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot be parsed as {kind}: {str(exc).splitlines()[0]}") from None
+            f"{path}: line 1 names column(s) {', '.join(map(repr, dupes))} more than once; "
+            "rename them so each column has one name"
+        )
+    # an unterminated quote swallows the rest of the file into one field; an odd number of quote
+    # characters is its sign (escaped quotes come in pairs)
+    trouble = raw.count(b'"') % 2 == 1
+    if not trouble:
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(raw),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={h: pa.string() for h in header}, null_values=[""], strings_can_be_null=True
+                ),
+            )
+            return table.to_pandas()
+        except pa.ArrowInvalid:
+            trouble = True
+    line, problem = _csv_problem(text, len(header))
+    raise DataError(
+        f"{path}: malformed CSV at line {line}: {problem}; quote fields that contain the delimiter, "
+        "quotes or newlines (and double the quotes inside them)"
+    )
+
+
+def _csv_problem(text: str, width: int) -> tuple[int, str]:
+    """Where a strict CSV parser stops, and why (the slow path, only for a file already refused)."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    line = 1
+    try:
+        for record in reader:
+            if reader.line_num > 1 and record and len(record) != width:
+                return reader.line_num, f"{len(record)} fields where the header has {width}"
+            line = reader.line_num
+    except csv.Error as exc:
+        return max(reader.line_num, line), str(exc)
+    return line, "a quote that is never closed"
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON (use null)")
+
+
+def _read_jsonl(path: Path, raw: bytes) -> pd.DataFrame:
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.json as pajson
+
+    lenient = any(token in raw for token in (b"NaN", b"Infinity"))  # Arrow accepts them; JSON does not
+    if not lenient:
+        try:
+            return pajson.read_json(io.BytesIO(raw.removeprefix(b"\xef\xbb\xbf"))).to_pandas()
+        except pa.ArrowInvalid:
+            pass  # a parse error or a column of mixed types: the strict path below says which
+    records = []
+    for number, line in enumerate(raw.decode("utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise DataError(
+                f"{path}: line {number} is not valid JSON ({exc}); each line must be one JSON object"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "
+                'each line must be one object like {"text": ..., "target": ...}'
+            )
+        records.append(obj)
+    if not records:
+        raise DataError(f"{path} has no records")
+    return pd.DataFrame.from_records(records)
 
 
 def _is_hf_disk(folder: Path) -> bool:
@@ -145,7 +242,10 @@ def _select(available: dict, cfg: Config, where: str) -> dict[str, str]:
         ("test", ic.test_split, "test_split"),
     ):
         name = parse_split(spec)[0] if spec else None
-        found = _find_split(available, name, role)
+        # a split already given another role is not taken again by default (AutoTrain's
+        # `valid_split: test` must not also become the frozen test split)
+        unclaimed = available if spec else {k: v for k, v in available.items() if k not in chosen.values()}
+        found = _find_split(unclaimed, name, role)
         if found is None and (spec or role == "train"):
             raise DataError(
                 f"{where}: no {role} split named {name or role!r}; found {', '.join(sorted(available)) or 'nothing'}. "

@@ -35,7 +35,9 @@ def quiet_telemetry() -> None:
         "HF_DATASETS_OFFLINE": os.environ.get("HF_DATASETS_OFFLINE", "0"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DVC_NO_ANALYTICS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
+        # both cores for tokenizing and fitting the tokenizer; set explicitly, so a later fork
+        # (a git subprocess) prints no warning
+        "TOKENIZERS_PARALLELISM": "true",
         # MLflow's client retries a dead server 7 times with exponential backoff (minutes);
         # fail fast instead and let the pipeline's own retries (pipelines.yaml) do the waiting.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
