@@ -321,6 +321,75 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Answer for a version awaiting approval (gates.approval: required): approve or --reject."""
+    _prepare_env()
+    from tasks.core.config import load_config
+    from tasks.promote import approve, resume_waiting_flow
+
+    cfg = load_config(args.pipeline, args.overrides)
+    result = approve(cfg, args.version, not args.reject, args.reason or "")
+    resumed = resume_waiting_flow(cfg, args.version, not args.reject, args.reason or "", "")
+    if resumed:
+        print(f"the waiting flow run {resumed} was resumed with this answer")
+    return _decision(f"{result.model_name} v{result.version}", result)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """The champion history: every alias move, what was champion at a time and why, --verify."""
+    _prepare_env()
+    from datetime import UTC, datetime
+
+    from tasks.core.config import load_config
+    from tasks.core.errors import ConfigError
+    from tasks.tracking import history
+
+    cfg = load_config(args.pipeline, args.overrides)
+    name = cfg.register.model_name
+    chain = history.entries(cfg, name)
+    if args.verify:
+        problems = history.verify(cfg, name)
+        if problems:
+            print(f"{name}: the champion history does NOT verify ({len(problems)} problem(s)):")
+            for p in problems:
+                print(f"  - {p}")
+            return 1
+        print(f"{name}: the champion history verifies: {len(chain)} entries, every hash and link intact")
+        return 0
+    if args.at:
+        try:
+            when = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"--at {args.at!r}: give an ISO time, e.g. 2026-03-03 or 2026-03-03T14:00:00Z") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        entry, version = history.champion_at(chain, when)
+        if entry is None:
+            print(f"{name} had no champion at {when.isoformat()}")
+            return 0
+        print(f"{name} at {when.isoformat()}: champion v{version}")
+        print(f"  since {entry['time']} ({entry['op']} by {entry['who']}, entry {entry['seq']})")
+        print(f"  data version {entry.get('data_version') or '-'}, git commit {entry.get('git_commit') or '-'}")
+        for reason in entry.get("reasons") or []:
+            print(f"  - {reason}")
+        return 0
+    if not chain:
+        print(f"{name} has no champion history yet")
+        return 0
+    print(f"{name}: {len(chain)} alias changes, oldest first")
+    for e in chain:
+        if "unreadable" in e:
+            print(f"  {e['_key']}: unreadable ({e['unreadable']})")
+            continue
+        moved = (
+            f"champion v{e.get('champion_before') or '-'} -> v{e.get('champion_after') or '-'}"
+            if e.get("op") != "reject"
+            else f"v{e.get('version')} rejected (champion stays v{e.get('champion_before') or '-'})"
+        )
+        print(f"  {e['seq']:>4}  {e['time'][:19]}  {e['op']:<8} {moved}  by {e['who']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s2s",
@@ -405,6 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="move the champion alias back to the previous champion")
     add_config_flags(rollback)
     rollback.set_defaults(func=cmd_rollback)
+
+    appr = sub.add_parser("approve", help="approve (or --reject) a version awaiting approval")
+    appr.add_argument("version", help="the version awaiting approval (alias pending_approval)")
+    appr.add_argument("--reject", action="store_true", help="reject it instead")
+    appr.add_argument("--reason", help="why (recorded on the version and in the champion history)")
+    add_config_flags(appr)
+    appr.set_defaults(func=cmd_approve)
+
+    hist = sub.add_parser("history", help="the champion history: every alias move, what served when and why")
+    hist.add_argument("--at", help="what was champion at this time (ISO, UTC unless given), and why")
+    hist.add_argument("--verify", action="store_true", help="check every entry's hash and link; exit 1 if tampered")
+    add_config_flags(hist)
+    hist.set_defaults(func=cmd_history)
 
     compare = sub.add_parser("compare", help="registered versions side by side: metrics, data versions, aliases")
     compare.add_argument("--limit", type=int, default=10, help="newest N versions (default: %(default)s)")

@@ -9,6 +9,8 @@ holds what the result names; see tasks/core/dvc_cache.py).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 import time
 from dataclasses import asdict
@@ -18,7 +20,7 @@ from prefect import flow, get_run_logger
 from flows.stages import for_pipeline, promote_version_task
 from tasks import promote as promote_stage
 from tasks import register as register_stage
-from tasks.core import locks, logs
+from tasks.core import locks, logs, notify
 from tasks.core.config import Config, load_config
 from tasks.core.dvc_cache import StageCache
 from tasks.core.errors import ValidationFailed
@@ -138,9 +140,88 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
 @flow(name="training-pipeline")
 def training_pipeline(pipeline: str = "default", overrides: list[str] | None = None, force: bool = False) -> RunSummary:
     """Run every stage of ``pipeline`` (pipelines.yaml) with optional ``section.key=value`` overrides."""
-    summary = run_stages(load_config(pipeline, overrides or []), force)
+    cfg = load_config(pipeline, overrides or [])
+    with failures_told(cfg):
+        summary = await_approval(cfg, run_stages(cfg, force))
     publish(f"{pipeline}-run", summary.markdown(), f"{summary.model_name} v{summary.version}")
+    tell(cfg, summary)
     return summary
+
+
+@contextlib.contextmanager
+def failures_told(cfg: Config):
+    """A run that fails (bad data, a stage error, an interruption) is one ``failed`` event."""
+    from tasks.core.secrets import redact
+
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, (GeneratorExit,)):
+            notify.send(cfg, "failed", error=redact(f"{type(exc).__name__}: {exc}")[:2000])
+        raise
+
+
+def await_approval(cfg: Config, summary: RunSummary) -> RunSummary:
+    """gates.approval: required: the candidate passed; pause the flow run with a form (approve,
+    reason) until a person answers or approval_timeout_s passes (then gates.on_timeout decides).
+    Paused outside the project lock and the MLflow run: a long wait blocks nobody."""
+    if not summary.awaiting:
+        return summary
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+    from prefect.input import RunInput
+
+    class Approval(RunInput):
+        approve: bool = False
+        reason: str = ""
+        approver: str = ""
+
+    gates = cfg.promote.gates
+    notify.send(cfg, "awaiting_approval", version=summary.version, reasons=summary.reasons, metrics=summary.metrics)
+    logs.progress(
+        "promote: v%s passed the gates and awaits approval: resume this flow run in the Prefect UI "
+        "(approve, reason) or run `s2s approve %s [--reject] --reason ...`; %s after %d s",
+        summary.version,
+        summary.version,
+        gates.on_timeout,
+        gates.approval_timeout_s,
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=Approval, timeout=gates.approval_timeout_s, poll_interval=2, key="approval"
+        )
+        result = promote_stage.approve(cfg, summary.version, answer.approve, answer.reason, answer.approver)
+    except FlowPauseTimeout:
+        result = promote_stage.approve(
+            cfg,
+            summary.version,
+            gates.on_timeout == "promote",
+            f"no answer within {gates.approval_timeout_s} s: {gates.on_timeout} (gates.on_timeout)",
+            "timeout",
+        )
+    result.save(cfg.path("reports"))
+    holder = registry.alias_version(cfg, result.model_name, cfg.promote.alias)
+    return dataclasses.replace(
+        summary,
+        promoted=result.promoted,
+        awaiting=False,
+        alias=result.alias,
+        reasons=result.reasons,
+        alias_now=str(holder.version) if holder else None,
+    )
+
+
+def tell(cfg: Config, summary: RunSummary) -> None:
+    notify.send(
+        cfg,
+        "promoted" if summary.promoted else "rejected",
+        version=summary.version,
+        champion=summary.alias_now,
+        reasons=summary.reasons,
+        metrics=summary.metrics,
+        intervals=(summary.champion or {}).get("intervals", {}),
+        data_version=summary.data_version,
+    )
 
 
 def publish(key: str, markdown: str, description: str) -> None:
@@ -159,20 +240,25 @@ def publish(key: str, markdown: str, description: str) -> None:
 def retrain(pipeline: str = "default") -> RunSummary | None:
     """The scheduled run: skip, saying why, when the data and settings are the champion's."""
     cfg = load_config(pipeline)
-    reason = skip_reason(cfg)
-    if reason:
-        get_run_logger().info("retrain of %r skipped: %s", pipeline, reason)
-        publish(f"{pipeline}-retrain", f"## retrain of `{pipeline}` skipped\n\n{reason}", "skipped")
-        return None
-    summary = run_stages(cfg)
+    with failures_told(cfg):
+        reason = skip_reason(cfg)
+        if reason:
+            get_run_logger().info("retrain of %r skipped: %s", pipeline, reason)
+            publish(f"{pipeline}-retrain", f"## retrain of `{pipeline}` skipped\n\n{reason}", "skipped")
+            notify.send(cfg, "skipped", reasons=[reason])
+            return None
+        summary = await_approval(cfg, run_stages(cfg))
     publish(f"{pipeline}-retrain", summary.markdown(), f"{summary.model_name} v{summary.version}")
+    tell(cfg, summary)
     return summary
 
 
 @flow(name="promotion")
 def promotion(version: str, pipeline: str = "default", force: bool = False, reason: str | None = None) -> dict:
     """Promote a registered version by hand, through the gates unless forced (recorded)."""
-    result = promote_version_task(load_config(pipeline), version, force, reason)
+    cfg = load_config(pipeline)
+    with failures_told(cfg):
+        result = promote_version_task(cfg, version, force, reason)
     get_run_logger().info(
         "%s v%s: %s (%s)",
         result.model_name,
@@ -188,5 +274,14 @@ def promotion(version: str, pipeline: str = "default", force: bool = False, reas
         + "\n\n"
         + "\n".join(f"- {r}" for r in result.reasons),
         verdict.lower(),
+    )
+    notify.send(
+        cfg,
+        "promoted" if result.promoted else "rejected",
+        version=result.version,
+        champion=result.champion,
+        champion_before=result.previous_champion,
+        reasons=result.reasons,
+        forced=force,
     )
     return asdict(result)

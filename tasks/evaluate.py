@@ -25,7 +25,7 @@ from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
-from tasks.metrics import score
+from tasks.metrics import bootstrap, score
 from tasks.modeling.generation import generate
 from tasks.tracking import registry
 from tasks.tracking.run import RunHandle, owned
@@ -119,7 +119,26 @@ def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, bucket
     names = [k for k in candidate if _scored(k)]
     fig, ax = plt.subplots(figsize=(6, 3))
     x = np.arange(len(names))
-    ax.bar(x - 0.2 if champion else x, [candidate[n] for n in names], 0.4, label="candidate")
+    # error bars: where the candidate's score could be, given the champion's on the same rows and
+    # the paired-bootstrap interval of their difference (what the certified gates judge)
+    ivs = (champion or {}).get("intervals") or {}
+    errors = None
+    if ivs:
+        errors = np.array(
+            [
+                [ivs[n]["diff"] - ivs[n]["low"], ivs[n]["high"] - ivs[n]["diff"]] if n in ivs else [0.0, 0.0]
+                for n in names
+            ]
+        ).T
+    conf = next(iter(ivs.values()))["confidence"] if ivs else None
+    ax.bar(
+        x - 0.2 if champion else x,
+        [candidate[n] for n in names],
+        0.4,
+        yerr=errors,
+        capsize=3,
+        label="candidate" + (f" ({conf:.0%} paired interval)" if conf else ""),
+    )
     if champion:
         ax.bar(x + 0.2, [champion["metrics"].get(n, 0.0) for n in names], 0.4, label=f"champion v{champion['version']}")
     ax.set_xticks(x, names)
@@ -274,6 +293,9 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
                 champ_metrics, champ_per, *_ = run_model(cfg, folder, texts, refs, prefix, f"champion v{version}")
                 champion = {"version": version, "metrics": champ_metrics}
                 champion_scores = champ_per.get(primary)
+                confidence = cfg.promote.gates.confidence
+                if confidence is not None:  # the certified gates' evidence: paired, same rows
+                    champion["intervals"] = bootstrap.intervals(per_example, champ_per, confidence)
 
     reports = cfg.path("reports")
     reports.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 PREVIOUS = "previous_champion"
+PENDING_APPROVAL = "pending_approval"
 EPS = 1e-12  # float noise, not a tolerance
 
 
@@ -42,7 +43,12 @@ class Decision:
     failed: tuple[str, ...] = ()  # names of the gates that failed
 
 
-def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates: Gates) -> Decision:
+def decide(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    gates: Gates,
+    intervals: dict[str, dict] | None = None,
+) -> Decision:
     """Pass only if every gate holds. ``champion`` is None when there is none yet.
 
     Gates: ``min`` / ``max`` absolute bounds; beat the champion on ``primary`` by at least
@@ -50,12 +56,32 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
     "Beat" and "lose" follow each metric's direction in the registry (tasks/metrics/): for a
     lower-is-better metric, a gain is a decrease. A metric the candidate lacks fails its gate;
     one the champion lacks skips the comparison.
+
+    Certified (``gates.confidence`` set and ``intervals`` holding the paired-bootstrap interval of
+    candidate - champion for the metric): the *lower bound* of the primary metric's gain must
+    reach ``min_delta`` and its observed gain be above zero (a tie never replaces the champion),
+    and the *upper bound* of each listed metric's drop must stay within its tolerance. Without
+    an interval for a metric (the champion was not re-scored on the same rows) the point
+    estimate decides, and the reason says so.
     """
     from tasks import metrics
+    from tasks.metrics.bootstrap import Interval
+
+    def lower_is_better(metric: str) -> bool:
+        m = metrics.get(metric)
+        return m is not None and m.higher_is_better is False
 
     def gain(metric: str, c: float, h: float) -> float:  # candidate over champion, in the better direction
-        m = metrics.get(metric)
-        return h - c if m is not None and m.higher_is_better is False else c - h
+        return h - c if lower_is_better(metric) else c - h
+
+    def gain_interval(metric: str) -> tuple[float, float, float, Interval] | None:
+        """(observed gain, its lower bound, its upper bound, the interval) when certified."""
+        if gates.confidence is None or not intervals or metric not in intervals:
+            return None
+        iv = Interval.from_dict(intervals[metric])
+        if lower_is_better(metric):
+            return -iv.diff, -iv.high, -iv.low, iv
+        return iv.diff, iv.low, iv.high, iv
 
     reasons: list[str] = []
     failed: list[str] = []
@@ -97,13 +123,29 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
                 check(False, "beat_champion", f"{primary} is missing from the candidate's metrics")
             elif h is None:
                 reasons.append(f"the champion has no {primary}: beat-the-champion skipped")
+            elif (certified := gain_interval(primary)) is not None:
+                observed, low, high, iv = certified
+                ok = low >= gates.min_delta - EPS and observed > EPS
+                check(
+                    ok,
+                    "beat_champion",
+                    f"{primary} {c:.4f} vs champion {h:.4f}: gain {observed:+.4f}, {iv.confidence:.0%} interval "
+                    f"[{low:+.4f}, {high:+.4f}]: lower bound {low:+.4f} "
+                    + (
+                        f"{'>=' if low >= gates.min_delta - EPS else '<'} min_delta {gates.min_delta}"
+                        if observed > EPS or low < gates.min_delta - EPS
+                        else "but no gain at all (a tie keeps the champion)"
+                    )
+                    + f" (paired bootstrap, n={iv.n})",
+                )
             else:
                 delta = gain(primary, c, h)
                 check(
                     delta >= gates.min_delta - EPS,
                     "beat_champion",
                     f"{primary} {c:.4f} vs champion {h:.4f}: {delta:+.4f} "
-                    f"{'>=' if delta >= gates.min_delta - EPS else '<'} min_delta {gates.min_delta}",
+                    f"{'>=' if delta >= gates.min_delta - EPS else '<'} min_delta {gates.min_delta}"
+                    + (" (point estimates: no paired scores)" if gates.confidence is not None else ""),
                 )
         for metric, tolerance in sorted(gates.max_regression.items()):
             c, h = candidate.get(metric), champion.get(metric)
@@ -111,6 +153,16 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
                 check(False, f"regression.{metric}", f"{metric} is missing from the candidate's metrics")
             elif h is None:
                 reasons.append(f"the champion has no {metric}: regression check skipped")
+            elif (certified := gain_interval(metric)) is not None:
+                observed, low, high, iv = certified
+                worst = -low  # the upper bound of the drop
+                check(
+                    worst <= tolerance + EPS,
+                    f"regression.{metric}",
+                    f"{metric} {c:.4f} vs champion {h:.4f}: drop {max(-observed, 0):.4f}, {iv.confidence:.0%} "
+                    f"upper bound {max(worst, 0):.4f} {'<=' if worst <= tolerance + EPS else '>'} "
+                    f"tolerance {tolerance}",
+                )
             else:
                 drop = -gain(metric, c, h)
                 check(
@@ -125,6 +177,13 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, gates
 
 
 # -- registry side effects -----------------------------------------------------------------
+
+
+def interval_tags(intervals: dict[str, dict] | None) -> dict[str, str]:
+    """``promotion.interval.<metric>``: candidate - champion with its paired-bootstrap interval."""
+    from tasks.metrics.bootstrap import Interval
+
+    return {f"promotion.interval.{k}": Interval.from_dict(v).text() for k, v in (intervals or {}).items()}
 
 
 def version_metrics(version) -> dict[str, float]:
@@ -168,8 +227,9 @@ def _apply(
     previous: str | None,
     basis: str,
     extra: dict[str, str] | None = None,
+    intervals: dict[str, dict] | None = None,
 ) -> PromoteResult:
-    """Record the decision, then move the aliases as one recoverable change."""
+    """Record the decision, then move the aliases as one recoverable change (and the history entry)."""
     alias = cfg.promote.alias
     _record(cfg, name, version, decision, previous, basis, extra)
     if decision.promote:
@@ -180,11 +240,28 @@ def _apply(
         champion = version
     else:
         changes, champion = {CHALLENGER: version}, previous
+    if (extra or {}).get("promotion.approved_by"):
+        changes[PENDING_APPROVAL] = None  # the wait is over, in the same recoverable change
+    op = "promote" if decision.promote else "reject"
+    if (extra or {}).get("promotion.approved_by"):
+        op = "approve" if decision.promote else "reject"
+    elif (extra or {}).get("promotion.forced") == "true":
+        op = "force"
+    elif (extra or {}).get("promotion.manual") == "true":
+        op = "manual"
     registry.move_aliases(
         cfg,
         name,
         changes,
-        {"op": "promote" if decision.promote else "reject", "version": version, "champion_before": previous},
+        {
+            "op": op,
+            "version": version,
+            "champion_before": previous,
+            "decision": "promoted" if decision.promote else "rejected",
+            "reasons": list(decision.reasons),
+            "intervals": intervals or {},
+            "basis": basis,
+        },
         lock,
     )
     return PromoteResult(
@@ -197,6 +274,139 @@ def _apply(
         previous_champion=previous,
         champion=champion,
     )
+
+
+def _await(
+    cfg: Config,
+    lock,
+    name: str,
+    version: str,
+    decision: Decision,
+    previous: str | None,
+    basis: str,
+    extra: dict[str, str],
+    intervals: dict[str, dict] | None,
+) -> PromoteResult:
+    """Passed the gates; a person decides (gates.approval: required). The version takes the
+    ``pending_approval`` alias; ``approve`` finishes it either way."""
+    from tasks.tracking.client import prefect_flow_run_id
+
+    reasons = (*decision.reasons, "passed the gates: awaiting approval")
+    _record(
+        cfg,
+        name,
+        version,
+        Decision(False, reasons),
+        previous,
+        basis,
+        {
+            **extra,
+            "promotion.decision": "awaiting_approval",
+            "promotion.flow_run": prefect_flow_run_id() or "",
+            "promotion.prefect_api": _prefect_api(),
+        },
+    )
+    registry.move_aliases(
+        cfg,
+        name,
+        {PENDING_APPROVAL: version},
+        {
+            "op": "await",
+            "version": version,
+            "champion_before": previous,
+            "decision": "awaiting approval",
+            "reasons": list(reasons),
+            "intervals": intervals or {},
+            "basis": basis,
+        },
+        lock,
+    )
+    return PromoteResult(
+        model_name=name,
+        version=version,
+        promoted=False,
+        reasons=list(reasons),
+        failed=[],
+        alias=PENDING_APPROVAL,
+        previous_champion=previous,
+        champion=previous,
+        awaiting=True,
+    )
+
+
+def _prefect_api() -> str:
+    """The Prefect API the waiting flow run lives on (so `s2s approve` can resume it)."""
+    import sys
+
+    if "prefect" not in sys.modules:
+        return ""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or ""
+
+
+def resume_waiting_flow(cfg: Config, version: str, approved: bool, reason: str, approver: str) -> str | None:
+    """Resume the flow run that waits on ``version`` with the same answer (best effort). Returns
+    the flow run id when it was resumed."""
+    candidate = registry.get_version(cfg, cfg.register.model_name, str(version))
+    tags = (candidate.tags or {}) if candidate is not None else {}
+    flow_run, api = tags.get("promotion.flow_run"), tags.get("promotion.prefect_api")
+    if not flow_run or not api:
+        return None
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            resume_flow_run(UUID(flow_run), run_input={"approve": approved, "reason": reason, "approver": approver})
+    except Exception as exc:  # the run finished, timed out, or its server is gone: the registry has the answer
+        logger.info("flow run %s was not resumed (%s)", flow_run, exc)
+        return None
+    return flow_run
+
+
+def approve(cfg: Config, version: str, approved: bool, reason: str = "", approver: str = "") -> PromoteResult:
+    """A person's answer for a version awaiting approval (or the timeout's configured outcome).
+    The champion must not have moved since the gates compared with it; if it did, the comparison
+    is stale and the version is rejected with that reason. Answering a version already decided
+    returns its recorded outcome and changes nothing."""
+    name = str(cfg.register.model_name)
+    version = str(version)
+    approver = approver or getpass.getuser()
+    with registry.locked_model(cfg, name) as lock:
+        pending = registry.alias_version(cfg, name, PENDING_APPROVAL)
+        candidate = registry.get_version(cfg, name, version)
+        if candidate is None:
+            raise ConfigError(f"{name} has no version {version}; see `s2s compare`")
+        tags = candidate.tags or {}
+        if pending is None or str(pending.version) != version:
+            decided = tags.get("promotion.decision", "")
+            if decided in ("promoted", "rejected"):
+                current = registry.alias_version(cfg, name, cfg.promote.alias)
+                return PromoteResult(
+                    model_name=name,
+                    version=version,
+                    promoted=decided == "promoted",
+                    reasons=[r for r in tags.get("promotion.reasons", "").split("; ") if r],
+                    failed=[],
+                    alias=cfg.promote.alias if decided == "promoted" else CHALLENGER,
+                    previous_champion=tags.get("promotion.champion_before"),
+                    champion=str(current.version) if current else None,
+                )
+            raise ConfigError(f"{name} v{version} is not awaiting approval (decision: {decided or 'none'})")
+        before = tags.get("promotion.champion_before")
+        before = None if before in (None, "", "none") else before
+        current = registry.alias_version(cfg, name, cfg.promote.alias)
+        now = str(current.version) if current else None
+        prior = [r for r in tags.get("promotion.reasons", "").split("; ") if r and "awaiting approval" not in r]
+        said = f"{'approved' if approved else 'rejected'} by {approver}" + (f": {reason}" if reason else "")
+        if approved and now != before:
+            approved, said = False, f"{said}; but the champion moved from v{before} to v{now} while it waited: re-run"
+        decision = Decision(approved, (*prior, said), () if approved else ("approval",))
+        extra = {"promotion.approved_by": approver, "promotion.approval_reason": reason}
+        return _apply(cfg, lock, name, version, decision, now, tags.get("promotion.compared_on", ""), extra)
 
 
 def _already(cfg: Config, name: str, version: str, previous: str | None) -> PromoteResult:
@@ -225,10 +435,12 @@ def promote(
             prior = registry.aliases(cfg, name).get(PREVIOUS)
             result = _already(cfg, name, version, prior)
         else:
+            intervals = None
             if current is None:
                 champion, basis = None, "no champion"
             elif evaluated.champion and str(evaluated.champion["version"]) == previous:
                 champion, basis = evaluated.champion["metrics"], f"champion v{previous} re-scored on the same rows"
+                intervals = evaluated.champion.get("intervals")
             else:
                 champion = version_metrics(current)
                 basis = (
@@ -236,8 +448,14 @@ def promote(
                     if evaluated.champion
                     else f"champion v{previous}: its recorded metrics"
                 )
-            decision = decide(evaluated.metrics, champion, _gates(cfg, evaluated.primary))
-            result = _apply(cfg, lock, name, version, decision, previous, basis)
+            gates = _gates(cfg, evaluated.primary)
+            decision = decide(evaluated.metrics, champion, gates, intervals)
+            extra = interval_tags(intervals) if gates.confidence is not None else {}
+            if decision.promote and gates.approval == "required":
+                result = _await(cfg, lock, name, version, decision, previous, basis, extra, intervals)
+            else:
+                result = _apply(cfg, lock, name, version, decision, previous, basis, extra, intervals)
+            result.intervals = intervals or {}
     if run is not None:
         run.set_tags({"promotion.decision": "promoted" if result.promoted else "rejected"})
     result.save(cfg.path("reports"))
@@ -254,6 +472,8 @@ def promote(
 def is_current(cfg: Config, result: PromoteResult) -> bool:
     """A cached decision still holds: the alias points where it says (the champion it made, or the
     champion it lost to). Otherwise promotion runs again against the registry as it is."""
+    if result.awaiting:  # a person's answer is not something a cache can reuse
+        return False
     current = registry.alias_version(cfg, result.model_name, cfg.promote.alias)
     holder = str(current.version) if current else None
     return holder == (result.version if result.promoted else result.champion)
@@ -322,7 +542,19 @@ def rollback(cfg: Config) -> tuple[str, str]:
             "recording the rollback",
         )
         changes: dict[str, str | None] = {cfg.promote.alias: new, PREVIOUS: old}
-        registry.move_aliases(cfg, name, changes, {"op": "rollback", "version": new, "champion_before": old}, lock)
+        registry.move_aliases(
+            cfg,
+            name,
+            changes,
+            {
+                "op": "rollback",
+                "version": new,
+                "champion_before": old,
+                "decision": "rolled back",
+                "reasons": [f"rollback by {getpass.getuser()}: v{old} -> v{new} ({PREVIOUS})"],
+            },
+            lock,
+        )
         return old or "none", new
 
 

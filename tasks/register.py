@@ -18,7 +18,7 @@ from tasks.core.config import Config
 from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 from tasks.tracking import client as tracking
-from tasks.tracking import registry
+from tasks.tracking import lineage, registry
 from tasks.tracking.run import RunHandle
 
 logger = logging.getLogger(__name__)
@@ -253,6 +253,10 @@ def _new_version(
     exported = exported_model(cfg, trained)
     card = model_card(cfg, trained, evaluated, ingested, exported)
     logged = registry.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card), "logging the model")
+    linked = lineage.model_metrics(evaluated.metrics, logged.model_id, trained.run_id, ingested.data_version, "test")
+    registry.call(  # the model page shows them as metrics, measured on the test dataset
+        cfg, lambda: c.log_batch(trained.run_id, metrics=linked), "logging the model's metrics"
+    )
     mv = registry.call(
         cfg,
         lambda: c.create_model_version(

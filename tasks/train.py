@@ -29,6 +29,7 @@ from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
 from tasks.modeling import models as modeling
 from tasks.modeling.runtime import Runtime
+from tasks.tracking import lineage
 from tasks.tracking.run import RunHandle, log_validation
 
 logger = logging.getLogger(__name__)
@@ -599,9 +600,11 @@ def trainer_class(window: int):
 
 
 def log_inputs(cfg: Config, ingested: IngestResult, run: RunHandle) -> None:
-    """What a fresh run records before training: the validation report and the split sizes."""
+    """What a fresh run records before training: the validation report, the split sizes, and
+    the splits as MLflow datasets whose digest is the data version (tasks/tracking/lineage.py)."""
     log_validation(cfg, run)
     run.log_metrics({f"data_rows_{k}": v for k, v in ingested.rows.items()})
+    run.log_inputs(lineage.dataset_inputs(cfg, ingested))
 
 
 def _system_metrics(cfg: Config, run_id: str):

@@ -5,6 +5,7 @@ a hook (stop the server) in the middle of a chosen call. No pytest in here: benc
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -197,5 +198,39 @@ class FaultProxy:
 
     def close(self) -> None:
         self.clear()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 (a real HTTP server in a thread): records each POSTed JSON
+    body; answers ``fail_first`` requests with ``fail_status`` before it starts accepting."""
+
+    def __init__(self, fail_first: int = 0, fail_status: int = 503):
+        self.events: list[dict] = []
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests += 1
+                if outer.requests <= fail_first:
+                    self.send_response(fail_status)
+                    self.end_headers()
+                    return
+                outer.events.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/SECRET-TOKEN-123"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

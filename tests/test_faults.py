@@ -290,6 +290,20 @@ def test_a_promotion_killed_between_two_alias_writes_is_finished_by_the_next_wri
         model = c.get_registered_model("crashy")
         assert model.aliases == {"champion": v1, "previous_champion": v2}
         assert "s2s.pending" not in model.tags and "s2s.lease" not in model.tags
+        # the champion history holds the forced promotion once (recorded when rollback finished
+        # it) and then the rollback, and the chain verifies
+        from tasks.tracking import history
+
+        os.environ["MLFLOW_TRACKING_URI"] = registry_server.url
+        try:
+            chain = history.entries(cfg, "crashy")
+            assert [(e["op"], e["champion_before"], e["champion_after"]) for e in chain] == [
+                ("force", v1, v2),
+                ("rollback", v2, v1),
+            ]
+            assert history.verify(cfg, "crashy") == []
+        finally:
+            del os.environ["MLFLOW_TRACKING_URI"]
     finally:
         proxy.close()
 

@@ -38,25 +38,11 @@ def aliases_by_version(dom: str) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (make system-deps)")
-def test_model_page_lists_the_champion_version(project, tmp_path):
-    cfg = load_config()
-    _, v1 = new_version(cfg, 0.7)
-    _, v2 = new_version(cfg, 0.9)
-    promote_version(cfg, v1)
-    promote_version(cfg, v2)
+def ui_dom(tracking_uri: str, routes: list[str], tmp_path) -> list[str]:
+    """The DOM of each ``#/route`` of `mlflow ui` (on 127.0.0.1) as headless Chromium renders it."""
     port = free_port()
     server = subprocess.Popen(
-        [
-            venv_bin("mlflow"),
-            "ui",
-            "--backend-store-uri",
-            cfg.tracking_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [venv_bin("mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -69,27 +55,45 @@ def test_model_page_lists_the_champion_version(project, tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("mlflow ui did not come up on 127.0.0.1")
-        dom = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}",
-                "--virtual-time-budget=20000",
-                "--dump-dom",
-                f"http://127.0.0.1:{port}/#/models/{cfg.register.model_name}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+        return [
+            subprocess.run(
+                [
+                    CHROMIUM,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'chromium'}",
+                    "--virtual-time-budget=20000",
+                    "--dump-dom",
+                    f"http://127.0.0.1:{port}/#/{route}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+            for route in routes
+        ]
     finally:
         server.terminate()
         server.wait(30)
+
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium package is not installed (make system-deps)"
+)
+
+
+@needs_chromium
+def test_model_page_lists_the_champion_version(project, tmp_path):
+    cfg = load_config()
+    _, v1 = new_version(cfg, 0.7)
+    _, v2 = new_version(cfg, 0.9)
+    promote_version(cfg, v1)
+    promote_version(cfg, v2)
+    (dom,) = ui_dom(cfg.tracking_uri(), [f"models/{cfg.register.model_name}"], tmp_path)
     assert aliases_by_version(dom) == {v2: {"champion"}, v1: {"previous_champion"}}

@@ -3,6 +3,7 @@ a changed setting re-runs only its stage and what follows, a cached result is no
 tracking store no longer holds what it names, the retrain flow skips when data and settings are the
 champion's. (`dvc repro` reproducing the flow's metrics from a fresh clone: tests/test_dvc.py.)"""
 
+import re
 import subprocess
 
 import pytest
@@ -119,3 +120,41 @@ def test_promotion_flow(clone):
     other = next(v for v in versions(clone) if v != champion)
     result = promotion(version=other, force=True, reason="test")
     assert result["promoted"] and str(client.get_model_version_by_alias("s2s-default", "champion").version) == other
+
+
+def test_lineage_in_mlflows_own_views(clone, flowed_clone, tmp_path):
+    """The run's datasets carry the data version as digest and the DVC path as source; the logged
+    model holds the evaluation metrics linked to the test dataset; the experiment opens in
+    model-training mode. Then the same, as headless Chromium renders `mlflow ui`."""
+    import json
+
+    from test_mlflow_ui import CHROMIUM, ui_dom
+
+    from tasks.tracking import lineage
+
+    _, summary = flowed_clone
+    cfg = load_config(root=clone)
+    c = tracking.client(cfg)
+    exp = c.get_experiment_by_name(cfg.experiment_name())
+    assert exp.tags[lineage.KIND_TAG] == "custom_model_development" and exp.tags[lineage.PRIMARY_TAG] == "rougeL"
+    run = c.get_run(summary.run_id)
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation", "test"}
+    assert {d.dataset.digest for d in inputs.values()} == {summary.data_version}
+    assert json.loads(inputs["test"].dataset.source)["path"] == cfg.ingest.source
+    (model,) = [m for m in c.search_logged_models([exp.experiment_id]) if m.source_run_id == summary.run_id]
+    linked = {m.key: (m.value, m.dataset_name, m.dataset_digest) for m in model.metrics}
+    assert linked["rougeL"] == (summary.metrics["rougeL"], "test", summary.data_version)
+    if CHROMIUM is None:
+        return
+    model_page, run_page = ui_dom(
+        cfg.tracking_uri(),
+        [
+            f"experiments/{exp.experiment_id}/models/{model.model_id}",
+            f"experiments/{exp.experiment_id}/runs/{run.info.run_id}",
+        ],
+        tmp_path,
+    )
+    text = re.sub(r"<[^>]+>", " ", model_page)
+    assert "rougeL" in text and "test" in text, text[:3000]
+    assert summary.data_version[:8] in run_page or "train" in re.sub(r"<[^>]+>", " ", run_page)

@@ -13,8 +13,9 @@ from tasks.tracking import client as tracking
 
 pytestmark = pytest.mark.integration
 
-ABS = Gates(min={"rougeL": 0.5, "rouge1": 0.5}, max={"gen_len": 30}, min_delta=None)
-VS = Gates(primary="rougeL", min_delta=0.01, max_regression={"rouge1": 0.02})
+# point-estimate gates (confidence null); the certified ones: tests/test_certified.py
+ABS = Gates(min={"rougeL": 0.5, "rouge1": 0.5}, max={"gen_len": 30}, min_delta=None, confidence=None)
+VS = Gates(primary="rougeL", min_delta=0.01, max_regression={"rouge1": 0.02}, confidence=None)
 GOOD = {"rougeL": 0.8, "rouge1": 0.9, "gen_len": 12}
 
 
@@ -34,7 +35,7 @@ GOOD = {"rougeL": 0.8, "rouge1": 0.9, "gen_len": 12}
         (
             {"rougeL": 0.80, "rouge1": 0.9},
             {"rougeL": 0.80, "rouge1": 0.9},
-            Gates(primary="rougeL", min_delta=0.0),
+            Gates(primary="rougeL", min_delta=0.0, confidence=None),
             True,
             (),
         ),  # a tie passes at min_delta 0

@@ -360,6 +360,15 @@ class Gates(Section):
     primary: str | None = None  # default: the leading family's (rougeL; bleu without ROUGE), see tasks/metrics
     min_delta: float | None = 0.0  # candidate - champion on primary must be >= this; null: no champion gate
     max_regression: dict[str, float] = Field(default_factory=dict)  # champion - candidate <= tolerance
+    # certified gates: the paired-bootstrap interval's lower bound of the primary metric's gain must
+    # reach min_delta, and the upper bound of each listed metric's drop stay within its tolerance
+    # (tasks/metrics/bootstrap.py); null: compare point estimates
+    confidence: float | None = Field(0.95, gt=0.5, lt=1)
+    # required: a candidate that passed waits for a person (the flow pauses with a form; or
+    # `s2s approve VERSION [--reject]`); after approval_timeout_s the outcome is on_timeout
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_s: int = Field(86_400, gt=0)
+    on_timeout: Literal["reject", "promote"] = "reject"
 
 
 class Promote(Section):
@@ -368,6 +377,18 @@ class Promote(Section):
     alias: str = "champion"
     gates: Gates = Gates()
     lock_timeout_s: float = Field(600, gt=0)  # wait this long for another promotion of the same model
+
+
+class Notify(Section):
+    """Who hears about a run: a webhook receives one JSON event per outcome (promoted, rejected,
+    skipped, failed, awaiting_approval). The URL comes from the environment, never a file."""
+
+    webhook_env: str = "S2S_WEBHOOK_URL"  # the variable holding the URL; unset or empty: no webhook
+    events: list[Literal["promoted", "rejected", "skipped", "failed", "awaiting_approval"]] = Field(
+        default_factory=lambda: ["promoted", "rejected", "skipped", "failed", "awaiting_approval"]
+    )
+    timeout_s: float = Field(10.0, gt=0)  # per attempt
+    attempts: int = Field(3, ge=1, le=10)  # 503s and timeouts are retried with backoff
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -379,6 +400,7 @@ SECTIONS: dict[str, type[Section]] = {
     "evaluate": Evaluate,
     "register": Register,
     "promote": Promote,
+    "notify": Notify,
 }
 
 
@@ -461,6 +483,7 @@ class Config:
     evaluate: Evaluate
     register: Register
     promote: Promote
+    notify: Notify
     spec: PipelineSpec = field(default_factory=PipelineSpec)
     overrides: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -526,8 +549,8 @@ class Config:
         return self.tracking.experiment or f"s2s-{self.pipeline}"
 
     def params_hash(self) -> str:
-        """Short hash of everything that shapes the model (paths and tracking excluded)."""
-        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking")}
+        """Short hash of everything that shapes the model (paths, tracking, notify excluded)."""
+        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking", "notify")}
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

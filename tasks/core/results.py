@@ -87,7 +87,9 @@ class EvaluateResult(StageResult):
     metrics: dict[str, float]
     predictions_path: str
     worst: list[dict[str, Any]] = field(default_factory=list)
-    champion: dict[str, Any] | None = None  # {"version", "metrics"}: the champion on the same rows
+    # {"version", "metrics", "intervals"}: the champion on the same rows, and candidate - champion
+    # per metric with its paired-bootstrap interval (gates.confidence; absent when null)
+    champion: dict[str, Any] | None = None
     primary: str = ""  # the metric promotion compares on (the config resolves it)
     by_length: list[dict[str, Any]] = field(default_factory=list)
 
@@ -115,6 +117,8 @@ class PromoteResult(StageResult):
     alias: str
     previous_champion: str | None = None
     champion: str | None = None
+    intervals: dict[str, dict] = field(default_factory=dict)  # candidate - champion, paired bootstrap
+    awaiting: bool = False  # passed the gates, waits for a person (gates.approval: required)
 
 
 def load_split(ingested: IngestResult, name: str, columns: list[str] | None = None):

@@ -29,6 +29,7 @@ SECRET_ENV = (
     "PREFECT_API_KEY",
     "PREFECT_API_AUTH_STRING",  # "user:password" of a Prefect server's basic auth
     "PREFECT_SERVER_API_AUTH_STRING",
+    "S2S_WEBHOOK_URL",  # a webhook URL often carries its token (Slack, Teams)
 )
 MASK = "***"
 # scheme://user:password@host: the password runs to the last "@" of the URL (it may hold "/" or

@@ -81,6 +81,7 @@ class RunSummary:
     alias_now: str | None = None  # the version the alias points at, read back from the registry at the end
     champion_alias: str = "champion"
     primary: str = ""
+    awaiting: bool = False  # passed the gates, waits for a person (gates.approval: required)
 
     @classmethod
     def of(
@@ -105,6 +106,7 @@ class RunSummary:
             alias_now=alias_now,
             champion_alias=cfg.promote.alias,
             primary=evaluated.primary,
+            awaiting=promoted.awaiting,
         )
 
     @property
@@ -154,21 +156,27 @@ class RunSummary:
             f"| registry read-back | {cell(self._read_back().strip(' ()'))} |",
             f"| stages | {cell(stages or 'all up to date')} |",
             "",
-            "| metric | candidate | champion" + (f" v{champion['version']}" if champion else "") + " |",
-            "|---|---|---|",
+            "| metric | candidate | champion"
+            + (f" v{champion['version']}" if champion else "")
+            + " | candidate - champion [paired interval] |",
+            "|---|---|---|---|",
         ]
+        intervals = champion.get("intervals") or {}
         for name in names:
             theirs = champion.get("metrics", {}).get(name)
+            iv = intervals.get(name)
             rows.append(
                 f"| {name}{' (primary)' if name == self.primary else ''} | {self.metrics[name]:.4f} | "
                 + (f"{theirs:.4f}" if theirs is not None else "-")
+                + " | "
+                + (f"{iv['diff']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] at {iv['confidence']:.0%}" if iv else "-")
                 + " |"
             )
         rows += ["", "**Gate reasons**", ""] + [f"- {cell(r)}" for r in self.reasons]
         return redact("\n".join(rows))
 
     def format(self) -> str:
-        verdict = "PROMOTED" if self.promoted else "NOT PROMOTED"
+        verdict = "PROMOTED" if self.promoted else ("AWAITING APPROVAL" if self.awaiting else "NOT PROMOTED")
         lines = [
             "",
             f"== pipeline '{self.pipeline}' finished in {self.total_seconds:.1f}s ==",

@@ -102,11 +102,17 @@ def experiment_id(cfg: Config, c: MlflowClient | None = None) -> str:
     c = c or client(cfg)
     name = cfg.experiment_name()
     try:
+        from tasks.tracking import lineage
+
+        tags = lineage.experiment_tags(cfg)
         exp = c.get_experiment_by_name(name)
         if exp is not None:
+            if (exp.tags or {}).get(lineage.KIND_TAG) is None:  # made by an older version: mark it
+                for k, v in tags.items():
+                    c.set_experiment_tag(exp.experiment_id, k, v)
             return exp.experiment_id
         location = None if cfg.tracking_uri().startswith("http") else cfg.artifact_location()
-        return c.create_experiment(name, artifact_location=location)
+        return c.create_experiment(name, artifact_location=location, tags=tags)
     except MlflowException as exc:
         if "already exists" in str(exc):  # another process created it between our two calls
             return c.get_experiment_by_name(name).experiment_id

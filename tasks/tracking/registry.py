@@ -321,16 +321,24 @@ def move_aliases(
     """Apply ``changes`` (alias -> version, None removes) atomically with respect to crashes:
     intent first, then the aliases in order, then the intent cleared. ``record`` says why (it
     travels with the intent, for whoever finishes the change)."""
+    import uuid
+
+    from tasks.tracking import history
+
     c = tracking.client(cfg)
-    intent = {"changes": changes, "record": record, "written": time.time()}
+    record = {"who": history.who(), "flow_run_id": tracking.prefect_flow_run_id() or "", **record}
+    intent = {"id": uuid.uuid4().hex, "changes": changes, "record": record, "written": time.time()}
     lock.verify()
     call(cfg, lambda: c.set_registered_model_tag(name, PENDING, json.dumps(intent)), "recording the alias change")
     _finish(cfg, name, intent, lock, on_done)
 
 
 def _finish(cfg: Config, name: str, intent: dict, lock, on_done) -> None:
+    from tasks.tracking import history
+
     c = tracking.client(cfg)
     _apply(cfg, name, intent["changes"], lock)
+    history.append(cfg, name, intent, lock)  # once per intent, also when recover() finishes it
     if on_done is not None:
         on_done(intent)
     lock.verify()

@@ -214,6 +214,12 @@ class RunHandle:
         batch = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         self._call(lambda: self.client.log_batch(run_id, tags=batch), "tagging the run")
 
+    def log_inputs(self, datasets: list) -> None:
+        """MLflow DatasetInputs (the splits, tasks/tracking/lineage.py)."""
+        if datasets:
+            run_id = self.run_id
+            self._call(lambda: self.client.log_inputs(run_id, datasets=datasets), "logging the datasets")
+
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
         run_id = self.run_id
         self._call(

@@ -1,0 +1,110 @@
+"""The champion history on a real MLflow registry: every alias move is one hash-chained entry;
+`s2s history --at` answers what served at a time and why; `--verify` catches an edited,
+removed or replaced entry."""
+
+import json
+import time
+from datetime import datetime
+
+import pytest
+from conftest import run_cli
+from test_promote import evaluated, new_version
+
+from tasks.core.config import load_config
+from tasks.core.results import RegisterResult
+from tasks.promote import promote, promote_version, rollback
+from tasks.tracking import client as tracking
+from tasks.tracking import history
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def moved(project):
+    """v1 promoted, v2 rejected, v3 forced, then a rollback: four entries."""
+    cfg = load_config(overrides=["promote.gates={min: {rougeL: 0.5}, primary: rougeL, min_delta: 0.0}"])
+    name = cfg.register.model_name
+    run1, v1 = new_version(cfg, 0.7)
+    promote(cfg, RegisterResult(name, v1, "", run1), evaluated(0.7))
+    time.sleep(0.05)
+    run2, v2 = new_version(cfg, 0.2)
+    promote(cfg, RegisterResult(name, v2, "", run2), evaluated(0.2))
+    time.sleep(0.05)
+    _, v3 = new_version(cfg, 0.6)
+    promote_version(cfg, v3, force=True, reason="hotfix")
+    time.sleep(0.05)
+    rollback(cfg)
+    return cfg, name, (v1, v2, v3)
+
+
+def test_every_alias_move_is_one_chained_entry(moved):
+    cfg, name, (v1, v2, v3) = moved
+    chain = history.entries(cfg, name)
+    assert [(e["seq"], e["op"], e["champion_before"], e["champion_after"]) for e in chain] == [
+        (1, "promote", None, v1),
+        (2, "reject", v1, v1),
+        (3, "force", v1, v3),
+        (4, "rollback", v3, v1),
+    ]
+    assert all(e["prev"] == p["hash"] for p, e in zip(chain, chain[1:])) and chain[0]["prev"] == ""
+    assert "rougeL 0.2000 < 0.5 (min)" in chain[1]["reasons"]
+    assert chain[2]["reasons"][0].startswith("forced by") and chain[2]["reasons"][0].endswith("hotfix")
+    assert all(e["who"] and e["time"] and e["data_version"] == "" for e in chain)  # these versions carry no data tag
+    assert history.verify(cfg, name) == []
+
+
+def test_history_at_a_time_and_verify_through_the_cli(moved, project):
+    cfg, name, (v1, v2, v3) = moved
+    chain = history.entries(cfg, name)
+    env = {"S2S_ROOT": str(project)}
+    third = datetime.fromisoformat(chain[2]["time"])
+    at = run_cli("history", "--at", third.isoformat(), cwd=project, env=env)
+    assert at.returncode == 0, at.stderr
+    assert f"champion v{v3}" in at.stdout and "force" in at.stdout and "hotfix" in at.stdout
+    before = run_cli("history", "--at", "2000-01-01", cwd=project, env=env)
+    assert "had no champion" in before.stdout
+    listing = run_cli("history", cwd=project, env=env)
+    assert listing.stdout.count("\n") == 5 and "rejected" in listing.stdout
+    ok = run_cli("history", "--verify", cwd=project, env=env)
+    assert ok.returncode == 0 and "4 entries" in ok.stdout
+
+
+@pytest.mark.parametrize("tamper", ["edit", "remove", "rehash-last"])
+def test_verify_detects_a_tampered_entry(moved, project, tamper):
+    cfg, name, versions = moved
+    client = tracking.client(cfg)
+    chain = history.entries(cfg, name)
+    if tamper == "edit":  # what served and why, rewritten in the middle of the history
+        entry = {k: v for k, v in chain[1].items() if k != "_key"}
+        entry["reasons"] = ["all gates passed"]
+        client.set_registered_model_tag(name, chain[1]["_key"], json.dumps(entry))
+        expected = "entry 2"
+    elif tamper == "remove":
+        client.delete_registered_model_tag(name, chain[2]["_key"])
+        expected = "entry 4"
+    else:  # the last entry edited and re-hashed, the head left alone
+        entry = {k: v for k, v in chain[3].items() if k != "_key"}
+        entry["who"] = "someone-else"
+        entry["hash"] = history.entry_hash(entry)
+        client.set_registered_model_tag(name, chain[3]["_key"], json.dumps(entry))
+        expected = history.HEAD
+    problems = history.verify(cfg, name)
+    assert problems and any(expected in p for p in problems), problems
+    proc = run_cli("history", "--verify", cwd=project, env={"S2S_ROOT": str(project)})
+    assert proc.returncode == 1 and "does NOT verify" in proc.stdout and expected in proc.stdout
+
+
+def test_a_recovered_change_is_recorded_once(project):
+    """recover() finishing an intent whose entry was already written does not write it again."""
+    from tasks.tracking import registry
+
+    cfg = load_config()
+    name = cfg.register.model_name
+    _, v1 = new_version(cfg, 0.7)
+    with registry.locked_model(cfg, name) as lock:
+        registry.move_aliases(
+            cfg, name, {"champion": v1}, {"op": "force", "version": v1, "champion_before": None}, lock
+        )
+        intent = {"id": history.entries(cfg, name)[-1]["intent_id"], "changes": {"champion": v1}, "record": {}}
+        registry._finish(cfg, name, intent, lock, None)  # what recover() does after a crash before clearing
+    assert len(history.entries(cfg, name)) == 1 and history.verify(cfg, name) == []
