@@ -335,6 +335,25 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return _decision(f"{result.model_name} v{result.version}", result)
 
 
+def cmd_data_add(args: argparse.Namespace) -> int:
+    """Version new data with DVC and announce it: the pipelines reading it retrain (s2s deploy)."""
+    _prepare_env()
+    _require_prefect_server("data add")
+    from flows.arrival import add
+    from tasks.core.config import validate_all
+
+    configs = validate_all()
+    if args.pipeline:
+        configs = {args.pipeline: configs[args.pipeline]} if args.pipeline in configs else {}
+        if not configs:
+            from tasks.core.errors import ConfigError
+
+            raise ConfigError(f"unknown pipeline {args.pipeline!r}")
+    for pipeline, version in add(configs, args.path, args.version):
+        print(f"{pipeline}: data version {version} announced (event s2s.data.added): its retrain deployment starts")
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     """The champion history: every alias move, what was champion at a time and why, --verify."""
     _prepare_env()
@@ -481,6 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     appr.add_argument("--reason", help="why (recorded on the version and in the champion history)")
     add_config_flags(appr)
     appr.set_defaults(func=cmd_approve)
+
+    data = sub.add_parser("data", help="data arrival: version new data and start the retrains that read it")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_add = data_sub.add_parser("add", help="dvc add + git commit (+ dvc push) PATH, then the data-arrival event")
+    data_add.add_argument("path", nargs="?", help="the data file or folder (a pipeline's ingest.source)")
+    data_add.add_argument("--version", help="announce a data version already pushed from elsewhere (no PATH)")
+    data_add.add_argument("--pipeline", help="only this pipeline (default: every pipeline reading PATH)")
+    data_add.set_defaults(func=cmd_data_add)
 
     hist = sub.add_parser("history", help="the champion history: every alias move, what served when and why")
     hist.add_argument("--at", help="what was champion at this time (ISO, UTC unless given), and why")

@@ -20,7 +20,14 @@ FLOWS = {  # flow name -> entrypoint in this project
     "retrain": "flows/pipeline.py:retrain",
     "training-pipeline": "flows/pipeline.py:training_pipeline",
     "promotion": "flows/pipeline.py:promotion",
+    "watch-data": "flows/pipeline.py:watch_data",  # only for pipelines with trigger.poll_s
 }
+DATA_EVENT = "s2s.data.added"
+
+
+def data_resource(pipeline: str) -> str:
+    """The Prefect resource id a pipeline's data-arrival events carry (and its trigger matches)."""
+    return f"s2s.data.{pipeline}"
 
 
 def _read_or_create(read, create) -> bool:
@@ -58,23 +65,48 @@ def ensure_work_pool(name: str) -> None:
 def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
     """Create or update the three deployments of one pipeline; returns their full names."""
     from prefect import Flow
-    from prefect.schedules import Cron
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron, Interval
 
     spec = cfg.spec
     pool = work_pool or spec.work_pool
     ensure_work_pool(pool)
-    job = {"working_dir": str(cfg.root), "env": {"S2S_ROOT": str(cfg.root), "S2S_PIPELINE": cfg.pipeline}}
+    env = {"S2S_ROOT": str(cfg.root), "S2S_PIPELINE": cfg.pipeline}
+    if spec.heal.rerun_crashed:  # heartbeats let the server see a run whose worker died
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(spec.heal.heartbeat_s)
+    job = {"working_dir": str(cfg.root), "env": env}
     names = []
     for flow_name, entrypoint in FLOWS.items():
+        if flow_name == "watch-data" and not spec.trigger.poll_s:
+            continue
         flow = Flow.from_source(source=str(cfg.root), entrypoint=entrypoint)
-        schedules = None
-        if flow_name == "retrain" and spec.schedule is not None:
-            schedules = [Cron(spec.schedule.cron, timezone=spec.schedule.timezone, active=spec.schedule.active)]
+        schedules, triggers, limit = None, None, None
+        if flow_name == "retrain":
+            if spec.schedule is not None:
+                schedules = [Cron(spec.schedule.cron, timezone=spec.schedule.timezone, active=spec.schedule.active)]
+            if spec.trigger.on_data:
+                triggers = [
+                    DeploymentEventTrigger(
+                        name=f"data arrival: {cfg.pipeline}",
+                        expect={DATA_EVENT},
+                        match={"prefect.resource.id": data_resource(cfg.pipeline)},
+                        parameters={"pipeline": cfg.pipeline},
+                    )
+                ]
+            limit = ConcurrencyLimitConfig(
+                limit=spec.concurrency.limit,
+                collision_strategy=ConcurrencyLimitStrategy(spec.concurrency.collision.upper()),
+            )
+        elif flow_name == "watch-data":
+            schedules = [Interval(spec.trigger.poll_s)]
         flow.deploy(
             name=cfg.pipeline,
             work_pool_name=pool,
             parameters={"pipeline": cfg.pipeline},
             schedules=schedules,
+            triggers=triggers,
+            concurrency_limit=limit,
             job_variables=job,
             tags=["s2s", cfg.pipeline, *spec.tags],
             description=(spec.description or f"{flow_name} of the {cfg.pipeline} pipeline").strip(),
@@ -84,7 +116,80 @@ def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
             ignore_warnings=True,
         )
         names.append(f"{flow_name}/{cfg.pipeline}")
+    if spec.heal.rerun_crashed:
+        ensure_healing(cfg)
     return names
+
+
+def _automation(name: str, trigger, actions, description: str) -> None:
+    """Create the automation ``name``, replacing an older one of that name (idempotent deploys)."""
+    from prefect.automations import Automation
+
+    try:
+        Automation.read(name=name).delete()
+    except ValueError:
+        pass  # none yet
+    Automation(name=name, trigger=trigger, actions=actions, description=description).create()
+
+
+def ensure_healing(cfg: Config) -> None:
+    """Two Prefect automations: a flow run of this project whose heartbeats stop (its worker was
+    killed) is marked Crashed; a crashed retrain of this pipeline is run again, and resumes from
+    its last complete checkpoint. (Prefect's documented zombie-flow pattern, for a self-hosted
+    server.) The retrain flow itself stops re-running after heal.max_reruns crashes in an hour."""
+    from datetime import timedelta
+
+    from prefect import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState, RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    heal = cfg.spec.heal
+
+    async def deployment_id():
+        async with get_client() as client:
+            return (await client.read_deployment_by_name(f"retrain/{cfg.pipeline}")).id
+
+    retrain_id = run_coro_as_sync(deployment_id())
+    _automation(
+        f"s2s: crash silent runs of retrain/{cfg.pipeline}",
+        EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification({"prefect.resource.id": f"prefect.deployment.{retrain_id}"}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * heal.heartbeat_s),
+        ),
+        [
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=f"no heartbeat for {3 * heal.heartbeat_s} s: the worker died"
+            )
+        ],
+        "a retrain whose heartbeats stopped is marked Crashed",
+    )
+    _automation(
+        f"s2s: re-run crashed retrain/{cfg.pipeline}",
+        EventTrigger(
+            expect={"prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification({"prefect.resource.id": f"prefect.deployment.{retrain_id}"}),
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        [RunDeployment(source="selected", deployment_id=retrain_id, parameters={"pipeline": cfg.pipeline})],
+        "a crashed retrain runs again and resumes from its last complete checkpoint",
+    )
 
 
 def deploy(root: Path | None = None, pipelines: list[str] | None = None, work_pool: str | None = None) -> list[str]:

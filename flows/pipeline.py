@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 from prefect import flow, get_run_logger
 
+from flows import runs
 from flows.stages import for_pipeline, promote_version_task
 from tasks import promote as promote_stage
 from tasks import register as register_stage
@@ -30,7 +31,7 @@ from tasks.core.secrets import install_redaction, load_secret_blocks
 from tasks.core.summary import RunSummary, stage_figure
 from tasks.tracking import client as tracking
 from tasks.tracking import registry
-from tasks.tracking.retrain import skip_reason
+from tasks.tracking.retrain import drift_check, skip_reason, tag_drift
 from tasks.tracking.run import RunOwner, log_validation, owned
 
 STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")
@@ -237,20 +238,65 @@ def publish(key: str, markdown: str, description: str) -> None:
 
 
 @flow(name="retrain")
-def retrain(pipeline: str = "default") -> RunSummary | None:
-    """The scheduled run: skip, saying why, when the data and settings are the champion's."""
+def retrain(pipeline: str = "default"):
+    """The scheduled (or data-triggered, or crash-re-run) retrain: give way to a newer waiting run;
+    stop after heal.max_reruns crashes; skip, saying why, when the data and settings are the
+    champion's or the data has not drifted from what it was trained on."""
+    from prefect.states import Cancelled
+
     cfg = load_config(pipeline)
+    newer = runs.superseded()
+    if newer:
+        message = f"superseded by the newer retrain {newer}: it runs on the same or newer data"
+        get_run_logger().info(message)
+        return Cancelled(message=message)
+    crashes = runs.crash_streak(cfg)
+    if crashes > cfg.spec.heal.max_reruns:
+        raise RuntimeError(
+            f"retrain of {pipeline!r} crashed {crashes} times within the hour: not re-running it again "
+            f"(heal.max_reruns {cfg.spec.heal.max_reruns}); look at the crashed runs' logs"
+        )
     with failures_told(cfg):
-        reason = skip_reason(cfg)
+        reason, figures = skip_reason(cfg), {}
+        if reason is None and cfg.drift.check:
+            from tasks.ingest import ingest
+
+            reason, figures = drift_check(cfg, ingest)
         if reason:
             get_run_logger().info("retrain of %r skipped: %s", pipeline, reason)
             publish(f"{pipeline}-retrain", f"## retrain of `{pipeline}` skipped\n\n{reason}", "skipped")
             notify.send(cfg, "skipped", reasons=[reason])
             return None
         summary = await_approval(cfg, run_stages(cfg))
+        if figures:
+            tag_drift(cfg, summary.version, figures)
     publish(f"{pipeline}-retrain", summary.markdown(), f"{summary.model_name} v{summary.version}")
     tell(cfg, summary)
     return summary
+
+
+@flow(name="watch-data")
+def watch_data(pipeline: str = "default") -> str | None:
+    """The polling trigger (trigger.poll_s): when ingest.source holds a data version the last
+    check did not see (nor the champion was trained on), emit the data-arrival event that starts
+    the pipeline's retrain. Returns the new version, if any."""
+    from prefect.variables import Variable
+
+    from flows.arrival import announce
+    from tasks.tracking.retrain import current_data_version
+
+    cfg = load_config(pipeline)
+    version = current_data_version(cfg)
+    key = re.sub(r"[^a-z0-9_]+", "_", f"s2s_data_{pipeline}".lower())
+    seen = Variable.get(key, default=None)
+    if seen is None:  # first look: what the champion saw counts as seen
+        holder = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
+        seen = (holder.tags or {}).get("data_version") if holder else None
+    if version is None or version == seen:
+        return None
+    announce(pipeline, version, str(cfg.ingest.source), via="watch")
+    Variable.set(key, version, overwrite=True)
+    return version
 
 
 @flow(name="promotion")

@@ -27,7 +27,7 @@ from tasks.core.errors import DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
 from tasks.metrics import bootstrap, score
 from tasks.modeling.generation import generate
-from tasks.tracking import registry
+from tasks.tracking import lineage, registry
 from tasks.tracking.run import RunHandle, owned
 
 logger = logging.getLogger(__name__)
@@ -335,6 +335,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     pngs = plots(cfg, plot_dir, metrics, champion, buckets)
 
     logged = dict(metrics)
+    run.set_experiment_tag(lineage.PRIMARY_TAG, primary)  # the UI's primary metric is the gates'
     if champion:
         logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
         run.set_tags({"compared_with_champion": champion["version"]})

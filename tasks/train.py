@@ -27,6 +27,7 @@ from tasks.core import logs, paths, signals
 from tasks.core.config import Config
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
+from tasks.data import drift
 from tasks.modeling import models as modeling
 from tasks.modeling.runtime import Runtime
 from tasks.tracking import lineage
@@ -442,6 +443,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
             return train(cfg, ingested, owner.run(ingested.data_version))
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
 
+    logs.adopt_libraries()  # transformers, imported just now, logs through the project's handlers
     started = time.perf_counter()
     main = is_main_process()
     t = cfg.train
@@ -548,6 +550,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         metrics["best_step"] = float(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1])
     run.log_metrics(metrics, step=output.global_step)
     write_curves(cfg, trainer.state.log_history, run)
+    log_data_profile(cfg, ingested, tokenizer, run)  # what a later drift check compares with
     run.flush()  # every buffered step metric is in before training counts as done
     result = TrainResult(
         model_dir=cfg.relative(out),
@@ -629,6 +632,31 @@ def main(argv: list[str] | None = None) -> int:
         return train(cfg, ingested, owner.run(ingested.data_version))
 
     return stage_main("train", run, argv)
+
+
+def log_data_profile(cfg: Config, ingested: IngestResult, tokenizer, run) -> None:
+    """The training data's drift profile (tasks/data/drift.py) and the tokenizer it was measured
+    with, as run artifacts ``data/``: a later retrain compares new data with them."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    train = load_split(ingested, "train", columns=["text", "target"])
+    test = load_split(ingested, "test", columns=["text"]) if ingested.rows.get("test") else None
+    profile = drift.profile(
+        train["text"].tolist(),
+        train["target"].tolist(),
+        test["text"].tolist() if test is not None else [],
+        tokenizer,
+        cfg.drift.max_pieces,
+        cfg.ingest.source_prefix,
+    )
+    path = cfg.path("reports") / lineage.PROFILE
+    paths.atomic_write_text(path, json.dumps(profile))
+    run.log_artifact(path, artifact_path="data")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(str(Path(tmp) / "tokenizer"))
+        run.log_artifacts(Path(tmp) / "tokenizer", artifact_path="data/tokenizer")
 
 
 if __name__ == "__main__":

@@ -41,13 +41,22 @@ def test_first_run_runs_every_stage_and_records_them_in_dvc_lock(clone, flowed_c
 def test_each_run_publishes_its_summary_as_a_prefect_artifact(clone, flowed_clone):
     """The run page's Artifacts tab shows the decision and the metrics table, read back from the
     Prefect API (the same server the flow ran on)."""
+    from uuid import UUID
+
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     _, summary = flowed_clone
+    cfg = load_config(root=clone)
+    version = tracking.client(cfg).get_model_version(cfg.register.model_name, summary.version)
+    flow_run = UUID(version.tags["prefect_flow_run_id"])  # other tests' runs publish under this key too
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["default-run"])))
-    assert found, "no artifact with key default-run"
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["default-run"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run])
+            )
+        )
+    assert found, "no artifact with key default-run for this flow run"
     text = found[-1].data
     assert found[-1].type == "markdown" and found[-1].flow_run_id is not None
     assert f"v{summary.version}: **PROMOTED**" in text
@@ -105,10 +114,23 @@ def test_retrain_skips_unchanged_data_and_runs_on_new_data(clone):
     before = versions(clone)
     assert retrain() is None and versions(clone) == before  # the champion saw this data and settings
     raw = clone / "data" / "sample" / "reports.csv"
-    lines = raw.read_text().splitlines()
-    raw.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")  # new data version
-    summary = retrain()
+    original = raw.read_text()
+    lines = original.splitlines()
+    raw.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")  # new data version, same data
+    assert retrain() is None and versions(clone) == before  # no drift: skipped, saying why
+    import pandas as pd
+
+    frame = pd.read_csv(raw)
+    frame["text"] = frame["text"].str.slice(0, 90)  # inputs cut to their first 90 characters
+    frame.to_csv(raw, index=False)
+    try:
+        summary = retrain()
+    finally:
+        raw.write_text(original)
     assert summary is not None and summary.skipped == [] and len(versions(clone)) == len(before) + 1
+    cfg = load_config(root=clone)
+    tags = tracking.client(cfg).get_model_version(cfg.register.model_name, summary.version).tags
+    assert float(tags["drift.input_length_psi"]) >= cfg.drift.length_psi, tags
 
 
 def test_promotion_flow(clone):
@@ -142,7 +164,9 @@ def test_lineage_in_mlflows_own_views(clone, flowed_clone, tmp_path):
     assert set(inputs) == {"train", "validation", "test"}
     assert {d.dataset.digest for d in inputs.values()} == {summary.data_version}
     assert json.loads(inputs["test"].dataset.source)["path"] == cfg.ingest.source
-    (model,) = [m for m in c.search_logged_models([exp.experiment_id]) if m.source_run_id == summary.run_id]
+    # later tests re-register from the same run: the first model of the run is this summary's
+    models = [m for m in c.search_logged_models([exp.experiment_id]) if m.source_run_id == summary.run_id]
+    model = min(models, key=lambda m: m.creation_timestamp)
     linked = {m.key: (m.value, m.dataset_name, m.dataset_digest) for m in model.metrics}
     assert linked["rougeL"] == (summary.metrics["rougeL"], "test", summary.data_version)
     if CHROMIUM is None:

@@ -379,6 +379,18 @@ class Promote(Section):
     lock_timeout_s: float = Field(600, gt=0)  # wait this long for another promotion of the same model
 
 
+class Drift(Section):
+    """The drift check before a scheduled retrain (tasks/data/drift.py): below every threshold the
+    retrain is skipped, saying why; at or above one, it trains and the figures go on the version."""
+
+    check: bool = True  # off: a retrain trains whenever the data or settings changed
+    length_psi: float = Field(0.1, gt=0)  # input/target length histograms (population stability index)
+    poor_token_rise: float = Field(0.02, gt=0)  # more words the champion's tokenizer represents poorly
+    script_shift: float = Field(0.05, gt=0)  # Unicode script mix (total variation distance)
+    max_pieces: int = Field(4, ge=1)  # a word in more pieces than this is poorly represented
+    max_test_overlap: float = Field(0.01, ge=0)  # new train inputs in the champion's test split: warn above
+
+
 class Notify(Section):
     """Who hears about a run: a webhook receives one JSON event per outcome (promoted, rejected,
     skipped, failed, awaiting_approval). The URL comes from the environment, never a file."""
@@ -400,6 +412,7 @@ SECTIONS: dict[str, type[Section]] = {
     "evaluate": Evaluate,
     "register": Register,
     "promote": Promote,
+    "drift": Drift,
     "notify": Notify,
 }
 
@@ -450,6 +463,28 @@ class Timeouts(Section):
     evaluate_s: float | None = Field(None, gt=0)
 
 
+class Trigger(Section):
+    """What starts a pipeline's retrain besides its cron schedule."""
+
+    on_data: bool = True  # `s2s data add` (a Prefect event s2s.data.added) starts a retrain
+    poll_s: int | None = Field(None, ge=30)  # also watch ingest.source every N s (a watch/<name> deployment)
+
+
+class Concurrency(Section):
+    """One retrain of a pipeline at a time: what happens to a run that arrives meanwhile."""
+
+    limit: int = Field(1, ge=1)
+    collision: Literal["enqueue", "cancel_new"] = "enqueue"  # enqueue: late runs collapse to the newest
+
+
+class Heal(Section):
+    """Self-healing of retrains whose worker died (`s2s deploy` creates the Prefect automations)."""
+
+    rerun_crashed: bool = True  # a crashed retrain is run again (and resumes from its checkpoint)
+    heartbeat_s: int = Field(30, ge=30)  # flow run heartbeats; silent for 3 of them: marked Crashed
+    max_reruns: int = Field(2, ge=0)  # crashed this many times within the hour: stop re-running
+
+
 class PipelineSpec(Section):
     """One entry of pipelines.yaml. ``data`` / ``params`` / ``gates`` override params.yaml and are
     checked against its sections when the pipeline's configuration is resolved."""
@@ -464,6 +499,9 @@ class PipelineSpec(Section):
     timeouts: Timeouts = Timeouts()
     work_pool: str = "s2s"
     tags: list[str] = Field(default_factory=list)
+    trigger: Trigger = Trigger()
+    concurrency: Concurrency = Concurrency()
+    heal: Heal = Heal()
 
 
 PIPELINE_KEYS = set(PipelineSpec.model_fields)
@@ -483,6 +521,7 @@ class Config:
     evaluate: Evaluate
     register: Register
     promote: Promote
+    drift: Drift
     notify: Notify
     spec: PipelineSpec = field(default_factory=PipelineSpec)
     overrides: tuple[str, ...] = ()
@@ -549,8 +588,8 @@ class Config:
         return self.tracking.experiment or f"s2s-{self.pipeline}"
 
     def params_hash(self) -> str:
-        """Short hash of everything that shapes the model (paths, tracking, notify excluded)."""
-        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking", "notify")}
+        """Short hash of everything that shapes the model (paths, tracking, notify, drift excluded)."""
+        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking", "notify", "drift")}
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

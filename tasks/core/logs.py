@@ -22,7 +22,7 @@ from pathlib import Path
 
 PROGRESS = "tasks.progress"  # the stage lines: shown on the console, forwarded to Prefect's UI
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
-OURS = ("tasks", "flows")
+OURS = ("tasks", "flows", "__main__")  # __main__: a stage run as `python -m tasks.<stage>`
 KEEP_LOGS = 30  # log files kept per project
 # transformers warns after every resume that the tied embeddings were "missing" from the
 # checkpoint: they are tied to another weight and restored with it; nothing to act on
@@ -130,7 +130,10 @@ def adopt_libraries() -> None:
     if "transformers" in sys.modules:
         import transformers
 
-        transformers.utils.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+        tl = transformers.utils.logging
+        tl.disable_default_handler()  # sets up transformers' lazy handler now, then removes it for good
+        tl.enable_propagation()
+        tl.disable_progress_bar()  # "Loading weights", "Writing model shards"
     if "datasets" in sys.modules:
         import datasets
 

@@ -24,7 +24,9 @@ CONTEXT = {"train": "training", "validation": "validation", "test": "testing"}
 
 
 def experiment_tags(cfg: Config) -> dict[str, str]:
-    return {KIND_TAG: KIND, PRIMARY_TAG: cfg.primary_metric}
+    """What every experiment of the project carries from its creation (the primary metric is set
+    by the evaluate stage, the one that reads the gates)."""
+    return {KIND_TAG: KIND}
 
 
 def digest(data_version: str) -> str:
@@ -112,3 +114,6 @@ def model_metrics(metrics: dict[str, float], model_id: str, run_id: str, data_ve
         for k, v in metrics.items()
         if v is not None
     ]
+
+
+PROFILE = "data_profile.json"  # the training data's drift profile (tasks/data/drift.py), a run artifact in data/

@@ -214,6 +214,12 @@ class RunHandle:
         batch = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         self._call(lambda: self.client.log_batch(run_id, tags=batch), "tagging the run")
 
+    def set_experiment_tag(self, key: str, value: str) -> None:
+        """A tag of the run's experiment (the UI's primary metric, for example)."""
+        run_id = self.run_id
+        experiment_id = self._call(lambda: self.client.get_run(run_id).info.experiment_id, "reading the run")
+        self._call(lambda: self.client.set_experiment_tag(experiment_id, key, value), "tagging the experiment")
+
     def log_inputs(self, datasets: list) -> None:
         """MLflow DatasetInputs (the splits, tasks/tracking/lineage.py)."""
         if datasets:

@@ -1,0 +1,90 @@
+"""What a retrain flow run asks Prefect about its siblings before it starts working.
+
+- **Collapse.** After an outage, scheduled and triggered retrains of a pipeline pile up behind
+  its concurrency limit of 1 (``concurrency.collision: enqueue``). A retrain that starts while a
+  newer run of the same deployment waits is redundant: the newer one sees the same or newer data.
+  It ends Cancelled, naming the run that supersedes it, and the newest one does the work.
+- **Crash streak.** A retrain re-run after its worker died (the `s2s deploy` automation) stops
+  re-running after ``heal.max_reruns`` crashes within the hour: a run that crashes every time (out
+  of memory, a bad node) needs a person, not a loop.
+
+Outside a deployment (``s2s run``, a test) there are no siblings and both answer None.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tasks.core.config import Config
+
+
+def _context():
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx else None
+    return run if run is not None and run.deployment_id else None
+
+
+def superseded() -> str | None:
+    """The name of a newer waiting run of this run's deployment, if there is one."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    me = _context()
+    if me is None:
+        return None
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        waiting = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[me.deployment_id])),
+        )
+    mine = (me.expected_start_time or me.created, me.created)
+    newer = [
+        r
+        for r in waiting
+        if r.id != me.id
+        and (r.expected_start_time or r.created) <= now + timedelta(seconds=5)  # due now, not tomorrow's
+        and ((r.expected_start_time or r.created), r.created) > mine
+    ]
+    if not newer:
+        return None
+    newest = max(newer, key=lambda r: ((r.expected_start_time or r.created), r.created))
+    return f"{newest.name} ({newest.id})"
+
+
+def crash_streak(cfg: Config) -> int:
+    """Crashed runs of this run's deployment within the last hour."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    me = _context()
+    if me is None:
+        return 0
+    with get_client(sync_client=True) as client:
+        crashed = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+                start_time=FlowRunFilterStartTime(after_=datetime.now(UTC) - timedelta(hours=1)),
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[me.deployment_id])),
+        )
+    return len(crashed)
