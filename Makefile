@@ -34,7 +34,7 @@ system-deps:
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=30
 
 # the fast group alone (well under two minutes): `make test-fast`
 test-fast: install

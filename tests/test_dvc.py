@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import dvc_env, make_clone, venv_bin
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("flowed_clone")]  # one worker: one shared flow run
 
 
 @pytest.fixture(scope="module")

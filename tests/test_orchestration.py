@@ -13,7 +13,7 @@ from conftest import dvc_env, venv_bin
 from tasks.core.config import load_config
 from tasks.tracking import client as tracking
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("flowed_clone")]  # one worker: one shared flow run
 STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
 
 
