@@ -2,6 +2,7 @@
 through 503s, never fatal to the run, its URL (and token) never printed."""
 
 import logging
+import time
 
 import pytest
 from services import Receiver, free_port
@@ -79,3 +80,31 @@ def test_flows_tell_the_webhook(project, receiver, monkeypatch, prefect_server):
         training_pipeline(overrides=["ingest.source=data/missing.csv"])
     failed = receiver.events[-1]
     assert failed["event"] == "failed" and "missing.csv" in failed["error"]
+
+
+def test_the_polling_trigger_announces_a_version_once(project, monkeypatch, prefect_server):
+    """watch-data (trigger.poll_s): a data version nobody has seen is announced once, as a real
+    Prefect event; the next look finds nothing new; a changed file is announced again."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    from flows.pipeline import watch_data
+    from tasks.data.sources import dvc_hash
+
+    raw = project / "data" / "sample" / "reports.csv"
+    first = watch_data()
+    assert first == dvc_hash(raw)
+    assert watch_data() is None
+    lines = raw.read_text().splitlines()
+    raw.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")
+    second = watch_data()
+    assert second == dvc_hash(raw) and second != first
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            events = client.read_events(filter=EventFilter(event=EventNameFilter(name=["s2s.data.added"])), limit=50)
+        seen = [e.resource.get("s2s.data_version") for e in getattr(events, "events", events)]
+        if {first, second} <= set(seen) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {first, second} <= set(seen), seen
