@@ -2,7 +2,8 @@
 
 - **Collapse.** After an outage, scheduled and triggered retrains of a pipeline pile up behind
   its concurrency limit of 1 (``concurrency.collision: enqueue``). A retrain that starts while a
-  newer run of the same deployment waits is redundant: the newer one sees the same or newer data.
+  newer run of the same deployment waits, runs or has completed is redundant: the newer one sees
+  the same or newer data.
   It ends Cancelled, naming the run that supersedes it, and the newest one does the work.
 - **Crash streak.** A retrain re-run after its worker died (the `s2s deploy` automation) stops
   re-running after ``heal.max_reruns`` crashes within the hour: a run that crashes every time (out
@@ -27,7 +28,8 @@ def _context():
 
 
 def superseded() -> str | None:
-    """The name of a newer waiting run of this run's deployment, if there is one."""
+    """The name of a newer run of this run's deployment that is waiting, running or done, if
+    there is one: this run is late, and the newer one covers what it would do."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -45,7 +47,11 @@ def superseded() -> str | None:
     with get_client(sync_client=True) as client:
         waiting = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.COMPLETED]
+                    )
+                )
             ),
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[me.deployment_id])),
         )

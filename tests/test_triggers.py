@@ -31,12 +31,17 @@ def retrain_runs(url: str) -> list:
         return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
 
 
+def due_runs(url: str) -> list:
+    """The retrain runs that are not tomorrow's cron runs."""
+    soon = datetime.now(UTC) + timedelta(seconds=60)
+    return [r for r in retrain_runs(url) if not (r.state.name == "Scheduled" and r.expected_start_time > soon)]
+
+
 def wait_final(url: str, count: int, worker, log: Path, timeout: float = 600) -> list:
     """The retrain runs once ``count`` of them exist and all are final."""
     deadline = time.monotonic() + timeout
     while True:
-        soon = datetime.now(UTC) + timedelta(seconds=60)
-        found = [r for r in retrain_runs(url) if not (r.state.name == "Scheduled" and r.expected_start_time > soon)]
+        found = due_runs(url)
         if len(found) >= count and all(r.state.is_final() for r in found):
             return found
         assert worker.poll() is None, log.read_text()[-4000:]
@@ -64,15 +69,7 @@ def test_data_arrival_triggers_one_retrain_and_no_drift_skips(server, tmp_path):
 
     worker_env = {k: v for k, v in env.items() if k != "S2S_ROOT"}
     log = Path(server["home"]) / "trigger-worker.log"
-    with open(log, "w") as out:
-        worker = subprocess.Popen(
-            [venv_bin("s2s"), "worker", "--pool", "s2s"],
-            cwd=server["home"],
-            env=worker_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = None
     try:
         time.sleep(3)  # the trigger is live once the server's automation cache has it
         # two arrivals at once: `s2s data add PATH` (dvc add + commit) and the same version announced
@@ -95,6 +92,21 @@ def test_data_arrival_triggers_one_retrain_and_no_drift_skips(server, tmp_path):
             "data: data/sample/reports.csv at version"
             in subprocess.run(["git", "log", "-1", "--format=%s"], cwd=project, capture_output=True, text=True).stdout
         )
+        # the worker starts once both triggered runs exist: whichever it takes first, the older
+        # one ends Cancelled (a newer one waits, runs or is done) and the newer one trains
+        deadline = time.monotonic() + 120
+        while len(due_runs(server["url"])) < 2:
+            assert time.monotonic() < deadline, [(r.name, r.state.name) for r in retrain_runs(server["url"])]
+            time.sleep(1)
+        with open(log, "w") as out:
+            worker = subprocess.Popen(
+                [venv_bin("s2s"), "worker", "--pool", "s2s"],
+                cwd=server["home"],
+                env=worker_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         runs = wait_final(server["url"], 2, worker, log)
         states = sorted(r.state.name for r in runs)
         assert states == ["Cancelled", "Completed"], [(r.name, r.state.name, r.state.message) for r in runs]
