@@ -29,8 +29,15 @@ def ran(proc) -> list[str]:
     return [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
 
 
-def test_repro_runs_every_stage_reproduces_the_flow_then_does_nothing(clone, flowed_clone):
-    first = dvc(clone, "repro")
+@pytest.fixture(scope="module")
+def reproduced(clone):
+    """The clone's first `dvc repro` and a second one right after, before any test changes the
+    clone (every test here takes this fixture, so the order the tests run in does not matter)."""
+    return dvc(clone, "repro"), dvc(clone, "repro")
+
+
+def test_repro_runs_every_stage_reproduces_the_flow_then_does_nothing(clone, flowed_clone, reproduced):
+    first, second = reproduced
     assert ran(first) == ["guard", "ingest", "validate", "train", "evaluate", "register", "promote"]
     metrics = json.loads((clone / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"}
@@ -42,26 +49,30 @@ def test_repro_runs_every_stage_reproduces_the_flow_then_does_nothing(clone, flo
     source_dep = next(d for d in lock["stages"]["ingest"]["deps"] if d["path"] == "data/sample/reports.csv")
     assert manifest["data_version"] == source_dep["md5"]  # the model's data version is DVC's hash
 
-    second = dvc(clone, "repro")
     assert ran(second) == []
     assert "Data and pipelines are up to date" in second.stdout
 
 
-def test_metrics_show_lists_rouge(clone):
+def test_metrics_show_lists_rouge(clone, reproduced):
     out = dvc(clone, "metrics", "show").stdout
     for name in ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"):
         assert name in out
 
 
-def test_an_evaluate_setting_reruns_only_evaluate_and_after(clone):
-    params = yaml.safe_load((clone / "params.yaml").read_text())
+def test_an_evaluate_setting_reruns_only_evaluate_and_after(clone, reproduced):
+    dvc(clone, "repro")  # current first, whatever ran before
+    original = (clone / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["evaluate"]["num_beams"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = dvc(clone, "repro")
+    try:
+        proc = dvc(clone, "repro")
+    finally:
+        (clone / "params.yaml").write_text(original)
     assert ran(proc) == ["evaluate", "register", "promote"]
 
 
-def test_outputs_round_trip_through_a_local_remote(clone, tmp_path):
+def test_outputs_round_trip_through_a_local_remote(clone, tmp_path, reproduced):
     dvc(clone, "remote", "add", "-f", "-d", "local", str(tmp_path / "remote"))
     dvc(clone, "repro")
     dvc(clone, "push")
@@ -73,7 +84,7 @@ def test_outputs_round_trip_through_a_local_remote(clone, tmp_path):
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
 
 
-def test_exp_run_metrics_diff_and_plots(clone):
+def test_exp_run_metrics_diff_and_plots(clone, reproduced):
     """What a DVC user does: commit a baseline, try a setting with `dvc exp run -S`, compare."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     dvc(clone, "repro")
@@ -106,7 +117,8 @@ def test_exp_run_metrics_diff_and_plots(clone):
     assert "loss" in shown and "rougeL" in shown
 
 
-def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone):
+def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone, reproduced):
+    dvc(clone, "repro")  # current first, whatever ran before
     manifest = clone / "data" / "processed" / "manifest.json"
     before = json.loads(manifest.read_text())["data_version"]
     raw = clone / "data" / "sample" / "reports.csv"
