@@ -253,15 +253,9 @@ def _apply(
         cfg,
         name,
         changes,
-        {
-            "op": op,
-            "version": version,
-            "champion_before": previous,
-            "decision": "promoted" if decision.promote else "rejected",
-            "reasons": list(decision.reasons),
-            "intervals": intervals or {},
-            "basis": basis,
-        },
+        _history_record(
+            op, version, previous, "promoted" if decision.promote else "rejected", decision.reasons, intervals, basis
+        ),
         lock,
     )
     return PromoteResult(
@@ -274,6 +268,21 @@ def _apply(
         previous_champion=previous,
         champion=champion,
     )
+
+
+def _history_record(
+    op: str, version: str, previous: str | None, decision: str, reasons, intervals: dict | None, basis: str
+) -> dict:
+    """What an alias change records for the champion history (tasks/tracking/history.py)."""
+    return {
+        "op": op,
+        "version": version,
+        "champion_before": previous,
+        "decision": decision,
+        "reasons": list(reasons),
+        "intervals": intervals or {},
+        "basis": basis,
+    }
 
 
 def _await(
@@ -310,15 +319,7 @@ def _await(
         cfg,
         name,
         {PENDING_APPROVAL: version},
-        {
-            "op": "await",
-            "version": version,
-            "champion_before": previous,
-            "decision": "awaiting approval",
-            "reasons": list(reasons),
-            "intervals": intervals or {},
-            "basis": basis,
-        },
+        _history_record("await", version, previous, "awaiting approval", reasons, intervals, basis),
         lock,
     )
     return PromoteResult(

@@ -126,15 +126,9 @@ def store_errors() -> tuple[type[BaseException], ...]:
     MLflow's own errors, connection errors (requests, sockets) and database errors."""
     import requests
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError  # a dependency of mlflow's stores
 
-    kinds: list[type[BaseException]] = [MlflowException, OSError, requests.RequestException]
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        kinds.append(SQLAlchemyError)
-    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
-        pass
-    return tuple(kinds)
+    return (MlflowException, OSError, requests.RequestException, SQLAlchemyError)
 
 
 def run_exists(cfg: Config, run_id: str) -> bool:
