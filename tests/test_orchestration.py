@@ -138,8 +138,12 @@ def test_promotion_flow(clone):
 
     cfg = load_config(root=clone)
     client = tracking.client(cfg)
-    champion = str(client.get_model_version_by_alias("s2s-default", "champion").version)
-    other = next(v for v in versions(clone) if v != champion)
+    held = client.get_model_version_by_alias("s2s-default", "champion")
+    champion = str(held.version)
+    others = [v for v in versions(clone) if v != champion]
+    if not others:  # run on its own: a second version of the champion's model, registered for real
+        others = [str(client.create_model_version("s2s-default", held.source, held.run_id).version)]
+    other = others[0]
     result = promotion(version=other, force=True, reason="test")
     assert result["promoted"] and str(client.get_model_version_by_alias("s2s-default", "champion").version) == other
 
