@@ -23,9 +23,10 @@ import numpy as np
 from tasks import metrics as metric_registry
 from tasks.core import paths
 from tasks.core.config import Config
-from tasks.core.errors import DataError
+from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
 from tasks.metrics import bootstrap, score
+from tasks.modeling import ct2
 from tasks.modeling.generation import generate
 from tasks.tracking import lineage, registry
 from tasks.tracking.run import RunHandle, owned
@@ -36,29 +37,69 @@ METRICS = "metrics.json"  # the DVC metrics file: scores only
 PREDICTIONS = "predictions.jsonl"
 
 
+def backend_for(cfg: Config, model_dir: str) -> str:
+    """``evaluate.backend`` for this model folder: ``auto`` takes CTranslate2 where it converts
+    the model, ``ct2`` asks for it (a model it cannot take stays on transformers, with a
+    warning), ``hf`` is transformers' generate."""
+    wanted = cfg.evaluate.backend
+    if wanted == "hf":
+        return "hf"
+    why = ct2.unsupported(model_dir)
+    if why is None:
+        return "ct2"
+    (logger.warning if wanted == "ct2" else logger.info)("%s generates with transformers: %s", model_dir, why)
+    return "hf"
+
+
 def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], prefix: str, desc: str):
-    """Generate and score one model on the split: (metrics, per-example scores, predictions)."""
+    """Generate and score one model on the split: (metrics, per-example scores, predictions,
+    generation settings, tokenizer, backend)."""
     from tasks.modeling import models as modeling
 
-    tokenizer, model = modeling.load(model_dir)
     current = cfg.ingest.source_prefix
     inputs = [prefix + t.removeprefix(current) if current and prefix != current else t for t in texts]
     ev = cfg.evaluate
-    preds, gen_lens = generate(
-        model,
-        tokenizer,
-        inputs,
-        batch_size=ev.batch_size,
-        num_beams=ev.num_beams,
-        max_new_tokens=ev.generation_max_length,
-        max_source=cfg.train.max_seq_length,
-        desc=desc,
-    )
+    backend = backend_for(cfg, model_dir)
+    if backend == "ct2":
+        tokenizer = modeling.load_tokenizer(model_dir)
+        settings = ct2.generation_settings(model_dir)
+        try:
+            translator = ct2.translator(ct2.convert(model_dir, ct2.cache_dir(cfg)), ev.compute_type)
+        except ValueError as exc:  # a compute type this device lacks
+            raise ConfigError(str(exc)) from None
+        backend = f"ct2 {translator.compute_type}"
+        preds, gen_lens = ct2.generate(
+            translator,
+            tokenizer,
+            inputs,
+            batch_size=ev.batch_size,
+            num_beams=ev.num_beams,
+            max_new_tokens=ev.generation_max_length,
+            max_source=cfg.train.max_seq_length,
+            length_penalty=float(settings.get("length_penalty", 1.0)),
+            no_repeat_ngram_size=int(settings.get("no_repeat_ngram_size") or 0),
+            decoder_start_counts=ct2.decoder_start_counts(model_dir),
+            desc=desc,
+        )
+        generation = settings
+    else:
+        tokenizer, model = modeling.load(model_dir)
+        preds, gen_lens = generate(
+            model,
+            tokenizer,
+            inputs,
+            batch_size=ev.batch_size,
+            num_beams=ev.num_beams,
+            max_new_tokens=ev.generation_max_length,
+            max_source=cfg.train.max_seq_length,
+            desc=desc,
+        )
+        config = getattr(model, "generation_config", None)
+        generation = config.to_dict() if config is not None else {}
     means, per_example = score(preds, refs, tuple(ev.metrics))
     metrics = {k: round(v, 6) for k, v in means.items()}
     metrics["gen_len"] = round(float(np.mean(gen_lens)) if gen_lens else 0.0, 4)
-    generation = getattr(model, "generation_config", None)
-    return metrics, per_example, preds, (generation.to_dict() if generation is not None else {}), tokenizer
+    return metrics, per_example, preds, generation, tokenizer, backend
 
 
 def fetch_version(cfg: Config, version, tmp: Path) -> tuple[str, str]:
@@ -222,7 +263,7 @@ def evaluate_model(cfg: Config, model: str, ingested: IngestResult, run: RunHand
             local = Path(model).expanduser()
             folder = str(local if local.is_absolute() or not (cfg.root / local).exists() else cfg.root / local)
             prefix = cfg.ingest.source_prefix
-        metrics, per_example, preds, _, _ = run_model(cfg, folder, texts, refs, prefix, model)
+        metrics, per_example, preds, *_ = run_model(cfg, folder, texts, refs, prefix, model)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.removeprefix("models:/")).strip("_.") or "model"
     out = cfg.path("reports") / "evaluations" / slug
     rows = [
@@ -246,8 +287,6 @@ def evaluate_model(cfg: Config, model: str, ingested: IngestResult, run: RunHand
 
 def registered_version(cfg: Config, uri: str):
     """The registry's version for ``models:/name/3`` or ``models:/name@alias`` (fail closed)."""
-    from tasks.core.errors import ConfigError
-
     ref = uri.removeprefix("models:/")
     if "@" in ref:
         name, alias = ref.split("@", 1)
@@ -279,7 +318,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
             return evaluate(cfg, trained, ingested, owner.attach(trained.run_id, trained.data_version))
     split_name, df = held_out(cfg, ingested)
     texts, refs = df["text"].tolist(), df["target"].tolist()
-    metrics, per_example, preds, generation, tokenizer = run_model(
+    metrics, per_example, preds, generation, tokenizer, backend = run_model(
         cfg, str(cfg.resolve(trained.model_dir)), texts, refs, cfg.ingest.source_prefix, "candidate"
     )
     primary = cfg.primary_metric
@@ -322,6 +361,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
         "n_examples": len(df),
         "num_beams": cfg.evaluate.num_beams,
         "generation_max_length": cfg.evaluate.generation_max_length,
+        "backend": backend,
         "metrics": list(cfg.evaluate.metrics),
         "primary_metric": primary,
     }

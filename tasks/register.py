@@ -17,6 +17,7 @@ from pathlib import Path
 from tasks.core.config import Config
 from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
+from tasks.modeling import ct2
 from tasks.tracking import client as tracking
 from tasks.tracking import lineage, registry
 from tasks.tracking.run import RunHandle
@@ -26,13 +27,14 @@ logger = logging.getLogger(__name__)
 # shipped as source with every version (loaded by path, never imported here)
 SERVING = Path(importlib.util.find_spec("tasks.serving.pyfunc").origin)
 RNN_CODE = Path(importlib.util.find_spec("tasks.modeling.rnn_model").origin)
+CT2_CODE = Path(importlib.util.find_spec("tasks.modeling.ct2").origin)
 RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
 
 
-def pip_requirements(adapter: bool = False) -> list[str]:
+def pip_requirements(adapter: bool = False, converted: bool = False) -> list[str]:
     """Exact pins of what the pyfunc needs at load time (no slow requirement inference)."""
     reqs = []
-    for pkg in RUNTIME_PACKAGES + (("peft",) if adapter else ()):
+    for pkg in RUNTIME_PACKAGES + (("peft",) if adapter else ()) + (("ctranslate2",) if converted else ()):
         try:
             reqs.append(f"{pkg}=={metadata.version(pkg).split('+')[0]}")
         except metadata.PackageNotFoundError:
@@ -47,6 +49,8 @@ def serving_settings(cfg: Config) -> dict:
         "max_new_tokens": cfg.evaluate.generation_max_length,
         "max_source_length": cfg.train.max_seq_length,
         "batch_size": cfg.evaluate.batch_size,
+        "backend": cfg.evaluate.backend,  # S2S_BACKEND at load time wins
+        "compute_type": cfg.evaluate.compute_type,
     }
 
 
@@ -157,12 +161,17 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], ca
         meta = Model(
             artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id, model_uuid=logged.model_id
         )
+        artifacts = {"hf_model": model_dir, "settings": str(settings)}
+        if cfg.evaluate.backend != "hf" and ct2.unsupported(model_dir) is None:  # the converted copy beside it
+            artifacts["ct2_model"] = str(ct2.convert(model_dir, ct2.cache_dir(cfg)))
         save_model(
             path=str(local),
             python_model=str(SERVING),  # model from code: stored as source, nothing pickled
-            artifacts={"hf_model": model_dir, "settings": str(settings)},
-            code_paths=[str(RNN_CODE)],
-            pip_requirements=pip_requirements(adapter=(Path(model_dir) / "adapter_config.json").is_file()),
+            artifacts=artifacts,
+            code_paths=[str(RNN_CODE), str(CT2_CODE)],
+            pip_requirements=pip_requirements(
+                adapter=(Path(model_dir) / "adapter_config.json").is_file(), converted="ct2_model" in artifacts
+            ),
             input_example=examples,
             mlflow_model=meta,
         )

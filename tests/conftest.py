@@ -86,6 +86,22 @@ def flowed_clone(tmp_path_factory, prefect_server):
     return root, summary
 
 
+@pytest.fixture(scope="session")
+def served_project(tmp_path_factory, prefect_server):
+    """A tiny project after one `training_pipeline()` run, its model registered as v1 and
+    `champion`: (root, summary). For the serving and batch-prediction tests; mark them
+    ``pytest.mark.xdist_group("served")`` so one worker runs the pipeline once. Tests may register
+    and promote more versions; none may delete v1."""
+    from flows.pipeline import training_pipeline
+
+    open_gate = {"default": {"gates": {"min": {"rouge1": 0.0, "rougeL": 0.0}, "max": {"gen_len": 100}}}}
+    root = make_project(tmp_path_factory.mktemp("served") / "proj", pipelines=open_gate)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S2S_ROOT", str(root))
+        summary = training_pipeline()
+    return root, summary
+
+
 def venv_bin(name: str) -> str:
     """A console script of the test interpreter's environment (works without an activated venv)."""
     return str(Path(sys.executable).with_name(name))

@@ -329,6 +329,12 @@ class Evaluate(Section):
     num_beams: int = Field(1, ge=1)
     generation_max_length: int = Field(64, gt=0)
     batch_size: int = Field(64, gt=0)
+    # generation engine: CTranslate2 where it converts the model (auto), always (ct2), or
+    # transformers' generate (hf); compute_type auto = int8 on CPU, bfloat16/float16 on GPU
+    backend: Literal["auto", "hf", "ct2"] = "auto"
+    compute_type: Literal[
+        "auto", "float32", "int8", "int8_float32", "float16", "bfloat16", "int8_float16", "int8_bfloat16"
+    ] = "auto"
     max_samples: int | None = Field(None, gt=0)
     compare_champion: bool = True  # score the current champion on the same rows, same settings
     length_buckets: int = Field(4, ge=1)  # input-length buckets for the score-by-length plot

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 from tasks.core.errors import PipelineError
+from tasks.core.paths import STATE_DIR
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = ".s2s"
 LOCK_FILE = "run.lock"
 
 

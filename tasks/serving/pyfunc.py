@@ -3,9 +3,17 @@
 Logged as "model from code": MLflow stores this file's source beside the weights and runs it at
 load time, so nothing is pickled and the model loads in any process with torch and transformers
 installed (``mlflow.pyfunc.load_model("models:/<name>@champion")``). It imports nothing from
-this project except ``rnn_model.py``, which the logged model carries as code (MLflow's
-``code_paths``) for the recurrent model type. A LoRA version holding only the adapter loads its
-base model (hub id or path recorded in the adapter) through PEFT.
+this project except ``rnn_model.py`` (the recurrent model type) and ``ct2.py`` (CTranslate2
+generation), which the logged model carries as code (MLflow's ``code_paths``). A LoRA version
+holding only the adapter loads its base model (hub id or path recorded in the adapter) through
+PEFT.
+
+Backends: a version whose model CTranslate2 converts carries the converted copy (artifact
+``ct2_model``) and generates with it when ctranslate2 is installed; otherwise, or with
+``S2S_BACKEND=hf`` in the environment at load time, with transformers. ``S2S_BACKEND=ct2``
+makes a missing engine an error instead of a fallback; ``S2S_COMPUTE_TYPE`` overrides the
+compute type the pipeline evaluated with. The chosen backend is the attribute ``backend``
+(``model.unwrap_python_model().backend``).
 
 transformers 5 removed the text2text-generation pipeline and MLflow's transformers flavor
 refuses seq2seq models there, hence this small wrapper.
@@ -36,13 +44,33 @@ class Seq2SeqGenerator(PythonModel):
         except ImportError:
             pass
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if os.path.isfile(os.path.join(path, "adapter_config.json")):
-            from peft import AutoPeftModelForSeq2SeqLM
+        wanted = os.environ.get("S2S_BACKEND") or self.settings.get("backend", "auto")
+        if wanted not in ("auto", "hf", "ct2"):
+            raise ValueError(f"S2S_BACKEND={wanted!r}: use auto, hf or ct2")
+        self.backend, self.translator = "hf", None
+        converted = context.artifacts.get("ct2_model")
+        if wanted != "hf" and converted:
+            try:
+                import ct2  # shipped beside this file
 
-            self.model = AutoPeftModelForSeq2SeqLM.from_pretrained(path)
-        else:
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True)
-        self.model.eval()
+                compute = os.environ.get("S2S_COMPUTE_TYPE") or self.settings.get("compute_type", "auto")
+                self.translator = ct2.translator(converted, compute)
+                self.decoder_start_counts = ct2.decoder_start_counts(path)
+                self.generation = ct2.generation_settings(path)
+                self.backend = "ct2"
+            except ImportError:
+                if wanted == "ct2":
+                    raise
+        elif wanted == "ct2":
+            raise ValueError("S2S_BACKEND=ct2, but this version carries no CTranslate2 model")
+        if self.backend == "hf":
+            if os.path.isfile(os.path.join(path, "adapter_config.json")):
+                from peft import AutoPeftModelForSeq2SeqLM
+
+                self.model = AutoPeftModelForSeq2SeqLM.from_pretrained(path)
+            else:
+                self.model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True)
+            self.model.eval()
 
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
         import torch
@@ -50,6 +78,22 @@ class Seq2SeqGenerator(PythonModel):
         s = {**self.settings, **(params or {})}
         prefix = s.get("source_prefix", "")
         texts = [t if not prefix or t.startswith(prefix) else prefix + t for t in model_input]
+        if self.backend == "ct2":
+            import ct2
+
+            return ct2.generate(
+                self.translator,
+                self.tokenizer,
+                texts,
+                batch_size=int(s.get("batch_size", 32)),
+                num_beams=int(s.get("num_beams", 1)),
+                max_new_tokens=int(s.get("max_new_tokens", 64)),
+                max_source=int(s.get("max_source_length", 512)),
+                length_penalty=float(self.generation.get("length_penalty", 1.0)),
+                no_repeat_ngram_size=int(self.generation.get("no_repeat_ngram_size") or 0),
+                decoder_start_counts=self.decoder_start_counts,
+                progress=False,
+            )[0]
         out: list[str] = []
         with torch.inference_mode():
             for i in range(0, len(texts), int(s.get("batch_size", 32))):

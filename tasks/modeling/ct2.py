@@ -1,0 +1,264 @@
+"""CTranslate2: a saved HF seq2seq folder converted once (cached by its content hash) and
+generation with the converted model.
+
+The converter handles T5/FLAN-T5/mT5, BART, mBART, Marian, Pegasus and more (it says which by
+its loaders); the recurrent model type and adapter-only folders are not convertible and stay on
+transformers. Weights are kept in float32 at conversion; the compute type (int8 on CPU, float16
+or bfloat16 on GPU with ``auto``) is chosen when the model is loaded, so one converted copy
+serves every compute type. Greedy float32 outputs equal ``generate``'s token for token
+(tests/test_ct2.py).
+
+The registered model ships this file beside its pyfunc (MLflow ``code_paths``), so it imports
+nothing from this project at module level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "ct2-v1"  # bump when the conversion changes: old cache entries are then not reused
+# generation settings CTranslate2 takes from us (the rest must be at their defaults, else the
+# outputs would differ from transformers' and the model stays on it)
+_OWN = {"num_beams", "max_new_tokens", "max_length", "length_penalty", "early_stopping", "no_repeat_ngram_size"}
+_NEUTRAL = {
+    "min_length": (0, None),
+    "min_new_tokens": (None, 0),
+    "encoder_no_repeat_ngram_size": (0, None),
+    "repetition_penalty": (1.0, None),
+    "encoder_repetition_penalty": (1.0, None),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "do_sample": (False, None),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+    "renormalize_logits": (False, None),
+    "guidance_scale": (None, 1.0),
+}
+
+
+def available() -> bool:
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def unsupported(model_dir: str | Path) -> str | None:
+    """Why ``model_dir`` cannot run on CTranslate2 (None when it can): not installed, an
+    adapter-only folder, a model type the converter has no loader for, or generation settings
+    it would not reproduce."""
+    if not available():
+        return "ctranslate2 is not installed"
+    folder = Path(model_dir)
+    if (folder / "adapter_config.json").is_file():
+        return "the folder holds a LoRA adapter only"
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no readable config.json (a hub id or a folder of another format)"
+    from ctranslate2.converters.transformers import _MODEL_LOADERS
+
+    arch = (config.get("architectures") or [""])[0]
+    kind = config.get("model_type", "?")
+    loader = _MODEL_LOADERS.get(_config_class(kind))
+    target = getattr(loader, "architecture_name", "")
+    if loader is None or not target.endswith(("ConditionalGeneration", "MTModel")) or arch not in ("", target):
+        return f"CTranslate2 has no seq2seq converter for model type {kind!r}"
+    settings = generation_settings(folder)
+    odd = [k for k, ok in _NEUTRAL.items() if settings.get(k, ok[0]) not in ok]
+    if odd:
+        return f"its generation settings {', '.join(sorted(odd))} are not reproduced by CTranslate2"
+    return None
+
+
+def _config_class(model_type: str) -> str:
+    from transformers import CONFIG_MAPPING
+
+    try:
+        return CONFIG_MAPPING[model_type].__name__
+    except KeyError:
+        return ""
+
+
+def content_hash(model_dir: str | Path) -> str:
+    """sha256 over the files a conversion reads (config, weights, generation settings, vocab)."""
+    folder = Path(model_dir)
+    h = hashlib.sha256(FORMAT.encode())
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        h.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def convert(model_dir: str | Path, cache: str | Path) -> Path:
+    """The converted copy of ``model_dir`` under ``cache`` (converted now if it is not there).
+    Written to a temporary folder and renamed into place: a killed conversion leaves no entry."""
+    out = Path(cache) / content_hash(model_dir)[:24]
+    if (out / "model.bin").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
+    try:
+        _converter(str(model_dir)).convert(str(tmp / "model"), force=True)
+        _fill_tokens(Path(model_dir), tmp / "model" / "config.json")
+        try:
+            os.replace(tmp / "model", out)
+        except OSError:  # another process converted the same model meanwhile
+            if not (out / "model.bin").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("converted %s for CTranslate2 (%s)", model_dir, out.name)
+    return out
+
+
+def generation_settings(model_dir: str | Path) -> dict:
+    """The folder's generation_config.json (empty when it has none)."""
+    path = Path(model_dir) / "generation_config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def decoder_start_counts(model_dir: str | Path) -> bool:
+    """True when ``generate``'s output starts with a token that is not pad (BART's EOS start),
+    which our gen_len counts as transformers' output does."""
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return config.get("decoder_start_token_id") != config.get("pad_token_id")
+
+
+def cache_dir(cfg) -> Path:
+    """Where a project keeps converted models (by content hash): its state folder."""
+    from tasks.core.paths import STATE_DIR
+
+    return Path(cfg.root) / STATE_DIR / "ct2"
+
+
+# Layer-norm placement the converter reads from configs that transformers 5 no longer carries
+# (hub config.json files still do; a model built in code has none): what the modeling code does.
+_NORMS = {
+    "BartForConditionalGeneration": {"normalize_before": False, "normalize_embedding": True},
+    "MBartForConditionalGeneration": {"normalize_before": True, "normalize_embedding": True},
+    "PegasusForConditionalGeneration": {"normalize_before": True, "normalize_embedding": False},
+}
+
+
+def _converter(model_dir: str):
+    from ctranslate2.converters import TransformersConverter
+
+    class Converter(TransformersConverter):
+        def load_model(self, model_class, model_name_or_path, **kwargs):
+            model = super().load_model(model_class, model_name_or_path, **kwargs)
+            for key, value in _NORMS.get(type(model).__name__, {}).items():
+                if key not in model.config.to_dict():
+                    setattr(model.config, key, value)
+            return model
+
+    return Converter(model_dir, low_cpu_mem_usage=True)
+
+
+def _fill_tokens(model_dir: Path, ct2_config: Path) -> None:
+    """A tokenizer without a BOS token (ours, fitted on the data) leaves ``bos_token`` null,
+    which CTranslate2 refuses to load: name the token the model's config gives as BOS (else its
+    decoder start token)."""
+    config = json.loads(ct2_config.read_text(encoding="utf-8"))
+    if config.get("bos_token") is not None:
+        return
+    hf = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    shared = ct2_config.parent / "shared_vocabulary.json"
+    target = ct2_config.parent / "target_vocabulary.json"
+    vocab = json.loads((shared if shared.is_file() else target).read_text(encoding="utf-8"))
+    bos = hf.get("bos_token_id")
+    config["bos_token"] = vocab[bos] if isinstance(bos, int) and bos < len(vocab) else config["decoder_start_token"]
+    ct2_config.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def device() -> str:
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def compute_type(wanted: str, on: str) -> str:
+    """``auto``: int8 on CPU, bfloat16 (else float16) on GPU, as the device supports them."""
+    import ctranslate2
+
+    supported = ctranslate2.get_supported_compute_types(on)
+    if wanted != "auto":
+        if wanted not in supported:
+            raise ValueError(
+                f"evaluate.compute_type {wanted!r} is not supported on {on} here; "
+                f"supported: {', '.join(sorted(supported))}"
+            )
+        return wanted
+    prefs = ["int8", "float32"] if on == "cpu" else ["bfloat16", "float16", "float32"]
+    return next(c for c in prefs if c in supported)
+
+
+def translator(ct2_dir: str | Path, wanted: str = "auto"):
+    import ctranslate2
+
+    on = device()
+    return ctranslate2.Translator(str(ct2_dir), device=on, compute_type=compute_type(wanted, on))
+
+
+def generate(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    batch_size: int,
+    num_beams: int,
+    max_new_tokens: int,
+    max_source: int,
+    length_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    decoder_start_counts: bool = False,
+    desc: str = "generate",
+    progress: bool = True,
+) -> tuple[list[str], list[int]]:
+    """Predictions and generated lengths for ``texts`` in input order, like
+    ``tasks.modeling.generation.generate`` (gen_len counts EOS, and the decoder start token when
+    it is not the pad token: ``decoder_start_counts``)."""
+    from tqdm.auto import tqdm
+
+    ids = tokenizer(texts, truncation=True, max_length=max_source)["input_ids"]
+    order = np.argsort([len(i) for i in ids], kind="stable")[::-1]
+    preds: list[str] = [""] * len(texts)
+    gen_lens: list[int] = [0] * len(texts)
+    eos = tokenizer.eos_token
+    chunk = batch_size * 4  # a few batches per call: CTranslate2 overlaps them, the bar still moves
+    with tqdm(total=len(texts), desc=desc, unit="row", disable=None if progress else True) as bar:
+        for start in range(0, len(order), chunk):
+            idx = order[start : start + chunk]
+            results = model.translate_batch(
+                [tokenizer.convert_ids_to_tokens(ids[i]) for i in idx],
+                max_batch_size=batch_size,
+                beam_size=num_beams,
+                max_decoding_length=max_new_tokens,
+                length_penalty=length_penalty,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                return_end_token=True,
+                return_scores=False,
+            )
+            for i, result in zip(idx, results):
+                tokens = result.hypotheses[0]
+                out = tokenizer.convert_tokens_to_ids([t for t in tokens if t != eos])
+                preds[i] = tokenizer.decode(out, skip_special_tokens=True).strip()
+                gen_lens[i] = len(tokens) + int(decoder_start_counts)
+            bar.update(len(idx))
+    return preds, gen_lens
