@@ -209,11 +209,22 @@ def compute_type(wanted: str, on: str) -> str:
     return next(c for c in prefs if c in supported)
 
 
+def cores() -> int:
+    """CPU cores this process may use (CTranslate2's own default is 4 threads whatever the
+    machine has, which oversubscribes a 2-core one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def translator(ct2_dir: str | Path, wanted: str = "auto"):
     import ctranslate2
 
     on = device()
-    return ctranslate2.Translator(str(ct2_dir), device=on, compute_type=compute_type(wanted, on))
+    return ctranslate2.Translator(
+        str(ct2_dir), device=on, compute_type=compute_type(wanted, on), intra_threads=cores() if on == "cpu" else 0
+    )
 
 
 def generate(
