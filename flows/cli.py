@@ -178,7 +178,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tasks.serving.predict import predict_lines, read_lines
 
     cfg = load_config(args.pipeline, args.overrides)
-    texts = args.text or read_lines(sys.stdin.buffer)  # bad input fails before the model loads
+    if args.input or args.output:  # batch mode: a file in, a file out (tasks/serving/batch.py)
+        from tasks.core.errors import ConfigError
+        from tasks.serving import batch
+
+        if not (args.input and args.output) or args.text:
+            raise ConfigError("batch mode needs --input FILE and --output FILE, and no texts as arguments")
+        batch.preflight(args.input, args.output, args.column, args.output_column, args.chunk_rows)
+    texts = [] if args.input else args.text or read_lines(sys.stdin.buffer)  # bad input fails before the model loads
     name = args.model or cfg.register.model_name
     ref = f"models:/{name}/{args.version}" if args.version else f"models:/{name}@{args.alias}"
     mlflow.set_tracking_uri(cfg.tracking_uri())  # an entry point: the global URI is ours to set
@@ -187,6 +194,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         model = mlflow.pyfunc.load_model(ref)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot load {ref} from {cfg.tracking_uri()}: {str(exc).splitlines()[0]}") from None
+    if args.input:
+        summary = batch.predict_file(model, args.input, args.output, args.column, args.output_column, args.chunk_rows)
+        print(summary.line(), file=sys.stderr)
+        return 0
     for out in predict_lines(model, texts):
         print(out)
     return 0
@@ -525,6 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="registered model name (default: the pipeline's model_name)")
     predict.add_argument("--alias", default="champion", help="model alias to load (default: %(default)s)")
     predict.add_argument("--version", help="a model version number instead of an alias")
+    predict.add_argument("--input", help="batch: a .csv, .jsonl/.ndjson or .parquet file of inputs")
+    predict.add_argument("--output", help="batch: the file to write (the input's rows and columns + predictions)")
+    predict.add_argument("--column", default="text", help="batch: the input column (default: %(default)s)")
+    predict.add_argument("--output-column", default="prediction", help="batch: new column (default: %(default)s)")
+    predict.add_argument("--chunk-rows", type=int, default=1024, help="batch: rows per chunk (default: %(default)s)")
     add_config_flags(predict)
     predict.set_defaults(func=cmd_predict)
     return parser

@@ -1,0 +1,447 @@
+"""Batch prediction: a CSV / JSON Lines / Parquet file in, the same rows plus a prediction column out.
+
+Streaming: the input is read ``chunk_rows`` rows at a time, each chunk is predicted, appended to
+the output and dropped, so memory stays flat however long the file is. The output appears whole
+or not at all: it is written to a temporary file beside it and moved into place at the end.
+
+The model is anything with ``predict(list[str]) -> list[str]`` (the registered MLflow pyfunc).
+Blank, missing or NaN texts get an empty prediction and are not sent to the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.core.config import suggest
+from tasks.core.errors import ConfigError, DataError, PipelineError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+# below this size a CSV/JSONL file is counted up front so the progress bar can show a total
+COUNT_BELOW_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What one ``predict_file`` call did."""
+
+    rows: int
+    blanks: int  # rows whose text was blank or missing: empty prediction, nothing generated
+    seconds: float
+    input: Path
+    output: Path
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.rows:,} rows ({self.blanks:,} blank, not generated) in {self.seconds:.1f} s, "
+            f"{self.rows_per_s:,.0f} rows/s -> {self.output}"
+        )
+
+
+def file_format(path: Path, flag: str = "file") -> str:
+    """``csv``, ``jsonl`` or ``parquet`` from the file's extension."""
+    kind = FORMATS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"{flag} {path}: unsupported file type {Path(path).suffix or '(none)'!r}; use one of {', '.join(FORMATS)}"
+        )
+    return kind
+
+
+def check_paths(input: Path, output: Path) -> None:
+    """Refuse what cannot work before anything is read or loaded: unknown formats, a missing
+    input, an output folder that does not exist, the output overwriting the input."""
+    input, output = Path(input), Path(output)
+    file_format(input, "--input")
+    file_format(output, "--output")
+    if not input.is_file():
+        raise DataError(f"--input {input}: no such file")
+    if output.resolve() == input.resolve() or (output.exists() and os.path.samefile(input, output)):
+        raise ConfigError(f"--output {output} is the input file; write the predictions to another file")
+    if not output.parent.resolve().is_dir():
+        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a folder; give a file name")
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The file's rows in order, at most ``chunk_rows`` per DataFrame. A file with a header or a
+    schema but no rows gives one empty DataFrame with its columns."""
+    path = Path(path)
+    if chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows {chunk_rows}: give a positive number of rows")
+    kind = file_format(path)
+    readers = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}
+    return readers[kind](path, chunk_rows)
+
+
+def _bad_utf8_line(path: Path) -> int:
+    """Line number of the first line that is not UTF-8 (decoders report offsets into buffers)."""
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8 at line {_bad_utf8_line(path)}; re-export it as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV at line 1 (the header): {exc}") from None
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{path} has no header line (the column names)")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"{path}: the header names column(s) {', '.join(map(repr, dupes))} more than once")
+    return header
+
+
+def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    _csv_header(path)  # pandas would rename a repeated column ("a.1") instead of refusing it
+    try:
+        # object dtype, no NA parsing: every cell is the exact text in the file, as a plain str
+        with pd.read_csv(path, chunksize=chunk_rows, dtype=object, keep_default_na=False, encoding="utf-8") as reader:
+            yield from reader
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8 at line {_bad_utf8_line(path)}; re-export it as UTF-8") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(
+            f"{path}: malformed CSV ({str(exc).strip()}); quote fields that contain the delimiter, "
+            "quotes or newlines (and double the quotes inside them)"
+        ) from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON (use null)")
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    records: list[dict] = []
+    yielded = False  # a file with no records at all has no columns either: refused below
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: line {number} is not valid UTF-8; re-export it as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line, parse_constant=_reject_constant)
+            except ValueError as exc:
+                raise DataError(
+                    f"{path}: line {number} is not valid JSON ({exc}); each line must be one object"
+                ) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: line {number} is a JSON {type(obj).__name__}, not an object")
+            records.append(obj)
+            if len(records) == chunk_rows:
+                yield _frame(records)
+                records, yielded = [], True
+    if not records and not yielded:
+        raise DataError(f"{path} has no records (JSON objects, one per line)")
+    if records:
+        yield _frame(records)
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
+    # object dtype: values stay as parsed (1 stays 1, not 1.0 in a column with gaps)
+    return pd.DataFrame(records, dtype=object)
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        # Arrow-backed columns, so types survive the trip to the output (ints with nulls stay ints)
+        yielded = False
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            yielded = True
+            yield batch.to_pandas(types_mapper=pd.ArrowDtype)
+        if not yielded:
+            yield pf.schema_arrow.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
+        raise DataError(
+            f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows in the file when that is cheap to know (Parquet metadata, a small CSV/JSONL), else None."""
+    path = Path(path)
+    kind = file_format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError):
+            return None  # the reader reports it
+    if path.stat().st_size > COUNT_BELOW_BYTES:
+        return None
+    raw = path.read_bytes()
+    if kind == "jsonl":
+        return sum(1 for line in raw.splitlines() if line.strip())
+    if b'"' not in raw:  # no quoted newlines: one row per non-blank line after the header
+        return max(sum(1 for line in raw.splitlines() if line.strip()) - 1, 0)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            return max(sum(1 for record in csv.reader(fh) if record) - 1, 0)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+class _CsvWriter:
+    def __init__(self, path: Path):
+        self.fh = path.open("w", encoding="utf-8", newline="")
+        self.columns: list | None = None
+
+    def write(self, chunk: pd.DataFrame, origin: str) -> None:
+        if self.columns is None:
+            self.columns = list(chunk.columns)
+        else:
+            chunk = _fit(chunk, self.columns, origin, "CSV")
+        # CRLF record ends (RFC 4180): the csv module then quotes every cell holding "\r" or "\n";
+        # with "\n" alone a bare "\r" in a cell would be written unquoted and split its row
+        chunk.to_csv(self.fh, header=self.fh.tell() == 0, index=False, lineterminator="\r\n")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _JsonlWriter:
+    def __init__(self, path: Path):
+        self.fh = path.open("w", encoding="utf-8", newline="\n")
+
+    def write(self, chunk: pd.DataFrame, origin: str) -> None:
+        columns = [str(c) for c in chunk.columns]
+        lines = [
+            json.dumps(dict(zip(columns, map(_json_value, row))), ensure_ascii=False, default=_json_default)
+            for row in chunk.itertuples(index=False, name=None)
+        ]
+        if lines:
+            self.fh.write("\n".join(lines) + "\n")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path, output_column: str):
+        self.path = path
+        self.output_column = output_column
+        self.writer = None
+        self.schema = None
+
+    def write(self, chunk: pd.DataFrame, origin: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.schema is None:
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            # fixed from the first chunk; a column with no value yet (null type) becomes text, and
+            # the predictions are always text, even in an all-blank first chunk
+            fields = [
+                pa.field(f.name, pa.string()) if f.name == self.output_column or pa.types.is_null(f.type) else f
+                for f in table.schema
+            ]
+            self.schema = pa.schema(fields, metadata=table.schema.metadata)
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        else:
+            chunk = _fit(chunk, self.schema.names, origin, "Parquet")
+        try:
+            table = pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(
+                f"{origin}: a column changes type after the first chunk, which fixed the Parquet schema "
+                f"({str(exc).splitlines()[0][:200]}); write .jsonl or .csv output instead"
+            ) from None
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _fit(chunk: pd.DataFrame, columns: list, origin: str, kind: str) -> pd.DataFrame:
+    """A later chunk in the first chunk's columns (JSON Lines records need not all have every key)."""
+    extra = [c for c in chunk.columns if c not in columns]
+    if extra:
+        raise DataError(
+            f"{origin}: key(s) {', '.join(map(repr, extra))} first appear after the first chunk, which fixed "
+            f"the {kind} columns; write .jsonl output, or raise --chunk-rows"
+        )
+    return chunk if list(chunk.columns) == list(columns) else chunk.reindex(columns=columns)
+
+
+def _json_value(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
+
+
+def _json_default(v):
+    if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
+        return _json_value(v.item())  # numpy scalars
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+def _writer(kind: str, path: Path, output_column: str):
+    if kind == "csv":
+        return _CsvWriter(path)
+    if kind == "jsonl":
+        return _JsonlWriter(path)
+    return _ParquetWriter(path, output_column)
+
+
+# -- predicting ---------------------------------------------------------------------------
+
+
+def _text(v) -> str:
+    """A cell as model input: text as is, missing values as "", anything else through str()."""
+    if isinstance(v, str):
+        return v
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v)
+
+
+def predict_texts(model, texts: list[str]) -> tuple[list[str], int]:
+    """Predictions for ``texts`` in order, and how many were blank (those get "" and are not sent)."""
+    todo = [i for i, t in enumerate(texts) if t.strip()]
+    out = [""] * len(texts)
+    if todo:
+        predictions = list(model.predict([texts[i] for i in todo]))
+        if len(predictions) != len(todo):
+            raise PipelineError(f"the model returned {len(predictions)} predictions for {len(todo)} inputs")
+        for i, prediction in zip(todo, predictions):
+            out[i] = str(prediction)
+    return out, len(texts) - len(todo)
+
+
+def _check_columns(chunk: pd.DataFrame, input: Path, column: str, output_column: str, first: bool = True) -> None:
+    if first and column not in chunk.columns:
+        have = [str(c) for c in chunk.columns]
+        raise DataError(
+            f"--column {column!r}: {input} has no such column{suggest(column, have)}; "
+            f"its columns are {', '.join(map(repr, have)) or '(none)'}"
+        )
+    if output_column in chunk.columns:
+        raise ConfigError(
+            f"--output-column {output_column!r}: {input} already has a column of that name; "
+            "choose another name with --output-column"
+        )
+
+
+def preflight(
+    input: Path, output: Path, column: str = "text", output_column: str = "prediction", chunk_rows: int = 1024
+) -> None:
+    """Every check ``predict_file`` makes before its first prediction, without a model: paths,
+    formats and the first chunk's columns. For callers that load a model next."""
+    check_paths(input, output)
+    chunks = read_chunks(Path(input), chunk_rows)
+    try:
+        _check_columns(next(chunks), Path(input), column, output_column)
+    finally:
+        chunks.close()
+
+
+def predict_file(
+    model,
+    input: Path,
+    output: Path,
+    column: str = "text",
+    output_column: str = "prediction",
+    chunk_rows: int = 1024,
+    progress: bool | None = None,
+) -> BatchSummary:
+    """Write ``output``: every row and column of ``input`` in order, plus ``output_column`` with
+    the model's prediction for ``column``. ``progress``: None shows a bar on a terminal only.
+
+    On any error (or Ctrl-C) nothing is left behind and an existing ``output`` is untouched."""
+    from tqdm.auto import tqdm
+
+    input, output = Path(input), Path(output)
+    check_paths(input, output)
+    chunks = read_chunks(input, chunk_rows)  # checks chunk_rows
+    started = time.perf_counter()
+    try:
+        fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write in {output.parent} ({exc.strerror})") from None
+    os.close(fd)
+    tmp = Path(name)
+    rows = blanks = 0
+    bar = tqdm(unit="row", unit_scale=True, desc=input.name, disable=None if progress is None else not progress)
+    try:
+        if not bar.disable:
+            bar.total = count_rows(input)
+            bar.refresh()
+        writer = _writer(file_format(output), tmp, output_column)
+        try:
+            for number, chunk in enumerate(chunks):
+                # later chunks too: a JSON Lines key may first appear anywhere
+                _check_columns(chunk, input, column, output_column, first=number == 0)
+                texts = [_text(v) for v in chunk[column].tolist()] if column in chunk.columns else [""] * len(chunk)
+                predictions, blank = predict_texts(model, texts)
+                chunk[output_column] = predictions
+                writer.write(chunk, f"{input} (rows {rows + 1}-{rows + len(chunk)})")
+                rows += len(chunk)
+                blanks += blank
+                bar.update(len(chunk))
+        finally:
+            chunks.close()
+            writer.close()
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    finally:
+        bar.close()
+    summary = BatchSummary(rows, blanks, time.perf_counter() - started, input, output)
+    logger.info("batch predict: %s", summary.line())
+    return summary
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
