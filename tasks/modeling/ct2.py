@@ -210,8 +210,7 @@ def compute_type(wanted: str, on: str) -> str:
 
 
 def cores() -> int:
-    """CPU cores this process may use (CTranslate2's own default is 4 threads whatever the
-    machine has, which oversubscribes a 2-core one)."""
+    """CPU cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -219,12 +218,15 @@ def cores() -> int:
 
 
 def translator(ct2_dir: str | Path, wanted: str = "auto"):
+    """A Translator on the GPU when there is one, else on CPU with one single-threaded worker
+    per core: batches run side by side. Measured on 2 cores (0.75M and 44M-parameter T5,
+    float32 and int8), that beat one worker of 1, 2 or CTranslate2's default 4 threads every
+    time, by 1.4-10x (README, Figures)."""
     import ctranslate2
 
     on = device()
-    return ctranslate2.Translator(
-        str(ct2_dir), device=on, compute_type=compute_type(wanted, on), intra_threads=cores() if on == "cpu" else 0
-    )
+    threads = {"inter_threads": cores(), "intra_threads": 1} if on == "cpu" else {}
+    return ctranslate2.Translator(str(ct2_dir), device=on, compute_type=compute_type(wanted, on), **threads)
 
 
 def generate(
@@ -252,7 +254,8 @@ def generate(
     preds: list[str] = [""] * len(texts)
     gen_lens: list[int] = [0] * len(texts)
     eos = tokenizer.eos_token
-    chunk = batch_size * 4  # a few batches per call: CTranslate2 overlaps them, the bar still moves
+    # a few batches per worker and call: the workers run them side by side, the bar still moves
+    chunk = batch_size * 2 * max(2, getattr(model, "num_translators", 1))
     with tqdm(total=len(texts), desc=desc, unit="row", disable=None if progress else True) as bar:
         for start in range(0, len(order), chunk):
             idx = order[start : start + chunk]
