@@ -546,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TRAINING_COMMANDS = ("run", "train")  # the commands whose stop leaves a checkpoint and a KILLED run
+
+
 def main(argv: list[str] | None = None) -> int:
     from tasks.core import signals
 
@@ -562,11 +565,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # stopped on request: everything was released on the way out. Exit now, without the
         # interpreter's shutdown hooks, which could wait on a Prefect server that is gone.
-        print(
-            f"s2s {args.command}: {exc or 'interrupted'}; the MLflow run is marked KILLED and a re-run "
-            "continues from the last checkpoint",
-            file=sys.stderr,
+        after = (
+            "; the MLflow run is marked KILLED and a re-run continues from the last checkpoint"
+            if args.command in TRAINING_COMMANDS
+            else ""
         )
+        print(f"s2s {args.command}: {exc or 'interrupted'}{after}", file=sys.stderr)
         signals.hard_exit(code - 128)
 
 
