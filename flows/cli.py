@@ -168,13 +168,81 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_registered(cfg, ref: str):
+    """``mlflow.pyfunc.load_model(ref)`` from the pipeline's store; a readable error if it fails."""
+    import mlflow
+
+    from tasks.core.errors import TrackingError
+
+    mlflow.set_tracking_uri(cfg.tracking_uri())  # an entry point: the global URI is ours to set
+    mlflow.set_registry_uri(cfg.tracking_uri())
+    try:
+        return mlflow.pyfunc.load_model(ref)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot load {ref} from {cfg.tracking_uri()}: {str(exc).splitlines()[0]}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a registered version over HTTP (MLflow's scoring format) until SIGTERM / Ctrl-C."""
+    _prepare_env()
+    import threading
+
+    from tasks.core import signals
+    from tasks.core.config import load_config
+    from tasks.core.errors import ConfigError
+    from tasks.serving import http_server as hs
+    from tasks.tracking import registry
+
+    if args.backend:
+        os.environ["S2S_BACKEND"] = args.backend  # read by the registered model as it loads
+    cfg = load_config(args.pipeline, args.overrides)
+    name = args.model or cfg.register.model_name
+    alias = None if args.version else (args.alias or cfg.promote.alias)
+    if args.follow_alias and alias is None:
+        raise ConfigError("--follow-alias follows an alias: drop --version")
+
+    def alias_version() -> str:
+        found = registry.alias_version(cfg, name, alias)
+        if found is None:
+            raise ConfigError(f"{name} has no alias {alias!r}; see `s2s compare`")
+        return str(found.version)
+
+    def load(version: str) -> hs.Served:
+        model = load_registered(cfg, f"models:/{name}/{version}")
+        return hs.Served(model, name, version, hs.backend_of(model))
+
+    holder = hs.Holder(load(args.version or alias_version()))
+    batcher = hs.Batcher(holder.current, max_batch=args.max_batch)
+    stopping = threading.Event()
+    server = hs.make_server(holder, batcher, args.host, args.port, alias, stopping)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: reachable from the network, without authentication", file=sys.stderr)
+    if args.follow_alias:
+        threading.Thread(
+            target=hs.follow, args=(holder, alias_version, load, args.poll_seconds, stopping), daemon=True
+        ).start()
+    served = holder.current()
+    host, port = server.server_address[:2]
+    print(f"serving {name} v{served.version} ({served.backend}) at http://{host}:{port}/invocations", flush=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except (KeyboardInterrupt, signals.Interrupted) as exc:
+        print(f"s2s serve: {exc or 'interrupted'}; finishing the requests in flight", file=sys.stderr, flush=True)
+    finally:
+        stopping.set()
+        server.shutdown()  # no new connections
+        server.server_close()  # waits for the requests in flight
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Generate with a registered model version (``champion`` by default)."""
     _prepare_env()
-    import mlflow
 
     from tasks.core.config import load_config
-    from tasks.core.errors import TrackingError
     from tasks.serving.predict import predict_lines, read_lines
 
     cfg = load_config(args.pipeline, args.overrides)
@@ -187,13 +255,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch.preflight(args.input, args.output, args.column, args.output_column, args.chunk_rows)
     texts = [] if args.input else args.text or read_lines(sys.stdin.buffer)  # bad input fails before the model loads
     name = args.model or cfg.register.model_name
-    ref = f"models:/{name}/{args.version}" if args.version else f"models:/{name}@{args.alias}"
-    mlflow.set_tracking_uri(cfg.tracking_uri())  # an entry point: the global URI is ours to set
-    mlflow.set_registry_uri(cfg.tracking_uri())
-    try:
-        model = mlflow.pyfunc.load_model(ref)
-    except mlflow.exceptions.MlflowException as exc:
-        raise TrackingError(f"cannot load {ref} from {cfg.tracking_uri()}: {str(exc).splitlines()[0]}") from None
+    model = load_registered(cfg, f"models:/{name}/{args.version}" if args.version else f"models:/{name}@{args.alias}")
     if args.input:
         summary = batch.predict_file(model, args.input, args.output, args.column, args.output_column, args.chunk_rows)
         print(summary.line(), file=sys.stderr)
@@ -543,6 +605,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--chunk-rows", type=int, default=1024, help="batch: rows per chunk (default: %(default)s)")
     add_config_flags(predict)
     predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="serve a registered model over HTTP (MLflow's POST /invocations format)")
+    serve.add_argument("--model", help="registered model name (default: the pipeline's model_name)")
+    serve.add_argument("--alias", help="alias to serve (default: promote.alias, i.e. champion)")
+    serve.add_argument("--version", help="a fixed version number instead of an alias")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=5001, help="port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument(
+        "--follow-alias", action="store_true", help="swap in the new version when the alias moves (no request dropped)"
+    )
+    serve.add_argument("--poll-seconds", type=float, default=5.0, help="alias check interval (default: %(default)s)")
+    serve.add_argument("--backend", choices=["auto", "hf", "ct2"], help="generation backend (default: the version's)")
+    serve.add_argument("--max-batch", type=int, default=32, help="texts per micro-batch (default: %(default)s)")
+    add_config_flags(serve)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
