@@ -60,6 +60,14 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
     inputs = [prefix + t.removeprefix(current) if current and prefix != current else t for t in texts]
     ev = cfg.evaluate
     backend = backend_for(cfg, model_dir)
+    # the same decoding for every model and backend: the candidate and the champion alike
+    same = dict(
+        batch_size=ev.batch_size,
+        num_beams=ev.num_beams,
+        max_new_tokens=ev.generation_max_length,
+        max_source=cfg.train.max_seq_length,
+        desc=desc,
+    )
     if backend == "ct2":
         tokenizer = modeling.load_tokenizer(model_dir)
         settings = ct2.generation_settings(model_dir)
@@ -72,28 +80,15 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
             translator,
             tokenizer,
             inputs,
-            batch_size=ev.batch_size,
-            num_beams=ev.num_beams,
-            max_new_tokens=ev.generation_max_length,
-            max_source=cfg.train.max_seq_length,
+            **same,
             length_penalty=float(settings.get("length_penalty", 1.0)),
             no_repeat_ngram_size=int(settings.get("no_repeat_ngram_size") or 0),
             decoder_start_counts=ct2.decoder_start_counts(model_dir),
-            desc=desc,
         )
         generation = settings
     else:
         tokenizer, model = modeling.load(model_dir)
-        preds, gen_lens = generate(
-            model,
-            tokenizer,
-            inputs,
-            batch_size=ev.batch_size,
-            num_beams=ev.num_beams,
-            max_new_tokens=ev.generation_max_length,
-            max_source=cfg.train.max_seq_length,
-            desc=desc,
-        )
+        preds, gen_lens = generate(model, tokenizer, inputs, **same)
         config = getattr(model, "generation_config", None)
         generation = config.to_dict() if config is not None else {}
     means, per_example = score(preds, refs, tuple(ev.metrics))

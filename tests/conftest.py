@@ -105,6 +105,53 @@ def served_project(tmp_path_factory, prefect_server):
     return root, summary
 
 
+def small_trained(arch: str, rows: list[dict], vocab: int, d_model: int):
+    """(tokenizer, model): a T5-style (our scratch builder) or BART-style model of width
+    ``d_model``, trained 6 epochs on the first 640 of ``rows`` so that, generating, rows stop
+    at different lengths (and some not at all)."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from tasks.core.config import Scratch
+    from tasks.modeling import models as modeling
+
+    tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], vocab)
+    torch.manual_seed(0)
+    if arch == "t5":
+        half = d_model // 2
+        spec = Scratch(d_model=d_model, d_ff=2 * d_model, d_kv=half, num_heads=2, num_layers=1, num_decoder_layers=1)
+        model = modeling.build_scratch(spec, tok, seed=0)
+    else:
+        model = BartForConditionalGeneration(
+            BartConfig(
+                vocab_size=len(tok),
+                d_model=d_model,
+                encoder_layers=1,
+                decoder_layers=1,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=2 * d_model,
+                decoder_ffn_dim=2 * d_model,
+                pad_token_id=0,
+                eos_token_id=1,
+                bos_token_id=1,
+                decoder_start_token_id=1,
+                forced_eos_token_id=None,
+            )
+        )
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(6):
+        for i in range(0, 640, 32):
+            enc = tok([r["text"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)
+            labels = tok(text_target=[r["target"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)[
+                "input_ids"
+            ]
+            model(**enc, labels=labels.masked_fill(labels == 0, -100)).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    return tok, model.eval()
+
+
 def venv_bin(name: str) -> str:
     """A console script of the test interpreter's environment (works without an activated venv)."""
     return str(Path(sys.executable).with_name(name))

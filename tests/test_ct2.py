@@ -5,61 +5,23 @@ within 0.005 ROUGE of float32, conversions cached by content, models it cannot t
 import json
 
 import pytest
+from conftest import small_trained
 
 from tasks.data.sample import generate as sample_rows
 from tasks.metrics import score
 from tasks.modeling import ct2
-from tasks.modeling import models as modeling
 from tasks.modeling.generation import generate
 
 
 def trained_folder(tmp_path, arch: str):
     """A small model of the family, trained a few epochs on the sample data, saved as a folder."""
-    import torch
-    from transformers import BartConfig, BartForConditionalGeneration
-
-    from tasks.core.config import Scratch
-
     rows = sample_rows(1000, seed=2)
-    tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], 300)
-    torch.manual_seed(0)
-    if arch == "t5":
-        model = modeling.build_scratch(
-            Scratch(d_model=48, d_ff=96, d_kv=24, num_heads=2, num_layers=1, num_decoder_layers=1), tok, seed=0
-        )
-    else:
-        model = BartForConditionalGeneration(
-            BartConfig(
-                vocab_size=len(tok),
-                d_model=48,
-                encoder_layers=1,
-                decoder_layers=1,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                encoder_ffn_dim=96,
-                decoder_ffn_dim=96,
-                pad_token_id=0,
-                eos_token_id=1,
-                bos_token_id=1,
-                decoder_start_token_id=1,
-                forced_eos_token_id=None,
-            )
-        )
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(6):
-        for i in range(0, 640, 32):
-            enc = tok([r["text"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)
-            labels = tok(text_target=[r["target"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)[
-                "input_ids"
-            ]
-            model(**enc, labels=labels.masked_fill(labels == 0, -100)).loss.backward()
-            opt.step()
-            opt.zero_grad()
+    tok, model = small_trained(arch, rows, vocab=300, d_model=48)
     folder = tmp_path / arch
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     held_out = rows[700:]
-    return folder, tok, model.eval(), [r["text"] for r in held_out], [r["target"] for r in held_out]
+    return folder, tok, model, [r["text"] for r in held_out], [r["target"] for r in held_out]
 
 
 @pytest.fixture(scope="module", params=["t5", "bart"])
@@ -158,6 +120,26 @@ def test_what_ctranslate2_cannot_take_is_named(tmp_path, family):
     assert "repetition_penalty" in ct2.unsupported(odd)
     with pytest.raises(ValueError, match="float16"):
         ct2.compute_type("float16", "cpu")
+
+
+def test_auto_compute_type_quantizes_only_models_big_enough_to_gain(family, tmp_path):
+    folder, *_ = family
+    small = ct2.parameters(ct2.convert(folder, tmp_path / "cache"))
+    assert 10_000 < small < ct2.INT8_FROM_PARAMETERS
+    assert ct2.compute_type("auto", "cpu", small) == "float32"
+    assert ct2.compute_type("auto", "cpu", ct2.INT8_FROM_PARAMETERS) == "int8"
+    assert ct2.translator(ct2.convert(folder, tmp_path / "cache")).compute_type == "float32"
+
+
+def test_a_translator_leaves_torchs_threads_alone(family, tmp_path):
+    """CTranslate2 sets the OpenMP thread count torch shares; training after an evaluation in the
+    same process would otherwise run on one thread (and round differently: caught by test_resume)."""
+    import torch
+
+    folder, *_ = family
+    before = torch.get_num_threads()
+    ct2.translator(ct2.convert(folder, tmp_path / "cache"), "float32")
+    assert torch.get_num_threads() == before
 
 
 @pytest.mark.system

@@ -4,6 +4,7 @@ import random
 
 import numpy as np
 import pytest
+from conftest import small_trained
 from rouge_score import rouge_scorer
 
 from tasks.data.sample import generate as sample_rows
@@ -123,48 +124,11 @@ def test_generation_returns_outputs_in_input_order():
 def test_shrinking_greedy_equals_generate(tmp_path, arch):
     """The fast path must decode exactly what transformers' generate does (greedy)."""
     import torch
-    from transformers import BartConfig, BartForConditionalGeneration
 
-    from tasks.core.config import Scratch
     from tasks.modeling.generation import shrinking_greedy, shrinking_greedy_applies
 
     rows = sample_rows(700, seed=2)
-    tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], 200)
-    torch.manual_seed(0)
-    if arch == "t5":
-        model = modeling.build_scratch(
-            Scratch(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=1, num_decoder_layers=1), tok, seed=0
-        )
-    else:
-        model = BartForConditionalGeneration(
-            BartConfig(
-                vocab_size=len(tok),
-                d_model=32,
-                encoder_layers=1,
-                decoder_layers=1,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                encoder_ffn_dim=64,
-                decoder_ffn_dim=64,
-                pad_token_id=0,
-                eos_token_id=1,
-                bos_token_id=1,
-                decoder_start_token_id=1,
-                forced_eos_token_id=None,
-            )
-        )
-    # a few epochs of training: rows then finish at different lengths, some not at all
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(6):
-        for i in range(0, 640, 32):
-            enc = tok([r["text"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)
-            labels = tok(text_target=[r["target"] for r in rows[i : i + 32]], return_tensors="pt", padding=True)[
-                "input_ids"
-            ]
-            model(**enc, labels=labels.masked_fill(labels == 0, -100)).loss.backward()
-            opt.step()
-            opt.zero_grad()
-    model.eval()
+    tok, model = small_trained(arch, rows, vocab=200, d_model=32)
     assert shrinking_greedy_applies(model, 1) and not shrinking_greedy_applies(model, 4)
     batch = tok([r["text"] for r in rows[640:700]], return_tensors="pt", padding=True)
     with torch.inference_mode():

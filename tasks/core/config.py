@@ -330,7 +330,8 @@ class Evaluate(Section):
     generation_max_length: int = Field(64, gt=0)
     batch_size: int = Field(64, gt=0)
     # generation engine: CTranslate2 where it converts the model (auto), always (ct2), or
-    # transformers' generate (hf); compute_type auto = int8 on CPU, bfloat16/float16 on GPU
+    # transformers' generate (hf); compute_type auto = on CPU int8 from 10M parameters (float32
+    # below), on GPU bfloat16/float16
     backend: Literal["auto", "hf", "ct2"] = "auto"
     compute_type: Literal[
         "auto", "float32", "int8", "int8_float32", "float16", "bfloat16", "int8_float16", "int8_bfloat16"

@@ -185,9 +185,25 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON (use null)")
 
 
+def json_record(path, number: int, line: str) -> dict:
+    """Line ``number`` of a JSON-lines file as an object, strictly (no NaN/Infinity), or a
+    DataError naming the line (the ingest reader and batch prediction alike)."""
+    import json
+
+    try:
+        obj = json.loads(line, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise DataError(f"{path}: line {number} is not valid JSON ({exc}); each line must be one JSON object") from None
+    if not isinstance(obj, dict):
+        raise DataError(
+            f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "
+            'each line must be one object like {"text": ..., "target": ...}'
+        )
+    return obj
+
+
 def _read_jsonl(path: Path, raw: bytes) -> pd.DataFrame:
     import io
-    import json
 
     import pyarrow as pa
     import pyarrow.json as pajson
@@ -202,18 +218,7 @@ def _read_jsonl(path: Path, raw: bytes) -> pd.DataFrame:
     for number, line in enumerate(raw.decode("utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise DataError(
-                f"{path}: line {number} is not valid JSON ({exc}); each line must be one JSON object"
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "
-                'each line must be one object like {"text": ..., "target": ...}'
-            )
-        records.append(obj)
+        records.append(json_record(path, number, line))
     if not records:
         raise DataError(f"{path} has no records")
     return pd.DataFrame.from_records(records)

@@ -16,9 +16,10 @@ def decode(tokenizer, ids) -> list[str]:
     return [s.strip() for s in tokenizer.batch_decode(arr, skip_special_tokens=True)]
 
 
-# Generation settings that add logits processors or change greedy search: with any of these set,
-# decoding goes through transformers' generate rather than the shrinking greedy loop below.
-_PROCESSOR_SETTINGS = {
+# Generation settings that add logits processors or change greedy search, with their neutral
+# values: with any other value, decoding goes through transformers' generate rather than the
+# shrinking greedy loop below (and stays off CTranslate2 unless it reproduces the setting).
+PROCESSOR_SETTINGS = {
     "min_length": (0, None),
     "min_new_tokens": (None, 0),
     "no_repeat_ngram_size": (0, None),
@@ -48,7 +49,7 @@ def shrinking_greedy_applies(model, num_beams: int) -> bool:
     if not hasattr(model, "get_encoder") or "generate" in type(model).__dict__:  # custom generate (the RNN)
         return False
     gc = getattr(model, "generation_config", None)
-    return gc is not None and all(getattr(gc, k, None) in ok for k, ok in _PROCESSOR_SETTINGS.items())
+    return gc is not None and all(getattr(gc, k, None) in ok for k, ok in PROCESSOR_SETTINGS.items())
 
 
 def shrinking_greedy(model, input_ids, attention_mask, max_new_tokens: int):

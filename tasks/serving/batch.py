@@ -26,6 +26,7 @@ import pandas as pd
 
 from tasks.core.config import suggest
 from tasks.core.errors import ConfigError, DataError, PipelineError
+from tasks.data.sources import json_record
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +138,6 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         ) from None
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON (use null)")
-
-
 def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     records: list[dict] = []
     yielded = False  # a file with no records at all has no columns either: refused below
@@ -152,15 +149,7 @@ def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
                 raise DataError(f"{path}: line {number} is not valid UTF-8; re-export it as UTF-8") from None
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line, parse_constant=_reject_constant)
-            except ValueError as exc:
-                raise DataError(
-                    f"{path}: line {number} is not valid JSON ({exc}); each line must be one object"
-                ) from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {number} is a JSON {type(obj).__name__}, not an object")
-            records.append(obj)
+            records.append(json_record(path, number, line))
             if len(records) == chunk_rows:
                 yield _frame(records)
                 records, yielded = [], True
