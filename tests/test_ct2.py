@@ -176,3 +176,23 @@ print(json.dumps({{"out": out, "reqs": reqs}}))
     assert out["ct2"][1] == out["hf"][1]  # float32: the same text, row for row
     assert sum(bool(t) for t in out["hf"][1]) >= len(texts) // 2  # and text it is, not blanks
     assert len(out["auto"][1]) == len(texts) and "ctranslate2==" in got["reqs"]
+
+
+def test_an_untrained_model_counts_gen_len_as_generate_does(tmp_path):
+    """A model that emits pad tokens (untrained): gen_len counts non-pad tokens on both backends."""
+    from tasks.core.config import Scratch
+    from tasks.modeling import models as modeling
+    from tasks.modeling.generation import generate
+
+    rows = sample_rows(200, seed=3)
+    tok = modeling.train_tokenizer([r["text"] for r in rows] + [r["target"] for r in rows], 120)
+    model = modeling.build_scratch(
+        Scratch(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, num_decoder_layers=1), tok, seed=0
+    ).eval()
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    texts = [r["text"] for r in rows[:40]]
+    kw = dict(batch_size=16, num_beams=1, max_new_tokens=12, max_source=64)
+    expected = generate(model, tok, texts, **kw)
+    got = ct2.generate(ct2.translator(ct2.convert(tmp_path / "m", tmp_path / "c"), "float32"), tok, texts, **kw)
+    assert got == expected

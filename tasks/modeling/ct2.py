@@ -256,8 +256,8 @@ def generate(
     progress: bool = True,
 ) -> tuple[list[str], list[int]]:
     """Predictions and generated lengths for ``texts`` in input order, like
-    ``tasks.modeling.generation.generate`` (gen_len counts EOS, and the decoder start token when
-    it is not the pad token: ``decoder_start_counts``)."""
+    ``tasks.modeling.generation.generate`` (gen_len counts the non-pad tokens, EOS included, and
+    the decoder start token when it is not the pad token: ``decoder_start_counts``)."""
     from tqdm.auto import tqdm
 
     ids = tokenizer(texts, truncation=True, max_length=max_source)["input_ids"]
@@ -284,6 +284,7 @@ def generate(
                 tokens = result.hypotheses[0]
                 out = tokenizer.convert_tokens_to_ids([t for t in tokens if t != eos])
                 preds[i] = tokenizer.decode(out, skip_special_tokens=True).strip()
-                gen_lens[i] = len(tokens) + int(decoder_start_counts)
+                # generate's count: every token but pad (an untrained model may emit pad itself)
+                gen_lens[i] = sum(t != tokenizer.pad_token for t in tokens) + int(decoder_start_counts)
             bar.update(len(idx))
     return preds, gen_lens
