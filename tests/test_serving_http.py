@@ -137,3 +137,16 @@ def test_follow_alias_swaps_the_champion_without_dropping_a_request(served_proje
         versions = [v for _, v in s]
         assert versions == sorted(versions, key=lambda v: v != "1"), versions
     assert f"serving s2s-default v1 -> v{v2}" in log.read_text()
+
+
+def test_bad_lengths_and_objects_without_text_are_400s_not_500s():
+    from tasks.serving.http_server import MAX_BODY, BadRequest, body_length, parse
+
+    for header, status in (("abc", 400), ("-5", 400), (str(MAX_BODY + 1), 413)):
+        with pytest.raises(BadRequest) as err:
+            body_length(header)
+        assert err.value.status == status
+    assert body_length(None) == 0 and body_length("12") == 12
+    with pytest.raises(BadRequest, match='without "text"'):
+        parse("application/json", json.dumps({"inputs": [{"x": 1}]}).encode())
+    assert parse("application/json", json.dumps({"inputs": [{"text": "a"}, "b"]}).encode()) == ["a", "b"]

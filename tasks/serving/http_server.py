@@ -93,7 +93,10 @@ def parse(content_type: str, body: bytes) -> list:
             texts = [texts]
         if not isinstance(texts, list):
             raise BadRequest(f'"{key}" must be a list of strings')
-        texts = [t.get("text") if isinstance(t, dict) else t for t in texts]
+        missing = [i for i, t in enumerate(texts) if isinstance(t, dict) and "text" not in t]
+        if missing:
+            raise BadRequest(f'input {missing[0]} is an object without "text": send strings or {{"text": ...}}')
+        texts = [t["text"] if isinstance(t, dict) else t for t in texts]
     elif "dataframe_split" in doc:
         split = doc["dataframe_split"]
         if not isinstance(split, dict) or not isinstance(split.get("data"), list):
@@ -117,6 +120,19 @@ def parse(content_type: str, body: bytes) -> list:
     if bad:
         raise BadRequest(f"input {bad[0]} is a {type(texts[bad[0]]).__name__}, not a string")
     return texts
+
+
+def body_length(header: str | None) -> int:
+    """The request's Content-Length, or BadRequest (413 over ``MAX_BODY``)."""
+    try:
+        length = int(header or 0)
+    except ValueError:
+        raise BadRequest(f"Content-Length {header!r} is not a number of bytes") from None
+    if length < 0:
+        raise BadRequest(f"Content-Length {length} is negative")
+    if length > MAX_BODY:
+        raise BadRequest(f"the body is {length:,} bytes; the limit is {MAX_BODY:,}", 413)
+    return length
 
 
 class Batcher:
@@ -209,7 +225,7 @@ def make_server(
         def log_message(self, fmt, *args):  # one line per request would drown the console
             logger.debug("%s " + fmt, self.address_string(), *args)
 
-        def _send(self, status: int, doc: dict, served: Served | None = None) -> None:
+        def _send(self, status: int, doc: dict, served: Served | None = None, close: bool = False) -> None:
             body = json.dumps(doc, ensure_ascii=False).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -217,7 +233,7 @@ def make_server(
             if served is not None:
                 self.send_header("X-Model-Version", served.version)
                 self.send_header("X-Model-Backend", served.backend)
-            if stopping.is_set():  # shutting down: no next request on this connection
+            if close or stopping.is_set():  # an unread body, or shutting down: no next request here
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
@@ -240,15 +256,15 @@ def make_server(
             if self.path != "/invocations":
                 self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path}: POST /invocations"})
                 return
+            read = False
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    raise BadRequest(f"the body is {length:,} bytes; the limit is {MAX_BODY:,}", 413)
-                texts = parse(self.headers.get("Content-Type", ""), self.rfile.read(length))
+                length = body_length(self.headers.get("Content-Length"))
+                body, read = self.rfile.read(length), True
+                texts = parse(self.headers.get("Content-Type", ""), body)
                 predictions, served = batcher.submit(texts).result()
             except BadRequest as exc:
                 code = {413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(exc.status, "BAD_REQUEST")
-                self._send(exc.status, {"error_code": code, "message": str(exc)})
+                self._send(exc.status, {"error_code": code, "message": str(exc)}, close=not read)
                 return
             except Exception as exc:
                 logger.exception("prediction failed")
