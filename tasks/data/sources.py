@@ -134,14 +134,7 @@ def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
         header = next(csv.reader(io.StringIO(text, newline="")), None)
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV at line 1 (the header): {exc}") from None
-    if not header or not any(h.strip() for h in header):
-        raise DataError(f"{path} has no header line (the column names)")
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise DataError(
-            f"{path}: line 1 names column(s) {', '.join(map(repr, dupes))} more than once; "
-            "rename them so each column has one name"
-        )
+    check_header(path, header)
     # an unterminated quote swallows the rest of the file into one field; an odd number of quote
     # characters is its sign (escaped quotes come in pairs)
     trouble = raw.count(b'"') % 2 == 1
@@ -179,6 +172,18 @@ def _csv_problem(text: str, width: int) -> tuple[int, str]:
     except csv.Error as exc:
         return max(reader.line_num, line), str(exc)
     return line, "a quote that is never closed"
+
+
+def check_header(path, header: list[str] | None) -> None:
+    """A CSV header must name its columns, each once (the ingest reader and batch prediction)."""
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{path} has no header line (the column names)")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(
+            f"{path}: line 1 names column(s) {', '.join(map(repr, dupes))} more than once; "
+            "rename them so each column has one name"
+        )
 
 
 def _reject_constant(name: str):

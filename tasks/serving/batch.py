@@ -26,7 +26,7 @@ import pandas as pd
 
 from tasks.core.config import suggest
 from tasks.core.errors import ConfigError, DataError, PipelineError
-from tasks.data.sources import json_record
+from tasks.data.sources import check_header, json_record
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +115,7 @@ def _csv_header(path: Path) -> list[str]:
         raise DataError(f"{path}: not valid UTF-8 at line {_bad_utf8_line(path)}; re-export it as UTF-8") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV at line 1 (the header): {exc}") from None
-    if not header or not any(h.strip() for h in header):
-        raise DataError(f"{path} has no header line (the column names)")
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise DataError(f"{path}: the header names column(s) {', '.join(map(repr, dupes))} more than once")
+    check_header(path, header)
     return header
 
 
