@@ -46,6 +46,26 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
     return proc.stdout
 
 
+def untrack_from_git(root: Path, rel: Path) -> bool:
+    """Data that git tracks (the shipped sample, a file committed before DVC was used) moves to
+    DVC: it leaves git's index (``git rm --cached``; the file stays on disk) and the commit
+    that adds its ``.dvc`` file records the move. True when it was git-tracked."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "--", str(rel)], cwd=root, capture_output=True, text=True
+    )
+    if tracked.returncode != 0:
+        return False
+    _run(["git", "rm", "-r", "-q", "--cached", "--", str(rel)], root, "git rm --cached")
+    from tasks.core import logs
+
+    logs.progress(
+        "%s was tracked by git: it is now tracked by DVC instead (removed from git's index with "
+        "`git rm --cached`, the file stays; the next commit records the move)",
+        rel,
+    )
+    return True
+
+
 def add(configs: dict[str, Config], path: str | None, version: str | None = None) -> list[tuple[str, str]]:
     """Version ``path`` (or take ``version``) and announce it to every pipeline reading it.
     Returns (pipeline, data version) pairs."""
@@ -68,6 +88,7 @@ def add(configs: dict[str, Config], path: str | None, version: str | None = None
             raise ConfigError(f"no pipeline reads {path} (ingest.source of each: {sources})")
         dvc = str(Path(sys.executable).with_name("dvc"))
         rel = src.relative_to(root)
+        untrack_from_git(root, rel)
         _run([dvc, "add", str(rel)], root, "dvc add")
         files = [f"{rel}.dvc", str(rel.parent / ".gitignore") if str(rel.parent) != "." else ".gitignore"]
         _run(["git", "add", "--", *[f for f in files if (root / f).exists()]], root, "git add")

@@ -31,7 +31,7 @@ from tasks.core.secrets import install_redaction, load_secret_blocks
 from tasks.core.summary import RunSummary, stage_figure
 from tasks.tracking import client as tracking
 from tasks.tracking import registry
-from tasks.tracking.retrain import drift_check, skip_reason, tag_drift
+from tasks.tracking import retrain as retraining
 from tasks.tracking.run import RunOwner, log_validation, owned
 
 STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")
@@ -100,6 +100,8 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
             still=lambda r: tracking.run_exists(cfg, r.run_id),
         )
         run.continue_run(trained.run_id)  # later stages log to the training's run, cached or not
+        if trained.resumed_flow_run and "train" not in skipped:
+            runs.close_crashed(trained.resumed_flow_run)  # its train task no longer shows Running
         evaluated = stage("evaluate", lambda: EvaluateResult.load(reports), trained, ingested, run)
         registered = stage(
             "register",
@@ -257,22 +259,45 @@ def retrain(pipeline: str = "default"):
             f"(heal.max_reruns {cfg.spec.heal.max_reruns}); look at the crashed runs' logs"
         )
     with failures_told(cfg):
-        reason, figures = skip_reason(cfg), {}
-        if reason is None and cfg.drift.check:
-            from tasks.ingest import ingest
-
-            reason, figures = drift_check(cfg, ingest)
-        if reason:
-            get_run_logger().info("retrain of %r skipped: %s", pipeline, reason)
-            publish(f"{pipeline}-retrain", f"## retrain of `{pipeline}` skipped\n\n{reason}", "skipped")
-            notify.send(cfg, "skipped", reasons=[reason])
-            return None
+        verdict, figures = retrain_verdict(cfg)
+        if not verdict.train:
+            return skipped(cfg, verdict.reason)
+        logs.progress("retrain of %r: %s", pipeline, verdict.reason)
         summary = await_approval(cfg, run_stages(cfg))
         if figures:
-            tag_drift(cfg, summary.version, figures)
-    publish(f"{pipeline}-retrain", summary.markdown(), f"{summary.model_name} v{summary.version}")
+            retraining.tag_drift(cfg, summary.version, figures)
+    publish(
+        f"{pipeline}-retrain",
+        f"**Why it trained:** {verdict.reason}\n\n{summary.markdown()}",
+        f"{summary.model_name} v{summary.version}",
+    )
     tell(cfg, summary)
     return summary
+
+
+def retrain_verdict(cfg: Config) -> tuple[retraining.Verdict, dict[str, float]]:
+    """Train or skip, on the data version and settings (tasks/tracking/retrain.py); drift is
+    measured only when it decides (new data, same settings), in memory: no DVC output moves."""
+    facts = retraining.facts(cfg)
+    if facts.needs_drift and cfg.drift.check:
+        from tasks.ingest import training_inputs
+
+        drifted, figures = retraining.drift_check(cfg, training_inputs)
+        facts = dataclasses.replace(facts, drifted=drifted, drift_figures=figures)
+    return retraining.decide(facts), facts.drift_figures
+
+
+def skipped(cfg: Config, reason: str):
+    """A retrain with nothing to do: Completed with the reason as its message, tagged ``skipped``
+    (the runs list tells it from one that trained), published and told."""
+    from prefect.states import Completed
+
+    get_run_logger().info("retrain of %r skipped: %s", cfg.pipeline, reason)
+    logs.progress("retrain of %r skipped: %s", cfg.pipeline, reason)
+    runs.tag_current("skipped")
+    publish(f"{cfg.pipeline}-retrain", f"## retrain of `{cfg.pipeline}` skipped\n\n{reason}", "skipped")
+    notify.send(cfg, "skipped", reasons=[reason])
+    return Completed(message=f"skipped: {reason}"[:4000])
 
 
 @flow(name="watch-data")

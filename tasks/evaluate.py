@@ -25,6 +25,7 @@ from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
+from tasks.data import rowkey
 from tasks.metrics import bootstrap, score
 from tasks.modeling import ct2
 from tasks.modeling.generation import generate
@@ -124,10 +125,11 @@ def fetch_version(cfg: Config, version, tmp: Path) -> tuple[str, str]:
     return str(model_dir), settings.get("source_prefix", cfg.ingest.source_prefix)
 
 
-def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
-    """(version, model folder, its source prefix) of the current champion, downloaded; None only
-    when the registry says there is no champion. A registry or artifact store that does not
-    answer is a transient error (fail closed): the candidate is never judged without its rival."""
+def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str, str | None] | None:
+    """(version, model folder, its source prefix, its training run id) of the current champion,
+    downloaded; None only when the registry says there is no champion. A registry or artifact
+    store that does not answer is a transient error (fail closed): the candidate is never judged
+    without its rival."""
     version = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
     if version is None:
         return None
@@ -136,7 +138,87 @@ def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str] | None:
     except ValueError as exc:
         logger.warning("%s; promotion compares with its recorded metrics", exc)
         return None
-    return str(version.version), folder, prefix
+    return str(version.version), folder, prefix, version.run_id
+
+
+def champion_trained_on(cfg: Config, run_id: str | None, tmp: Path) -> np.ndarray | None:
+    """The input hashes of the rows the champion trained on (tasks/data/rowkey.py), from its
+    training run; None when that run did not record them (trained before they were kept)."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        local = registry.call(
+            cfg,
+            lambda: download_artifacts(
+                run_id=run_id,
+                artifact_path=f"data/{lineage.TRAIN_INPUTS}",
+                dst_path=str(tmp),
+                tracking_uri=cfg.tracking_uri(),
+            ),
+            "downloading the champion's training-input hashes",
+        )
+        return np.load(local, allow_pickle=False)
+    except (OSError, ValueError, MlflowException) as exc:  # absent: an older champion
+        logger.info("the champion's training inputs are not recorded (%s): it is scored on every test row", exc)
+        return None
+
+
+def score_champion(cfg: Config, texts: list[str], refs: list[str], cand: tuple[dict, dict, list[str]]) -> dict | None:
+    """The champion scored like the candidate, on the test rows neither of them trained on: the
+    candidate never saw its test split, and rows the champion trained on (its data had other
+    splits: another seed, other ratios, split files) are left out of the comparison. Returns
+    the champion's metrics, the candidate's on the same rows, the paired intervals, and the
+    champion's per-example primary score by test row (None where left out)."""
+    metrics, per_example, preds = cand
+    primary = cfg.primary_metric
+    with tempfile.TemporaryDirectory() as tmp:
+        found = champion_model(cfg, Path(tmp))
+        if not found:
+            return None
+        version, folder, prefix, run_id = found
+        seen = champion_trained_on(cfg, run_id, Path(tmp) / "hashes")
+        keep = list(range(len(texts)))
+        if seen is not None and len(seen):
+            mine = rowkey.hash64([t.removeprefix(cfg.ingest.source_prefix) for t in texts])
+            keep = [int(i) for i in np.flatnonzero(~np.isin(mine, seen))]
+        if not keep:
+            logger.warning("champion v%s trained on every test row: promotion compares recorded metrics", version)
+            return None
+        sub_texts, sub_refs = [texts[i] for i in keep], [refs[i] for i in keep]
+        champ_metrics, champ_per, *_ = run_model(cfg, folder, sub_texts, sub_refs, prefix, f"champion v{version}")
+    left_out = len(texts) - len(keep)
+    if left_out:
+        logger.warning(
+            "champion v%s trained on %d of the %d test rows: both are compared on the other %d",
+            version,
+            left_out,
+            len(texts),
+            len(keep),
+        )
+        cand_per = {k: [v[i] for i in keep] for k, v in per_example.items()}
+        means, _ = score([preds[i] for i in keep], sub_refs, tuple(cfg.evaluate.metrics))
+        cand_metrics = {k: round(v, 6) for k, v in means.items()}
+        cand_metrics["gen_len"] = metrics.get("gen_len", 0.0)
+    else:
+        cand_per, cand_metrics = per_example, metrics
+    champion = {
+        "version": version,
+        "metrics": champ_metrics,
+        "rows": len(keep),
+        "left_out": left_out,
+        "candidate_metrics": cand_metrics,
+    }
+    confidence = cfg.promote.gates.confidence
+    if confidence is not None:  # the certified gates' evidence: paired, same rows
+        champion["intervals"] = bootstrap.intervals(cand_per, champ_per, confidence)
+    by_row: list[float | None] = [None] * len(texts)
+    for j, i in enumerate(keep):
+        by_row[i] = champ_per.get(primary, [None] * len(keep))[j]
+    champion["_by_row"] = by_row
+    return champion
 
 
 def _scored(name: str) -> bool:
@@ -220,8 +302,9 @@ def length_buckets(lengths: list[int], scores: list[float], other: list[float] |
         if not idx:
             continue
         row = {"bucket": f"{int(lo)}-{int(hi)}", "n": len(idx), "candidate": float(np.mean([scores[j] for j in idx]))}
-        if other is not None:
-            row["champion"] = float(np.mean([other[j] for j in idx]))
+        theirs = [other[j] for j in idx if other[j] is not None] if other is not None else []
+        if theirs:
+            row["champion"] = float(np.mean(theirs))
         out.append(row)
     return out
 
@@ -318,18 +401,9 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     )
     primary = cfg.primary_metric
     champion = None
-    champion_scores = None
     if cfg.evaluate.compare_champion:
-        with tempfile.TemporaryDirectory() as tmp:
-            found = champion_model(cfg, Path(tmp))
-            if found:
-                version, folder, prefix = found
-                champ_metrics, champ_per, *_ = run_model(cfg, folder, texts, refs, prefix, f"champion v{version}")
-                champion = {"version": version, "metrics": champ_metrics}
-                champion_scores = champ_per.get(primary)
-                confidence = cfg.promote.gates.confidence
-                if confidence is not None:  # the certified gates' evidence: paired, same rows
-                    champion["intervals"] = bootstrap.intervals(per_example, champ_per, confidence)
+        champion = score_champion(cfg, texts, refs, (metrics, per_example, preds))
+    champion_scores = champion.pop("_by_row") if champion else None
 
     reports = cfg.path("reports")
     reports.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ Sources (``ingest.source``):
 * a hub dataset name (``cnn_dailymail``), where the network allows.
 
 Split names may carry a slice, as in ``datasets``: ``train[:5000]``, ``train[10%:20%]``. With no
-validation (or test) split the rows are split with ``ingest.seed`` by ``valid_ratio`` /
-``test_ratio``; rows with the same input always land in the same split.
+validation (or test) split the rows are split by ``valid_ratio`` / ``test_ratio`` on a hash of
+their input seeded with ``ingest.seed``: the same input always lands in the same split, in this
+data version and the next (appending or reordering rows moves no row).
 
 The data version recorded on the MLflow run and the model version is the md5 DVC records for the
 raw source (``dvc.lock`` / ``dvc add``), so a model can be traced to the exact bytes it saw.
@@ -17,6 +18,7 @@ raw source (``dvc.lock`` / ``dvc add``), so a model can be traced to the exact b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -27,6 +29,7 @@ from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import DataError
 from tasks.core.results import SPLITS, IngestResult
+from tasks.data import rowkey
 from tasks.data.sources import read_source
 
 logger = logging.getLogger(__name__)
@@ -133,21 +136,21 @@ def _flatten_dotted(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def split(df: pd.DataFrame, cfg: Config, roles: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """Seeded split of ``df`` into train plus the ``roles`` the source did not provide.
+    """Split ``df`` into train plus the ``roles`` the source did not provide.
 
-    Grouped by input text, so an exact input never lands in two splits.
+    A row's split is a function of its input alone (a hash seeded with ``ingest.seed`` of the
+    normalized input, tasks/data/rowkey.py): appending, deleting or reordering rows never moves
+    an existing input to another split, and inputs that differ only in case, whitespace or
+    Unicode composition always share one.
     """
     ic = cfg.ingest
     codes, uniques = pd.factorize(df["text"], sort=False, use_na_sentinel=False)
-    rng = np.random.default_rng(ic.seed)
-    order = rng.permutation(len(uniques))
-    assign = np.zeros(len(uniques), dtype=np.int8)  # 0 train, 1 validation, 2 test
-    start = 0
-    for code, role, ratio in ((2, "test", ic.test_ratio), (1, "validation", ic.valid_ratio)):
-        if role in roles:
-            n = int(round(len(uniques) * ratio))
-            assign[order[start : start + n]] = code
-            start += n
+    texts = ["" if _is_missing(u) else str(u) for u in uniques]
+    assign = rowkey.roles(
+        rowkey.unit(texts, ic.seed),
+        ic.test_ratio if "test" in roles else 0.0,
+        ic.valid_ratio if "validation" in roles else 0.0,
+    )
     which = assign[codes]
     parts = {"train": df[which == 0]}
     if "validation" in roles:
@@ -157,8 +160,19 @@ def split(df: pd.DataFrame, cfg: Config, roles: tuple[str, ...]) -> dict[str, pd
     return {k: v.reset_index(drop=True) for k, v in parts.items()}
 
 
-def ingest(cfg: Config) -> IngestResult:
-    """Read ``ingest.source``, clean and split it, write Parquet splits + manifest to ``paths.data``."""
+@dataclasses.dataclass
+class Prepared:
+    """The splits as ingest makes them, in memory, before anything is written."""
+
+    frames: dict[str, pd.DataFrame]
+    counts: dict[str, dict[str, int]]
+    origins: dict[str, str]
+    version: str
+    split_by_seed: tuple[str, ...]
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Read ``ingest.source``, clean and split it; write nothing."""
     raw, version = read_source(cfg)
     frames: dict[str, pd.DataFrame] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -173,6 +187,19 @@ def ingest(cfg: Config) -> IngestResult:
         frames.update(split(frames["train"], cfg, missing_roles))
     for role in SPLITS:
         frames.setdefault(role, frames["train"].iloc[:0])
+    return Prepared(frames, counts, {role: part.origin for role, part in raw.items()}, version, missing_roles)
+
+
+def training_inputs(cfg: Config) -> pd.DataFrame:
+    """The training split as the next ingest would write it (the drift check reads it; no DVC
+    output is touched)."""
+    return prepare(cfg).frames["train"]
+
+
+def ingest(cfg: Config) -> IngestResult:
+    """Read ``ingest.source``, clean and split it, write Parquet splits + manifest to ``paths.data``."""
+    prepared = prepare(cfg)
+    frames, counts, version, missing_roles = prepared.frames, prepared.counts, prepared.version, prepared.split_by_seed
 
     out_dir = cfg.path("data")
     staging = paths.temp_sibling(out_dir)  # the splits and their manifest appear together or not at all
@@ -192,19 +219,21 @@ def ingest(cfg: Config) -> IngestResult:
         data_version=version,
         source=str(cfg.ingest.source),
         counts={f"{role}.{k}": v for role, c in counts.items() for k, v in c.items()},
-        origins={role: part.origin for role, part in raw.items()},
+        origins=prepared.origins,
     )
     result.save(staging)
     paths.replace_dir(staging, out_dir)
     result._folder = out_dir
     for role, c in counts.items():
-        logger.info("ingest %s (%s): %s", role, raw[role].origin, ", ".join(f"{k}={v}" for k, v in c.items()))
+        logger.info("ingest %s (%s): %s", role, prepared.origins[role], ", ".join(f"{k}={v}" for k, v in c.items()))
     logger.info(
         "ingest: train/validation/test = %d/%d/%d rows (%s); data version %s",
         result.rows["train"],
         result.rows["validation"],
         result.rows["test"],
-        "provided: " + ", ".join(raw) + ("; split by seed: " + ", ".join(missing_roles) if missing_roles else ""),
+        "provided: "
+        + ", ".join(prepared.origins)
+        + ("; split by seed: " + ", ".join(missing_roles) if missing_roles else ""),
         version,
     )
     return result

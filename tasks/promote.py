@@ -48,6 +48,7 @@ def decide(
     champion: dict[str, float] | None,
     gates: Gates,
     intervals: dict[str, dict] | None = None,
+    paired: dict[str, float] | None = None,
 ) -> Decision:
     """Pass only if every gate holds. ``champion`` is None when there is none yet.
 
@@ -63,6 +64,10 @@ def decide(
     and the *upper bound* of each listed metric's drop must stay within its tolerance. Without
     an interval for a metric (the champion was not re-scored on the same rows) the point
     estimate decides, and the reason says so.
+
+    ``paired``: the candidate's metrics on the rows the champion was re-scored on, when those are
+    fewer than the candidate's test rows (the champion trained on the others); the comparisons
+    with the champion read these, the absolute bounds the candidate's own.
     """
     from tasks import metrics
     from tasks.metrics.bootstrap import Interval
@@ -113,6 +118,7 @@ def decide(
             )
 
     primary = gates.primary or metrics.default_primary(list(metrics.families()))
+    candidate = {**candidate, **(paired or {})}  # like with like from here on
     if champion is None:
         if gates.min_delta is not None or gates.max_regression:
             reasons.append("no champion yet: nothing to beat")
@@ -184,6 +190,16 @@ def interval_tags(intervals: dict[str, dict] | None) -> dict[str, str]:
     from tasks.metrics.bootstrap import Interval
 
     return {f"promotion.interval.{k}": Interval.from_dict(v).text() for k, v in (intervals or {}).items()}
+
+
+def same_rows_basis(evaluated: EvaluateResult) -> str:
+    """How the champion was compared: on how many of the test rows, and why not all."""
+    champ = evaluated.champion or {}
+    rows, left_out = champ.get("rows", evaluated.n_examples), champ.get("left_out", 0)
+    text = f"champion v{champ.get('version')} re-scored on the same {rows} test rows"
+    if left_out:
+        text += f" ({left_out} it trained on left out)"
+    return text
 
 
 def version_metrics(version) -> dict[str, float]:
@@ -436,12 +452,13 @@ def promote(
             prior = registry.aliases(cfg, name).get(PREVIOUS)
             result = _already(cfg, name, version, prior)
         else:
-            intervals = None
+            intervals, paired = None, None
             if current is None:
                 champion, basis = None, "no champion"
             elif evaluated.champion and str(evaluated.champion["version"]) == previous:
-                champion, basis = evaluated.champion["metrics"], f"champion v{previous} re-scored on the same rows"
+                champion, basis = evaluated.champion["metrics"], same_rows_basis(evaluated)
                 intervals = evaluated.champion.get("intervals")
+                paired = evaluated.champion.get("candidate_metrics")
             else:
                 champion = version_metrics(current)
                 basis = (
@@ -450,7 +467,7 @@ def promote(
                     else f"champion v{previous}: its recorded metrics"
                 )
             gates = _gates(cfg, evaluated.primary)
-            decision = decide(evaluated.metrics, champion, gates, intervals)
+            decision = decide(evaluated.metrics, champion, gates, intervals, paired)
             extra = interval_tags(intervals) if gates.confidence is not None else {}
             if decision.promote and gates.approval == "required":
                 result = _await(cfg, lock, name, version, decision, previous, basis, extra, intervals)

@@ -483,6 +483,12 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
 
     if resume_from is not None:
         logs.progress("train: resuming %s from %s", cfg.pipeline, resume_from)
+        logs.explain_once(
+            "transformers.trainer",
+            "There were missing keys in the checkpoint model loaded",
+            "resuming: the tied embedding weights are not stored twice in a checkpoint; they are restored "
+            "from the weight they are tied to (transformers reports them as 'missing keys')",
+        )
     if main:
         if not (run_id and resume_from and run.adopt(run_id, {"resumed_from": resume_from.name})):
             log_inputs(cfg, ingested, run)
@@ -558,6 +564,8 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         data_version=ingested.data_version,
         base_model=t.model,
         metrics=metrics,
+        resumed_from=resume_from.name if resume_from is not None else "",
+        resumed_flow_run=(run.previous_flow_run or "") if resume_from is not None else "",
     )
     result.save(cfg.path("reports"))
     paths.remove_owned(ckpt_dir)  # finished and recorded: a re-run starts fresh
@@ -637,9 +645,14 @@ def main(argv: list[str] | None = None) -> int:
 def log_data_profile(cfg: Config, ingested: IngestResult, tokenizer, run) -> None:
     """The training data's drift profile (tasks/data/drift.py) and the tokenizer it was measured
     with, as run artifacts ``data/``: a later retrain compares new data with them."""
+    import io
     import json
     import tempfile
     from pathlib import Path
+
+    import numpy as np
+
+    from tasks.data import rowkey
 
     train = load_split(ingested, "train", columns=["text", "target"])
     test = load_split(ingested, "test", columns=["text"]) if ingested.rows.get("test") else None
@@ -654,6 +667,13 @@ def log_data_profile(cfg: Config, ingested: IngestResult, tokenizer, run) -> Non
     path = cfg.path("reports") / lineage.PROFILE
     paths.atomic_write_text(path, json.dumps(profile))
     run.log_artifact(path, artifact_path="data")
+    # the inputs it trained on, so a later candidate is compared with it only on rows it never saw
+    seen = np.unique(rowkey.hash64(t.removeprefix(cfg.ingest.source_prefix) for t in train["text"].tolist()))
+    hashes = cfg.path("reports") / lineage.TRAIN_INPUTS
+    buffer = io.BytesIO()
+    np.save(buffer, seen, allow_pickle=False)
+    paths.atomic_write_bytes(hashes, buffer.getvalue())
+    run.log_artifact(hashes, artifact_path="data")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(str(Path(tmp) / "tokenizer"))
         run.log_artifacts(Path(tmp) / "tokenizer", artifact_path="data/tokenizer")

@@ -24,17 +24,12 @@ PROGRESS = "tasks.progress"  # the stage lines: shown on the console, forwarded 
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 OURS = ("tasks", "flows", "__main__")  # __main__: a stage run as `python -m tasks.<stage>`
 KEEP_LOGS = 30  # log files kept per project
-# transformers warns after every resume that the tied embeddings were "missing" from the
-# checkpoint: they are tied to another weight and restored with it; nothing to act on
-HARMLESS = ("There were missing keys in the checkpoint model loaded",)
 
 _state: dict = {"file": None, "verbose": False, "console": None}
 
 
 class _Console(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if any(text in record.getMessage() for text in HARMLESS):
-            return False
         if _state["verbose"]:
             return True
         if record.name == PROGRESS:
@@ -151,3 +146,26 @@ def current_file() -> Path | None:
 def progress(message: str, *args) -> None:
     """A stage line: on the console, in the log file, in Prefect's run log."""
     logging.getLogger(PROGRESS).info(message, *args)
+
+
+class _Explained(logging.Filter):
+    """Drops a library's notice that says nothing to act on, after our one line explaining it."""
+
+    def __init__(self, text: str, explanation: str):
+        super().__init__()
+        self.text, self.explanation, self.told = text, explanation, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        if not self.told:
+            self.told = True
+            logging.getLogger("tasks.train").info(self.explanation)
+        return False
+
+
+def explain_once(logger_name: str, text: str, explanation: str) -> None:
+    """``logger_name``'s records containing ``text`` are replaced by ``explanation``, once."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(f, _Explained) and f.text == text for f in target.filters):
+        target.addFilter(_Explained(text, explanation))

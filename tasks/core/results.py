@@ -76,6 +76,8 @@ class TrainResult(StageResult):
     data_version: str
     base_model: str
     metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from: str = ""  # the checkpoint a killed training went on from
+    resumed_flow_run: str = ""  # the flow run that was training before (closed by the flow)
 
 
 @dataclass

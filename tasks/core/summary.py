@@ -60,6 +60,15 @@ def stage_figure(name: str, result: Any) -> str:
     return ""
 
 
+def resumed_text(trained: Any) -> str:
+    """Where a resumed training went on from, for the summary ('' for a fresh one)."""
+    step = getattr(trained, "resumed_from", "")
+    if not step:
+        return ""
+    before = getattr(trained, "resumed_flow_run", "")
+    return f"training resumed from {step}" + (f" of flow run {before} (it crashed; closed)" if before else "")
+
+
 @dataclass
 class RunSummary:
     pipeline: str
@@ -82,6 +91,7 @@ class RunSummary:
     champion_alias: str = "champion"
     primary: str = ""
     awaiting: bool = False  # passed the gates, waits for a person (gates.approval: required)
+    resumed: str = ""  # a killed training this run went on with: from which checkpoint, of which flow run
 
     @classmethod
     def of(
@@ -107,6 +117,7 @@ class RunSummary:
             champion_alias=cfg.promote.alias,
             primary=evaluated.primary,
             awaiting=promoted.awaiting,
+            resumed=resumed_text(trained),
         )
 
     @property
@@ -155,6 +166,15 @@ class RunSummary:
             f"| MLflow run | `{self.run_id}` |",
             f"| registry read-back | {cell(self._read_back().strip(' ()'))} |",
             f"| stages | {cell(stages or 'all up to date')} |",
+            *([f"| resumed | {cell(self.resumed)} |"] if self.resumed else []),
+            *(
+                [
+                    f"| compared on | {champion.get('rows')} test rows "
+                    f"({champion.get('left_out', 0)} the champion trained on left out) |"
+                ]
+                if champion.get("rows")
+                else []
+            ),
             "",
             "| metric | candidate | champion"
             + (f" v{champion['version']}" if champion else "")
@@ -193,11 +213,16 @@ class RunSummary:
             f"model        : {self.model_name} version {self.version} (run {self.run_id})",
             f"gate         : {verdict} -> alias '{self.alias}'" + self._read_back(),
         ]
+        if self.resumed:
+            lines.insert(-1, f"resumed      : {self.resumed}")
         if self.champion:
+            left_out = self.champion.get("left_out", 0)
             lines.insert(
                 -1,
-                "champion     : v{} on the same rows: {}".format(
+                "champion     : v{} on the same {} rows{}: {}".format(
                     self.champion["version"],
+                    self.champion.get("rows", ""),
+                    f" ({left_out} it trained on left out)" if left_out else "",
                     "  ".join(
                         shown(k, v) for k, v in self.champion["metrics"].items() if _in_summary(k) and k != "gen_len"
                     ),

@@ -19,13 +19,14 @@ The data drifted when any of the first four reaches its threshold (``drift.*``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
+
+from tasks.data import rowkey
 
 EDGES = [0, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, math.inf]  # characters
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -91,7 +92,7 @@ def poor_token_share(texts: Iterable[str], tokenizer, max_pieces: int) -> float:
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha1(" ".join(text.split()).casefold().encode()).hexdigest()[:16]
+    return rowkey.key(text)
 
 
 def profile(

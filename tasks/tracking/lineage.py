@@ -117,3 +117,4 @@ def model_metrics(metrics: dict[str, float], model_id: str, run_id: str, data_ve
 
 
 PROFILE = "data_profile.json"  # the training data's drift profile (tasks/data/drift.py), a run artifact in data/
+TRAIN_INPUTS = "train_inputs.npy"  # hashes of the training inputs (tasks/data/rowkey.py), a run artifact in data/

@@ -38,6 +38,23 @@ logger = logging.getLogger(__name__)
 LEDGER = Path(".s2s") / "open_runs"
 END_REASON = "s2s.end_reason"
 FAILURE = "s2s.failure"
+FLOW_RUN = "prefect_flow_run_id"  # the flow run that logged last (tracking.run_tags)
+FLOW_RUNS = "prefect_flow_run_ids"  # every flow run that worked on it, oldest first
+
+
+def healed_tags(old: dict[str, str]) -> dict[str, str]:
+    """Tags of a run taken over by another execution (a resume after a crash): the flow run now
+    working on it, every earlier one, and how the previous execution ended."""
+    out: dict[str, str] = {}
+    if old.get(END_REASON) or old.get(FAILURE):
+        out["s2s.previous_end"] = (old.get(END_REASON) or old.get(FAILURE) or "")[:5000]
+    now = tracking.prefect_flow_run_id()
+    before = old.get(FLOW_RUN)
+    if now and now != before:
+        ids = [x for x in (old.get(FLOW_RUNS) or before or "").split(",") if x]
+        out[FLOW_RUNS] = ",".join([*ids, now])
+        out[FLOW_RUN] = now
+    return out
 
 
 class RunHandle:
@@ -51,6 +68,7 @@ class RunHandle:
         self._pending: list = []  # buffered metrics (training)
         self._next_flush = 0.0
         self._warned = False
+        self.previous_flow_run: str | None = None  # the flow run an adopted run was last logged by
 
     # -- the run itself -----------------------------------------------------------------
     @property
@@ -112,10 +130,12 @@ class RunHandle:
             if run.info.lifecycle_stage != "active":
                 return False
             c.update_run(run_id, status="RUNNING")
-            for k, v in (reason or {}).items():
+            for k, v in {**(reason or {}), **healed_tags(run.data.tags or {})}.items():
                 c.set_tag(run_id, k, v)
-            with contextlib.suppress(Exception):
-                c.delete_tag(run_id, FAILURE)  # a resumed run is no longer failed
+            for stale in (FAILURE, END_REASON):  # a resumed run is no longer failed or killed
+                if stale in (run.data.tags or {}):
+                    c.delete_tag(run_id, stale)
+            self.previous_flow_run = (run.data.tags or {}).get(FLOW_RUN)
             return True
 
         found = self._call(reopen, f"reopening MLflow run {run_id}")
