@@ -108,16 +108,44 @@ def test_another_tracking_store_is_not_covered_up_by_the_cache(clone, tmp_path, 
     assert "(read back: 'champion' = v1)" in summary.format()
 
 
+def outputs(root) -> dict[str, bytes]:
+    """The DVC outputs a skipped retrain must leave alone (the processed splits)."""
+    return {p.name: p.read_bytes() for p in sorted((root / "data" / "processed").iterdir()) if p.is_file()}
+
+
+def dvc_status(root) -> str:
+    return subprocess.run(
+        [venv_bin("dvc"), "status", "--json"], cwd=root, env=dvc_env(), capture_output=True, text=True
+    ).stdout
+
+
+def skipped_state(state) -> str:
+    """A skipped retrain ends Completed, its message says why, and its flow run is tagged."""
+    from prefect import get_client
+
+    assert state.is_completed() and state.message.startswith("skipped: "), state
+    with get_client(sync_client=True) as client:
+        assert "skipped" in client.read_flow_run(state.state_details.flow_run_id).tags
+    return state.message
+
+
 def test_retrain_skips_unchanged_data_and_runs_on_new_data(clone):
     from flows.pipeline import retrain
 
-    before = versions(clone)
-    assert retrain() is None and versions(clone) == before  # the champion saw this data and settings
+    before, files, status = versions(clone), outputs(clone), dvc_status(clone)
+    message = skipped_state(retrain(return_state=True))  # the champion saw this data and settings
+    assert "already tried" in message and "champion now" in message and versions(clone) == before
     raw = clone / "data" / "sample" / "reports.csv"
     original = raw.read_text()
     lines = original.splitlines()
     raw.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")  # new data version, same data
-    assert retrain() is None and versions(clone) == before  # no drift: skipped, saying why
+    message = skipped_state(retrain(return_state=True))  # no drift: skipped, saying why
+    assert message.startswith("skipped: no drift against champion v") and "settings unchanged" in message
+    assert versions(clone) == before
+    assert outputs(clone) == files  # the drift check read the data in memory: no DVC output rewritten
+    raw.write_text(original)
+    assert dvc_status(clone) == status
+    raw.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")
     import pandas as pd
 
     frame = pd.read_csv(raw)
@@ -131,6 +159,40 @@ def test_retrain_skips_unchanged_data_and_runs_on_new_data(clone):
     cfg = load_config(root=clone)
     tags = tracking.client(cfg).get_model_version(cfg.register.model_name, summary.version).tags
     assert float(tags["drift.input_length_psi"]) >= cfg.drift.length_psi, tags
+
+
+def test_a_settings_change_is_retrained_once_and_never_repeated(clone):
+    """params.yaml edited, the data as the champion saw it: the retrain trains (drift does not
+    decide a settings change), and saying why; then the same data and settings again are skipped,
+    naming that version and how it ended, with nothing re-announced."""
+    from flows.pipeline import retrain
+
+    params_file = clone / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    steps = params["train"]["max_steps"]
+    params["train"]["max_steps"] = 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    before = versions(clone)
+    try:
+        summary = retrain()
+        assert summary is not None and summary.version not in before, summary
+        assert len(versions(clone)) == len(before) + 1
+        message = skipped_state(retrain(return_state=True))
+        outcome = "promoted, champion now" if summary.promoted else "rejected"
+        assert f"already tried (v{summary.version}, {outcome})" in message, message
+        assert len(versions(clone)) == len(before) + 1
+    finally:
+        params_file.write_text(original)
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        published = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["default-retrain"]))
+        )
+    why = [a.data for a in published if f"v{summary.version}" in (a.data or "") and "Why it trained" in a.data]
+    assert why and f"train.max_steps: {steps} -> 1" in why[-1], [a.data[:300] for a in published]
 
 
 def test_promotion_flow(clone):
