@@ -423,7 +423,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     result = approve(target.cfg, target.version, not args.reject, reason, expect_waiting=True)
     label = f"pipeline {target.pipeline!r}: {result.model_name} v{result.version}"
     if args.reject:
-        print(f"{label}: REJECTED as asked (no alias changed; champion stays {_version_or_none(result.champion)})")
+        print(f"{label}: REJECTED as asked (champion stays {_version_or_none(result.champion)})")
         for r in result.reasons:
             print(f"  - {r}")
         code = 0
@@ -442,7 +442,7 @@ def _version_or_none(version: str | None) -> str:
 def _print_waiting(found: list, configs: dict) -> None:
     """``s2s approve --list``: what waits, since when, on which flow run, and the gate figures."""
     from tasks.core.summary import shown
-    from tasks.promote import flow_run_state
+    from tasks.promote import AWAITING, flow_run_state
 
     if not found:
         print(f"nothing awaits approval (pipelines: {', '.join(configs)})")
@@ -454,11 +454,8 @@ def _print_waiting(found: list, configs: dict) -> None:
         if w.metrics:
             print("  metrics  : " + "  ".join(shown(k, v) for k, v in sorted(w.metrics.items())))
         for r in w.reasons:
-            if not r.startswith("passed the gates"):
-                print(f"  gate     : {r}")
-        print(f"  waits on : {flow_run_state(w)}")
-        if w.deadline:
-            print(f"  timeout  : unanswered by {w.deadline}: {w.on_timeout} (gates.on_timeout)")
+            print(f"  {'waits' if r.startswith(AWAITING) else 'gate':<9}: {r}")
+        print(f"  flow run : {flow_run_state(w)}")
         print(f"  approve  : {w.command()}")
         print(f"  reject   : {w.command(reject=True)}")
 

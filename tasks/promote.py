@@ -368,9 +368,10 @@ def awaiting_reason(cfg: Config, version: str, champion: str | None, deadline: s
         if deadline
         else "no flow run waits, so no timeout: it waits until answered"
     )
+    # one reason: the decision's reasons are stored joined by "; ", so none may contain one
     return (
         f"{AWAITING} of pipeline {cfg.pipeline!r} by a person: `{approve_command(cfg, version)}` "
-        f"(add --reject to reject); the champion stays {_v(champion)} meanwhile; {then}"
+        f"(add --reject to reject), the champion stays {_v(champion)} meanwhile, {then}"
     )
 
 

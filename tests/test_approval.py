@@ -187,7 +187,8 @@ def test_approve_finds_the_waiting_version_across_pipelines(project, prefect_ser
     assert "no flow run waits: only `s2s approve` answers it" in listed.stdout  # default's, put on hold directly
     assert "gate     : rougeL" in listed.stdout and "metrics  : " in listed.stdout
     assert "reject   : s2s approve 1 --pipeline other --reject" in listed.stdout
-    assert "timeout  : unanswered by 20" in listed.stdout and ": reject (gates.on_timeout)" in listed.stdout
+    assert "waits    : passed the gates: awaiting approval of pipeline 'other' by a person" in listed.stdout
+    assert "unanswered by 20" in listed.stdout and ": reject (gates.on_timeout)" in listed.stdout
 
     # a version that is not waiting: exit 2, no alias moved, no history entry
     refused = seen["not_waiting"]
@@ -225,6 +226,7 @@ def test_approve_finds_the_waiting_version_across_pipelines(project, prefect_ser
     last = run_cli("approve", "--reason", "read the samples", cwd=project, env=env)
     assert last.returncode == 0, last.stdout + last.stderr
     assert f"pipeline 'default': s2s-default v{d2}: PROMOTED" in last.stdout
+    assert "meanwhile" not in last.stdout  # the waiting is over: its reason is not carried on
     assert _aliases(default, "s2s-default") == {"champion": d2, "previous_champion": d1}
     shown = run_cli("history", "--pipeline", "default", cwd=project, env=env).stdout
     assert f"await    v{d2} awaits a person's approval (champion stays v{d1} meanwhile)" in shown
