@@ -394,18 +394,70 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
-    """Answer for a version awaiting approval (gates.approval: required): approve or --reject."""
-    _prepare_env()
-    from tasks.core.config import load_config
-    from tasks.promote import approve, resume_waiting_flow
+def _approval_configs(args: argparse.Namespace) -> dict:
+    """The pipelines ``s2s approve`` looks in: the one named (--pipeline or S2S_PIPELINE), else
+    every pipeline of pipelines.yaml."""
+    from tasks.core.config import find_root, load_config, load_pipelines
 
-    cfg = load_config(args.pipeline, args.overrides)
-    result = approve(cfg, args.version, not args.reject, args.reason or "")
-    resumed = resume_waiting_flow(cfg, args.version, not args.reject, args.reason or "", "")
+    named = args.pipeline or os.environ.get("S2S_PIPELINE")
+    if named:
+        return {named: load_config(named, args.overrides)}
+    root = find_root()
+    return {name: load_config(name, args.overrides, root=root) for name in load_pipelines(root)}
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Answer for the version awaiting approval (gates.approval: required): approve or --reject.
+    It finds the waiting version itself; a version that is not waiting is an error, never a
+    promotion; with several waiting it names them and answers none."""
+    _prepare_env()
+    from tasks.promote import approve, choose, resume_waiting_flow, waiting
+
+    configs = _approval_configs(args)
+    found = waiting(configs)
+    if args.list:
+        _print_waiting(found, configs)
+        return 0
+    target = choose(found, args.version, configs)
+    reason = args.reason or ""
+    result = approve(target.cfg, target.version, not args.reject, reason, expect_waiting=True)
+    label = f"pipeline {target.pipeline!r}: {result.model_name} v{result.version}"
+    if args.reject:
+        print(f"{label}: REJECTED as asked (champion stays {_version_or_none(result.champion)})")
+        for r in result.reasons:
+            print(f"  - {r}")
+        code = 0
+    else:
+        code = _decision(label, result)
+    resumed = resume_waiting_flow(target.cfg, target.version, not args.reject, reason, "")
     if resumed:
         print(f"the waiting flow run {resumed} was resumed with this answer")
-    return _decision(f"{result.model_name} v{result.version}", result)
+    return code
+
+
+def _version_or_none(version: str | None) -> str:
+    return f"v{version}" if version else "none"
+
+
+def _print_waiting(found: list, configs: dict) -> None:
+    """``s2s approve --list``: what waits, since when, on which flow run, and the gate figures."""
+    from tasks.core.summary import shown
+    from tasks.promote import AWAITING, flow_run_state
+
+    if not found:
+        print(f"nothing awaits approval (pipelines: {', '.join(configs)})")
+        return
+    print(f"{len(found)} version(s) await approval:")
+    for w in found:
+        champion = _version_or_none(w.champion)
+        print(f"{w.pipeline}: {w.model_name} v{w.version}  waiting since {w.since}  champion {champion}")
+        if w.metrics:
+            print("  metrics  : " + "  ".join(shown(k, v) for k, v in sorted(w.metrics.items())))
+        for r in w.reasons:
+            print(f"  {'waits' if r.startswith(AWAITING) else 'gate':<9}: {r}")
+        print(f"  flow run : {flow_run_state(w)}")
+        print(f"  approve  : {w.command()}")
+        print(f"  reject   : {w.command(reject=True)}")
 
 
 def cmd_data_add(args: argparse.Namespace) -> int:
@@ -473,12 +525,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         if "unreadable" in e:
             print(f"  {e['_key']}: unreadable ({e['unreadable']})")
             continue
-        moved = (
-            f"champion v{e.get('champion_before') or '-'} -> v{e.get('champion_after') or '-'}"
-            if e.get("op") != "reject"
-            else f"v{e.get('version')} rejected (champion stays v{e.get('champion_before') or '-'})"
-        )
-        print(f"  {e['seq']:>4}  {e['time'][:19]}  {e['op']:<8} {moved}  by {e['who']}")
+        print(f"  {e['seq']:>4}  {e['time'][:19]}  {e['op']:<8} {history.describe(e)}  by {e['who']}")
     return 0
 
 
@@ -567,11 +614,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(rollback)
     rollback.set_defaults(func=cmd_rollback)
 
-    appr = sub.add_parser("approve", help="approve (or --reject) a version awaiting approval")
-    appr.add_argument("version", help="the version awaiting approval (alias pending_approval)")
+    appr = sub.add_parser(
+        "approve",
+        help="approve (or --reject) the version awaiting approval; --list shows what waits",
+        description="Finds the version awaiting approval (alias pending_approval) in every pipeline of "
+        "pipelines.yaml. With several waiting it answers none and lists them: name one with --pipeline. "
+        "A VERSION that is not waiting is an error (exit 2); nothing changes.",
+    )
+    appr.add_argument("version", nargs="?", help="the waiting version (checked; default: the one waiting)")
     appr.add_argument("--reject", action="store_true", help="reject it instead")
     appr.add_argument("--reason", help="why (recorded on the version and in the champion history)")
-    add_config_flags(appr)
+    appr.add_argument("--list", action="store_true", help="show what waits, since when, and the gate figures")
+    # no default pipeline: it looks in every pipeline unless one is named (--pipeline or S2S_PIPELINE)
+    appr.add_argument("--pipeline", "-p", help="only this pipeline of pipelines.yaml (default: all of them)")
+    appr.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="as for `s2s run`"
+    )
     appr.set_defaults(func=cmd_approve)
 
     data = sub.add_parser("data", help="data arrival: version new data and start the retrains that read it")

@@ -182,12 +182,18 @@ def await_approval(cfg: Config, summary: RunSummary) -> RunSummary:
     gates = cfg.promote.gates
     notify.send(cfg, "awaiting_approval", version=summary.version, reasons=summary.reasons, metrics=summary.metrics)
     logs.progress(
-        "promote: v%s passed the gates and awaits approval: resume this flow run in the Prefect UI "
-        "(approve, reason) or run `s2s approve %s [--reject] --reason ...`; %s after %d s",
+        "promote: %s v%s of pipeline %r passed the gates and waits for a person's approval (champion stays %s "
+        "meanwhile). In %s, approve: `%s`  reject: `%s`  (or resume this flow run in the Prefect UI: approve, "
+        "reason); unanswered after %d s: %s (gates.on_timeout)",
+        summary.model_name,
         summary.version,
-        summary.version,
-        gates.on_timeout,
+        cfg.pipeline,
+        f"v{summary.alias_now}" if summary.alias_now else "none",
+        cfg.root,
+        promote_stage.approve_command(cfg, summary.version),
+        promote_stage.approve_command(cfg, summary.version, reject=True),
         gates.approval_timeout_s,
+        gates.on_timeout,
     )
     try:
         answer = pause_flow_run(

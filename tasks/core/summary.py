@@ -54,6 +54,12 @@ def stage_figure(name: str, result: Any) -> str:
         if name == "register":
             return f"{result.model_name} version {result.version}"
         if name == "promote":
+            if result.awaiting:
+                champion = f"v{result.champion}" if result.champion else "none (no champion yet)"
+                return (
+                    f"AWAITING APPROVAL: v{result.version} passed the gates and waits for a person "
+                    f"(alias {result.alias}); the champion stays {champion} until then"
+                )
             return "PROMOTED" if result.promoted else f"not promoted (failed: {', '.join(result.failed) or 'none'})"
     except (AttributeError, KeyError, TypeError):
         pass
@@ -149,7 +155,7 @@ class RunSummary:
         def cell(text: Any) -> str:
             return str(text).replace("|", "\\|").replace("\n", " ")
 
-        verdict = "PROMOTED" if self.promoted else "NOT PROMOTED"
+        verdict = "PROMOTED" if self.promoted else ("AWAITING APPROVAL" if self.awaiting else "NOT PROMOTED")
         champion = self.champion or {}
         names = [k for k in self.metrics if _in_summary(k)]
         stages = "  ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())

@@ -176,3 +176,13 @@ def champion_at(chain: list[dict[str, Any]], when: datetime) -> tuple[dict[str, 
         if entry.get("op") in MOVES_CHAMPION:
             last = entry
     return (last, last.get("champion_after")) if last else (None, None)
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One entry as `s2s history` lists it: what moved, or what waits on whom."""
+    version, before = entry.get("version") or "-", entry.get("champion_before") or "-"
+    if entry.get("op") == "await":
+        return f"v{version} awaits a person's approval (champion stays v{before} meanwhile)"
+    if entry.get("op") == "reject":
+        return f"v{version} rejected (champion stays v{before})"
+    return f"champion v{before} -> v{entry.get('champion_after') or '-'}"
