@@ -158,7 +158,10 @@ def test_an_output_column_that_exists_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("in.txt", r"--input .*in\.txt: unsupported file type '\.txt'; use \.csv, \.tsv, .*\.jsonl, \.ndjson, \.parquet"),
+        (
+            "in.txt",
+            r"--input .*in\.txt: unsupported file type '\.txt'; use \.csv, \.tsv, .*\.jsonl, \.ndjson, \.parquet",
+        ),
         ("out.xlsx", r"--output .*out\.xlsx: unsupported file type '\.xlsx'"),
         ("in.csv", r"--output .*in\.csv is the input file"),
     ],

@@ -59,7 +59,6 @@ def test_clean_data_passes_and_writes_report_docs_and_tokenizer(project):
         "triviality",
         "leakage",
         "variety",
-        "uniqueness",
         "preflight",
     }
     assert (project / "reports" / "validation_docs" / "index.html").is_file()  # GX Data Docs
