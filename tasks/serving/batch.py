@@ -48,6 +48,7 @@ class BatchSummary:
     seconds: float
     input: Path
     output: Path
+    normalized: int = 0  # texts sent to the model in NFC form because they were not in it
 
     @property
     def rows_per_s(self) -> float:
@@ -55,7 +56,8 @@ class BatchSummary:
 
     def line(self) -> str:
         return (
-            f"{self.rows:,} rows ({self.blanks:,} blank, not generated) in {self.seconds:.1f} s, "
+            f"{self.rows:,} rows ({self.blanks:,} blank, not generated; {self.normalized:,} normalized to NFC) "
+            f"in {self.seconds:.1f} s, "
             f"{self.rows_per_s:,.0f} rows/s -> {self.output}"
         )
 
@@ -448,7 +450,7 @@ def predict_file(
         raise ConfigError(f"--output {output}: cannot write in {output.parent} ({exc.strerror})") from None
     os.close(fd)
     tmp = Path(name)
-    rows = blanks = 0
+    rows = blanks = normalized = 0
     bar = tqdm(unit="row", unit_scale=True, desc=input.name, disable=None if progress is None else not progress)
     try:
         if not bar.disable:
@@ -465,6 +467,7 @@ def predict_file(
                 writer.write(chunk, f"{input} (rows {rows + 1}-{rows + len(chunk)})")
                 rows += len(chunk)
                 blanks += blank
+                normalized += sum(1 for t in texts if not t.isascii() and nfc(t) != t)
                 bar.update(len(chunk))
         finally:
             chunks.close()
@@ -477,7 +480,7 @@ def predict_file(
         raise
     finally:
         bar.close()
-    summary = BatchSummary(rows, blanks, time.perf_counter() - started, input, output)
+    summary = BatchSummary(rows, blanks, time.perf_counter() - started, input, output, normalized)
     logger.info("batch predict: %s", summary.line())
     return summary
 
