@@ -656,7 +656,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="registered model name (default: the pipeline's model_name)")
     predict.add_argument("--alias", default="champion", help="model alias to load (default: %(default)s)")
     predict.add_argument("--version", help="a model version number instead of an alias")
-    predict.add_argument("--input", help="batch: a .csv, .jsonl/.ndjson or .parquet file of inputs")
+    predict.add_argument(
+        "--input",
+        help="batch: a file of inputs in any format ingest reads (.csv/.tsv/.psv, .json/.jsonl, .parquet; "
+        ".gz/.bz2/.xz/.zst/.zip)",
+    )
     predict.add_argument("--output", help="batch: the file to write (the input's rows and columns + predictions)")
     predict.add_argument("--column", default="text", help="batch: the input column (default: %(default)s)")
     predict.add_argument("--output-column", default="prediction", help="batch: new column (default: %(default)s)")

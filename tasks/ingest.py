@@ -31,6 +31,7 @@ from tasks.core.errors import DataError
 from tasks.core.results import SPLITS, IngestResult
 from tasks.data import rowkey
 from tasks.data.sources import read_source
+from tasks.data.text import blank_mask, nfc_column
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 def clean(df: pd.DataFrame, cfg: Config, origin: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Map columns to ``text``/``target``, trim, de-duplicate, prefix; count what each step did.
+    """Map columns to ``text``/``target``, trim, NFC-normalize, de-duplicate, prefix; count what
+    each step did.
 
     Values that are not strings (numbers, JSON objects or lists, booleans) are kept as their text
     form with their original type recorded beside them (``text_type``, ``target_type``), so
@@ -84,6 +86,12 @@ def clean(df: pd.DataFrame, cfg: Config, origin: str) -> tuple[pd.DataFrame, dic
                 trimmed += int(stripped.ne(values[is_str].astype(str)).sum())
                 out.loc[is_str, col] = stripped
         counts["trimmed"] = trimmed
+    # one Unicode form, so "é" typed two ways is one token sequence and one duplicate
+    normalized = 0
+    for col in ("text", "target"):
+        out[col], changed = nfc_column(out[col])
+        normalized += changed
+    counts["normalized"] = normalized
     if ic.dedup:
         before = len(out)
         out = out[~_duplicate_pairs(out["text"], out["target"])]
@@ -114,14 +122,8 @@ def _duplicate_pairs(text: pd.Series, target: pd.Series) -> np.ndarray:
 
 
 def _blank(values: pd.Series) -> pd.Series:
-    """True where a string is empty or whitespace-only (Arrow's regex kernel, not Python's)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if values.dtype == object:
-        return ~values.str.contains(r"\S", regex=True).fillna(False).astype(bool)
-    has = pc.fill_null(pc.match_substring_regex(pa.array(values), r"\S"), False)
-    return pd.Series(~has.to_numpy(zero_copy_only=False), index=values.index)
+    """True where a string shows nothing (tasks/data/text.py: empty, whitespace, invisible)."""
+    return pd.Series(blank_mask(values), index=values.index)
 
 
 def _flatten_dotted(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import ValidationFailed
 from tasks.core.results import SPLITS, VALIDATION_DOCS, VALIDATION_REPORT, IngestResult, load_split
+from tasks.data.text import blank_mask
 from tasks.modeling import models as modeling
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,9 @@ def derive(cfg: Config, frames: dict[str, pd.DataFrame], tokenizer) -> dict[str,
             .fillna(False)
             .to_numpy(dtype=bool),
             in_train=(_in(text, train_inputs) if name != "train" else np.zeros(n, dtype=bool)),
+            # blank to a person: only whitespace, control or invisible format characters
+            text_blank=blank_mask(text),
+            target_blank=blank_mask(df["target"]),
         )
         out[name] = (derived, note)
     return out
@@ -156,18 +160,19 @@ def derive(cfg: Config, frames: dict[str, pd.DataFrame], tokenizer) -> dict[str,
 # -- the suite ----------------------------------------------------------------------------
 
 
-def build_suite(cfg: Config, split_name: str):
-    """The expectation suite for one split. Each expectation's ``meta`` carries its quality
-    dimension, a plain-words label, the setting that moves its threshold, and which column to
-    show for offending rows."""
+def build_suite(cfg: Config, split_name: str, present: dict[str, int] | None = None):
+    """The expectation suite for one split; ``present``: its non-blank values per column (variety
+    is checked where there are two or more: emptiness has its own checks). Each expectation's ``meta`` carries
+    its quality dimension, a plain-words label, the setting that moves its threshold, and which
+    column to show for offending rows."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
     v, t = cfg.validate, cfg.train
     suite = gx.ExpectationSuite(name=f"{cfg.pipeline}-{split_name}")
 
-    def add(exp, dimension: str, label: str, setting: str | None, show: str | None = None) -> None:
-        exp.meta = {"dimension": dimension, "label": label, "setting": setting, "show": show}
+    def add(exp, dimension: str, label: str, setting: str | None, show: str | None = None, note=None) -> None:
+        exp.meta = {"dimension": dimension, "label": label, "setting": setting, "show": show, "note": note}
         suite.add_expectation(exp)
 
     # volume: GX's per-row expectations pass on an empty table; the row count is what catches it.
@@ -200,14 +205,33 @@ def build_suite(cfg: Config, split_name: str):
             f"ingest.{key}",
             col,
         )
-        # content: whitespace-only strings are empty examples in disguise.
+        # content: strings that show nothing (whitespace, zero-width and other invisible
+        # characters) are empty examples in disguise.
         add(
-            gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S", mostly=v.mostly),
+            gxe.ExpectColumnValuesToBeInSet(column=f"{col}_blank", value_set=[False], mostly=v.mostly),
             "content",
-            "not empty or whitespace-only",
+            "not blank (empty, whitespace or invisible characters only)",
             "validate.mostly",
             col,
         )
+        # variety: one target for every input (or one input for every target) leaves nothing to
+        # learn; a model that prints the constant scores perfectly on it.
+        ratio = v.min_text_distinct_ratio if col == "text" else v.min_target_distinct_ratio
+        if present is None or present.get(col, 0) >= 2:
+            add(
+                gxe.ExpectColumnUniqueValueCountToBeBetween(column=col, min_value=2),
+                "variety",
+                "more than one distinct value",
+                f"ingest.{key}",
+                note=f"every {col} is the same: nothing to learn; check that ingest.{key} names the right column",
+            )
+        if ratio > 0 and (present is None or present.get(col, 0) >= 2):
+            add(
+                gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(column=col, min_value=ratio),
+                "variety",
+                f"distinct values in at least {ratio:.1%} of rows",
+                f"validate.min_{col}_distinct_ratio",
+            )
         # encoding: control characters and U+FFFD betray binary junk or a wrong decoding upstream.
         add(
             gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL, mostly=v.mostly),
@@ -283,7 +307,8 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
     checks: list[Check] = []
     for split_name, (df, note) in frames.items():
         batch_def = source.add_dataframe_asset(split_name).add_batch_definition_whole_dataframe("all")
-        suite = context.suites.add(build_suite(cfg, split_name))
+        present = {c: int((df[c].notna() & ~df[f"{c}_blank"]).sum()) for c in ("text", "target")}
+        suite = context.suites.add(build_suite(cfg, split_name, present))
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"validate-{split_name}", data=batch_def, suite=suite)
         )
@@ -342,6 +367,7 @@ def _to_check(split_name: str, res, df: pd.DataFrame) -> Check:
         examples=examples,
         setting=meta.get("setting"),
         expectation=conf.type,
+        note=meta.get("note"),
     )
 
 
@@ -375,6 +401,44 @@ def describe(check: Check) -> str:
     if check.setting:
         parts.append(f"setting: {check.setting}")
     return "; ".join(parts)
+
+
+# -- what explains the data first -----------------------------------------------------------
+
+# When several checks fail, these name the problem the data has (nothing there, the same rows
+# again, the same value everywhere); the rest (too few rows, too long, a model setting) are
+# often their consequence, and are listed after them.
+LEADING = ("completeness", "content", "uniqueness", "variety", "volume")
+
+
+def _rank(dimension: str) -> int:
+    return LEADING.index(dimension) if dimension in LEADING else len(LEADING)
+
+
+def ingest_checks(cfg: Config, ingested: IngestResult) -> list[Check]:
+    """Checks on what ingest did: a split whose rows were mostly repeats of other rows (dropped
+    by ``ingest.dedup``) fails here by name, not only as "too few rows" after the drop."""
+    limit = cfg.validate.max_dropped_duplicate_rate
+    checks = []
+    for role in ingested.origins:
+        counts = ingested.counts
+        read = counts.get(f"{role}.read", 0) - counts.get(f"{role}.max_samples_dropped", 0)
+        dropped = counts.get(f"{role}.duplicates_dropped")
+        if dropped is None or read <= 0:
+            continue
+        share = dropped / read
+        checks.append(
+            Check(
+                split=role,
+                check=f"at most {limit:.0%} of rows are repeated (text, target) pairs",
+                column=None,
+                dimension="uniqueness",
+                success=share <= limit,
+                observed=f"{dropped} of {read} rows ({share:.1%}) repeat an earlier row; ingest.dedup dropped them",
+                setting="validate.max_dropped_duplicate_rate",
+            )
+        )
+    return checks
 
 
 # -- preflight ----------------------------------------------------------------------------
@@ -431,7 +495,9 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
     report_dir = cfg.path("reports")
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / DOCS
-    checks += _run_suites(cfg, derive(cfg, frames, tokenizer), docs_dir)
+    checks += _run_suites(cfg, derive(cfg, frames, tokenizer), docs_dir) + ingest_checks(cfg, ingested)
+    order = {name: i for i, name in enumerate(SPLITS)}
+    checks.sort(key=lambda c: (_rank(c.dimension), order.get(c.split, 9)))  # stable: suite order within
 
     report_path = report_dir / REPORT
     result = ValidateResult(
@@ -457,8 +523,9 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
         logger.warning("validate: %s", w)
     if not result.success:
         lines = "\n  - ".join(describe(c) for c in result.failures)
+        kinds = ", ".join(dict.fromkeys(c.dimension for c in result.failures))
         raise ValidationFailed(
-            f"data validation failed: {len(result.failures)} of {len(checks)} checks "
+            f"data validation failed: {len(result.failures)} of {len(checks)} checks ({kinds}) "
             f"(report: {report_path}, data docs: {result.docs_path})\n  - {lines}",
             report_path=str(report_path),
             result=result,

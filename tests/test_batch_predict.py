@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.core.errors import ConfigError, DataError
+from tasks.data.text import is_blank, nfc
 from tasks.serving.batch import predict_file, read_chunks
 
 FORMATS = ["csv", "jsonl", "parquet"]
@@ -127,6 +128,15 @@ def test_missing_and_null_cells_give_empty_predictions_and_numbers_are_text(tmp_
     assert back["n"].isna().tolist() == [False, True, False]
 
 
+def test_invisible_texts_are_blank_and_decomposed_ones_go_to_the_model_in_nfc(tmp_path):
+    src = write(tmp_path / "in.jsonl", pd.DataFrame({"text": ["\u200b\u2060", "cafe\u0301", "ok", "\ufeff "]}))
+    model = Upper()
+    summary = predict_file(model, src, tmp_path / "out.jsonl")
+    assert model.calls == [["CAFÉ".lower(), "ok"]]  # NFC "café" (one code point), blanks never sent
+    assert list(read(tmp_path / "out.jsonl")["prediction"]) == ["", "CAFÉ", "OK", ""]
+    assert (summary.blanks, summary.normalized) == (2, 1) and "1 normalized to NFC" in summary.line()
+
+
 def test_an_empty_table_gives_an_empty_output_with_the_columns(tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("id,text\n", encoding="utf-8")
@@ -157,7 +167,10 @@ def test_an_output_column_that_exists_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("in.txt", r"--input .*in\.txt: unsupported file type '\.txt'; use one of \.csv, \.jsonl, \.ndjson, \.parquet"),
+        (
+            "in.txt",
+            r"--input .*in\.txt: unsupported file type '\.txt'; use \.csv, \.tsv, .*\.jsonl, \.ndjson, \.parquet",
+        ),
         ("out.xlsx", r"--output .*out\.xlsx: unsupported file type '\.xlsx'"),
         ("in.csv", r"--output .*in\.csv is the input file"),
     ],
@@ -276,7 +289,8 @@ def test_any_text_round_trips_in_order(tmp_path, texts, in_fmt, out_fmt, chunk_r
     back = read(out)
     assert list(back["id"]) == [str(i) for i in range(len(texts))]
     assert list(back["text"]) == texts
-    assert list(back["prediction"]) == [t.upper() if t.strip() else "" for t in texts]
+    # blank means nothing visible (tasks/data/text.py); the model sees the NFC form
+    assert list(back["prediction"]) == [nfc(t).upper() if not is_blank(t) else "" for t in texts]
 
 
 # -- the real CLI on a registered model ------------------------------------------------------------
@@ -303,7 +317,7 @@ def test_cli_batch_predicts_what_predict_prints_for_the_same_texts(served_projec
 
     batch = run_cli("predict", "--input", str(src), "--output", str(out), cwd=root, env=env)
     assert batch.returncode == 0, batch.stderr
-    assert "4 rows (1 blank, not generated)" in batch.stderr and str(out) in batch.stderr
+    assert "4 rows (1 blank, not generated; 0 normalized to NFC)" in batch.stderr and str(out) in batch.stderr
     frame = pd.read_parquet(out)
     assert list(frame.columns) == ["id", "text", "prediction"]
     assert list(frame["id"]) == ["a", "b", "c", "d"] and list(frame["text"]) == texts

@@ -75,6 +75,7 @@ def test_trim_dedup_prefix_are_counted(project):
     assert result.counts == {
         "train.read": 4,
         "train.trimmed": 1,
+        "train.normalized": 0,
         "train.duplicates_dropped": 1,
         "train.already_prefixed": 1,
         "train.kept": 3,
@@ -151,7 +152,7 @@ def test_folder_without_train_file_lists_what_it_found(project):
     folder.mkdir(parents=True)
     pairs(5).to_csv(folder / "validation.csv", index=False)
     with pytest.raises(
-        DataError, match=r"no train split named 'train'; found validation.*train.csv, train.jsonl or train.parquet"
+        DataError, match=r"no train split named 'train'; found validation.*a train file: train.csv, train.jsonl"
     ):
         run("ingest.source=data/notrain")
 

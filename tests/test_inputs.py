@@ -6,6 +6,7 @@ A handful of the generated shapes then go through the real CLI to check exit sta
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -368,6 +369,19 @@ BAD_FILES = {
     "latin1.csv": "text,target\ncaf\u00e9,x\n".encode("latin-1"),
     "nul.csv": b"text,target\na\x00b,c\n",
     "empty.csv": b"",
+    # issue 26: text that only looks present, nothing to learn, a file that is something else
+    "invisible.csv": b"text,target\n"
+    + b"".join(b"report %d on the port,\xe2\x80\x8b\xe2\x80\x8c\n" % i for i in range(200)),
+    "constant.csv": b"text,target\n" + b"".join(b"report %d on the port,same summary\n" % i for i in range(200)),
+    "repeated.csv": b"text,target\n" + b"report on the port,a summary\n" * 200,
+    "page.csv.gz": gzip.compress(b"<!DOCTYPE html><html><body>Sign in to download</body></html>"),
+}
+# the class each message must name first
+NAMED = {
+    "invisible.csv": "not blank (empty, whitespace or invisible characters only): FAILED (content)",
+    "constant.csv": "[train target] more than one distinct value: FAILED (variety)",
+    "repeated.csv": "repeated (text, target) pairs: FAILED (uniqueness)",
+    "page.csv.gz": "is a web page (HTML)",
 }
 
 
@@ -382,6 +396,10 @@ def test_bad_files_through_the_cli(tmp_path, name):
     assert "Traceback" not in out and 'File "' not in out, out[-3000:]
     first_error = next(line for line in out.splitlines() if line.startswith("error"))
     assert out.count(first_error) == 1, out[-3000:]  # said once
+    if name in NAMED:  # named first: in the error line, or the first check listed under it
+        lines = out.splitlines()
+        at = lines.index(first_error)
+        assert NAMED[name] in first_error or NAMED[name] in lines[at + 1], out[-3000:]
     if (root / "mlflow.db").exists():
         from tasks.tracking import client as tracking
 
@@ -397,3 +415,35 @@ def test_predict_refuses_binary_stdin_without_a_traceback(tmp_path, stdin):
     proc = subprocess.run([venv_bin("s2s"), "predict"], input=stdin, cwd=root, env=env, capture_output=True)
     err = proc.stderr.decode()
     assert proc.returncode in (1, 2, 3) and "Traceback" not in err and "line 1" in err, err
+
+
+@pytest.mark.integration
+def test_good_files_users_have_load_through_the_stage_entry_point(tmp_path):
+    """A JSON array in a gzip, a zstd tab-separated file, a zipped semicolon CSV: every row."""
+    import zipfile
+
+    import pyarrow as pa
+
+    root = make_project(tmp_path / "proj")
+    frame = pd.read_csv(root / "data" / "sample" / "reports.csv", nrows=300)
+    (root / "data" / "a.json.gz").write_bytes(gzip.compress(frame.to_json(orient="records").encode()))
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        out.write(frame.to_csv(sep="\t", index=False).encode())
+    (root / "data" / "b.tsv.zst").write_bytes(sink.getvalue().to_pybytes())
+    with zipfile.ZipFile(root / "data" / "c.zip", "w") as archive:
+        archive.writestr("export.csv", frame.to_csv(sep=";", index=False))
+    env = {**os.environ, "S2S_ROOT": str(root)}
+    for name in ("a.json.gz", "b.tsv.zst", "c.zip"):
+        proc = subprocess.run(
+            [venv_bin("python"), "-m", "tasks.ingest", "--set", f"ingest.source=data/{name}"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads(next((root / "runs").glob("*/data/processed/manifest.json")).read_text())
+        assert result["counts"]["train.read"] == 300, (name, result["counts"])
+        for manifest in (root / "runs").glob("*/data/processed/manifest.json"):
+            manifest.unlink()

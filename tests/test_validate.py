@@ -58,6 +58,7 @@ def test_clean_data_passes_and_writes_report_docs_and_tokenizer(project):
         "uniqueness",
         "triviality",
         "leakage",
+        "variety",
         "preflight",
     }
     assert (project / "reports" / "validation_docs" / "index.html").is_file()  # GX Data Docs
@@ -72,7 +73,8 @@ def test_empty_target_is_named_with_its_row(project):
 
 def test_whitespace_only_text(project):
     msg = failure(csv(project, GOOD + ['"   ",a summary']))
-    assert "[train text] not empty or whitespace-only: FAILED (content)" in msg and "row 61" in msg
+    assert "[train text] not blank (empty, whitespace or invisible characters only): FAILED (content)" in msg
+    assert "row 61" in msg
 
 
 def test_numbers_in_the_text_column_fail_the_type_check(project):

@@ -91,6 +91,7 @@ class Ingest(Section):
     valid_split: str | None = None
     test_split: str | None = None
     source_prefix: str = ""
+    delimiter: str | None = None  # of a delimited file; None: by name (.tsv tab), sniffed for .csv
     valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     test_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     max_samples: int | None = Field(None, gt=0)
@@ -109,6 +110,18 @@ class Ingest(Section):
             raise ValueError("ingest.text_column and ingest.target_column name the same column")
         return self
 
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str | None) -> str | None:
+        names = {"comma": ",", "tab": "\t", "semicolon": ";", "pipe": "|"}
+        v = names.get(v, v) if v is not None else None
+        if v is not None and (len(v) != 1 or v in '"\r\n'):
+            raise ValueError(
+                f"ingest.delimiter {v!r}: give one character, or one of {', '.join(names)} "
+                "(null: by name, sniffed for .csv)"
+            )
+        return v
+
 
 class Validate(Section):
     """Thresholds of the data-quality gate that stands between ingestion and training."""
@@ -123,6 +136,10 @@ class Validate(Section):
     max_duplicate_rate: float = Field(0.0, ge=0.0, le=1.0)
     max_leakage_rate: float = Field(0.0, ge=0.0, le=1.0)
     max_copy_rate: float = Field(0.05, ge=0.0, le=1.0)
+    # variety: distinct values / rows; a split needs two distinct values in each column anyway
+    min_text_distinct_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    min_target_distinct_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    max_dropped_duplicate_rate: float = Field(0.5, ge=0.0, le=1.0)  # share of read rows ingest.dedup dropped
     token_sample: int = Field(5_000, gt=0)  # rows per split tokenized (seeded sample above)
 
     @field_validator("min_rows")

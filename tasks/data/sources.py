@@ -6,7 +6,10 @@ to the exact bytes it saw.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -17,8 +20,8 @@ import pandas as pd
 
 from tasks.core.config import Config
 from tasks.core.errors import DataError
+from tasks.data import formats
 
-READERS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 # Split names people use for the same thing; the first match in a folder or DatasetDict wins.
 ALIASES = {"validation": ("validation", "valid", "val", "dev", "eval"), "test": ("test",)}
 SLICE = re.compile(r"^(?P<name>[^\[\]]+?)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
@@ -78,60 +81,61 @@ def _apply_slice(df: pd.DataFrame, start: str | None, stop: str | None) -> pd.Da
     return df.iloc[pos(start) : pos(stop)]
 
 
-def _first_bad_utf8(path: Path) -> tuple[int, bytes]:
+def _first_bad_utf8(raw: bytes) -> tuple[int, bytes]:
     """Line number and bytes of the first line that is not valid UTF-8 (readers report offsets
     into their own buffers, which are useless to a person)."""
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return number, line[max(exc.start - 10, 0) : exc.end + 10]
+    for number, line in enumerate(raw.split(b"\n"), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return number, line[max(exc.start - 10, 0) : exc.end + 10]
     return 0, b""
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read one CSV / JSON Lines / Parquet file strictly: a file a strict parser of its format
-    would reject is refused with its line number, never repaired (a lenient parse can merge two
-    rows into one). Awkward but valid files (a UTF-8 byte order mark, CRLF line ends, quoted
-    delimiters and newlines) are read as they are."""
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .jsonl or .parquet")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty")
-    if kind == "parquet":
+def read_table(path: Path, delimiter: str | None = None) -> pd.DataFrame:
+    """Read one data file (tasks/data/formats.py: delimited text, JSON or Parquet, compressed or
+    not) strictly: a file a strict parser of its format would reject is refused with its line
+    number, never repaired (a lenient parse can merge two rows into one). Awkward but valid files
+    (a byte order mark, CRLF line ends, quoted delimiters and newlines) are read as they are."""
+    src = formats.inspect(path, delimiter)
+    where = src.where
+    if src.kind == "parquet":
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(path if src.plain else io.BytesIO(src.read()))
+        except DataError:
+            raise
         except Exception as exc:  # pyarrow's errors (a truncated file, a bad footer) have no common base
             raise DataError(
-                f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                f"{where}: not a readable Parquet file ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}); re-export it"
             ) from None
-    raw = path.read_bytes()
+    raw = src.read()
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
-        line, snippet = _first_bad_utf8(path)
+        line, snippet = _first_bad_utf8(raw)
         raise DataError(
-            f"{path}: not valid UTF-8 at line {line} (near {snippet!r}); re-export the file as UTF-8"
+            f"{where}: not valid UTF-8 at line {line} (near {snippet!r}); re-export the file as UTF-8"
         ) from None
     if b"\x00" in raw:
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-        raise DataError(f"{path}: a NUL byte on line {line}: a binary file, or a broken export")
-    return _read_csv(path, raw) if kind == "csv" else _read_jsonl(path, raw)
+        raise DataError(f"{where}: a NUL byte on line {line}: a binary file, or a broken export")
+    if src.kind == "delimited":
+        return _read_csv(where, raw, src.delimiter or ",")
+    records = formats.json_document(where, raw.decode("utf-8-sig"), lines=src.lines_named)
+    if records is None:
+        return _read_jsonl(where, raw)
+    if not records:
+        raise DataError(f"{where} has no records (the JSON array is empty)")
+    return pd.DataFrame.from_records(records)
 
 
-def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
-    import csv
-    import io
-
+def _read_csv(path: str, raw: bytes, delimiter: str) -> pd.DataFrame:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     text = raw.decode("utf-8-sig")
     try:
-        header = next(csv.reader(io.StringIO(text, newline="")), None)
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV at line 1 (the header): {exc}") from None
     check_header(path, header)
@@ -140,29 +144,40 @@ def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
     trouble = raw.count(b'"') % 2 == 1
     if not trouble:
         try:
-            table = pacsv.read_csv(
-                io.BytesIO(raw),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={h: pa.string() for h in header}, null_values=[""], strings_can_be_null=True
-                ),
-            )
-            return table.to_pandas()
+            return _arrow_csv(raw, header, delimiter, quoted=True)
         except pa.ArrowInvalid:
             trouble = True
-    line, problem = _csv_problem(text, len(header))
+    if delimiter == "\t":
+        # tab-separated values as IANA defines them have no quoting: a quote is a character
+        with contextlib.suppress(pa.ArrowInvalid):
+            return _arrow_csv(raw, header, delimiter, quoted=False)
+    line, problem = _csv_problem(text, len(header), delimiter)
+    kind = "CSV" if delimiter == "," else formats.DELIMITERS.get(delimiter, repr(delimiter)) + "-separated file"
     raise DataError(
-        f"{path}: malformed CSV at line {line}: {problem}; quote fields that contain the delimiter, "
+        f"{path}: malformed {kind} at line {line}: {problem}; quote fields that contain the delimiter, "
         "quotes or newlines (and double the quotes inside them)"
     )
 
 
-def _csv_problem(text: str, width: int) -> tuple[int, str]:
-    """Where a strict CSV parser stops, and why (the slow path, only for a file already refused)."""
-    import csv
-    import io
+def _arrow_csv(raw: bytes, header: list[str], delimiter: str, quoted: bool) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    table = pacsv.read_csv(
+        io.BytesIO(raw),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, quote_char='"' if quoted else False, newlines_in_values=quoted
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in header}, null_values=[""], strings_can_be_null=True
+        ),
+    )
+    return table.to_pandas()
+
+
+def _csv_problem(text: str, width: int, delimiter: str = ",") -> tuple[int, str]:
+    """Where a strict CSV parser stops, and why (the slow path, only for a file already refused)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
     line = 1
     try:
         for record in reader:
@@ -186,17 +201,11 @@ def check_header(path, header: list[str] | None) -> None:
         )
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON (use null)")
-
-
 def json_record(path, number: int, line: str) -> dict:
     """Line ``number`` of a JSON-lines file as an object, strictly (no NaN/Infinity), or a
     DataError naming the line (the ingest reader and batch prediction alike)."""
-    import json
-
     try:
-        obj = json.loads(line, parse_constant=_reject_constant)
+        obj = formats.loads(line)
     except ValueError as exc:
         raise DataError(f"{path}: line {number} is not valid JSON ({exc}); each line must be one JSON object") from None
     if not isinstance(obj, dict):
@@ -207,9 +216,7 @@ def json_record(path, number: int, line: str) -> dict:
     return obj
 
 
-def _read_jsonl(path: Path, raw: bytes) -> pd.DataFrame:
-    import io
-
+def _read_jsonl(path: str, raw: bytes) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.json as pajson
 
@@ -260,7 +267,11 @@ def _select(available: dict, cfg: Config, where: str) -> dict[str, str]:
             raise DataError(
                 f"{where}: no {role} split named {name or role!r}; found {', '.join(sorted(available)) or 'nothing'}. "
                 f"Set ingest.{key} to one of them"
-                + (" (a folder needs train.csv, train.jsonl or train.parquet)" if role == "train" else "")
+                + (
+                    " (a folder needs a train file: train.csv, train.jsonl, train.parquet, train.csv.gz...)"
+                    if role == "train"
+                    else ""
+                )
             )
         if found is not None:
             chosen[role] = found
@@ -281,20 +292,23 @@ def read_source(cfg: Config) -> tuple[dict[str, RawSplit], str]:
         return _apply_slice(df, start, stop)
 
     if src.is_file():
-        return {"train": RawSplit(sliced(read_table(src), "train"), src.name)}, dvc_hash(src)
+        return {"train": RawSplit(sliced(read_table(src, ic.delimiter), "train"), src.name)}, dvc_hash(src)
     if src.is_dir():
         if _is_hf_disk(src):
             return _read_hf_disk(src, cfg, sliced)
-        files = {p.stem: p for p in sorted(src.iterdir()) if p.suffix.lower() in READERS}
+        files = {formats.stem(p): p for p in sorted(src.iterdir()) if p.is_file() and formats.by_name(p)}
         chosen = _select(files, cfg, str(src))
         return (
-            {role: RawSplit(sliced(read_table(files[name]), role), files[name].name) for role, name in chosen.items()},
+            {
+                role: RawSplit(sliced(read_table(files[name], ic.delimiter), role), files[name].name)
+                for role, name in chosen.items()
+            },
             dvc_hash(src),
         )
     if _looks_like_hub_id(ic.source):
         return _read_hub(ic.source, cfg)
     raise DataError(
-        f"ingest.source: {src} does not exist; point it at a CSV/JSONL/Parquet file, a folder of "
+        f"ingest.source: {src} does not exist; point it at a data file ({formats.supported()}), a folder of "
         "train/validation/test files, a save_to_disk folder or a hub dataset name"
     )
 

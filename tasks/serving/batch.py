@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import math
@@ -26,10 +27,13 @@ import pandas as pd
 
 from tasks.core.config import suggest
 from tasks.core.errors import ConfigError, DataError, PipelineError
+from tasks.data import formats
 from tasks.data.sources import check_header, json_record
+from tasks.data.text import is_blank, nfc
 
 logger = logging.getLogger(__name__)
 
+# outputs; inputs are every format ingest reads (tasks/data/formats.py: one table for both)
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # below this size a CSV/JSONL file is counted up front so the progress bar can show a total
 COUNT_BELOW_BYTES = 32 * 2**20
@@ -44,6 +48,7 @@ class BatchSummary:
     seconds: float
     input: Path
     output: Path
+    normalized: int = 0  # texts sent to the model in NFC form because they were not in it
 
     @property
     def rows_per_s(self) -> float:
@@ -51,7 +56,8 @@ class BatchSummary:
 
     def line(self) -> str:
         return (
-            f"{self.rows:,} rows ({self.blanks:,} blank, not generated) in {self.seconds:.1f} s, "
+            f"{self.rows:,} rows ({self.blanks:,} blank, not generated; {self.normalized:,} normalized to NFC) "
+            f"in {self.seconds:.1f} s, "
             f"{self.rows_per_s:,.0f} rows/s -> {self.output}"
         )
 
@@ -70,7 +76,11 @@ def check_paths(input: Path, output: Path) -> None:
     """Refuse what cannot work before anything is read or loaded: unknown formats, a missing
     input, an output folder that does not exist, the output overwriting the input."""
     input, output = Path(input), Path(output)
-    file_format(input, "--input")
+    if formats.by_name(input) is None:
+        raise ConfigError(
+            f"--input {input}: unsupported file type {''.join(input.suffixes[-2:]) or '(none)'!r}; "
+            f"use {formats.supported()}"
+        )
     file_format(output, "--output")
     if not input.is_file():
         raise DataError(f"--input {input}: no such file")
@@ -87,18 +97,22 @@ def check_paths(input: Path, output: Path) -> None:
 
 def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file's rows in order, at most ``chunk_rows`` per DataFrame. A file with a header or a
-    schema but no rows gives one empty DataFrame with its columns."""
+    schema but no rows gives one empty DataFrame with its columns. Any format ingest reads
+    (tasks/data/formats.py), compressed or not; a JSON document (an array) is read whole."""
     path = Path(path)
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows {chunk_rows}: give a positive number of rows")
-    kind = file_format(path)
-    readers = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}
-    return readers[kind](path, chunk_rows)
+    src = formats.inspect(path, setting="a .tsv or .psv name")
+    if src.kind == "parquet":
+        return _parquet_chunks(src, chunk_rows)
+    if src.kind == "delimited":
+        return _csv_chunks(src, chunk_rows)
+    return _json_chunks(src, chunk_rows)
 
 
-def _bad_utf8_line(path: Path) -> int:
+def _bad_utf8_line(src: formats.Source) -> int:
     """Line number of the first line that is not UTF-8 (decoders report offsets into buffers)."""
-    with path.open("rb") as fh:
+    with src.open() as fh:
         for number, line in enumerate(fh, 1):
             try:
                 line.decode("utf-8")
@@ -107,38 +121,73 @@ def _bad_utf8_line(path: Path) -> int:
     return 0
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(src: formats.Source) -> list[str]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            header = next(csv.reader(fh), None)
+        with src.open() as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh, delimiter=src.delimiter or ","), None)
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid UTF-8 at line {_bad_utf8_line(path)}; re-export it as UTF-8") from None
+        raise DataError(f"{src.where}: not valid UTF-8 at line {_bad_utf8_line(src)}; re-export it as UTF-8") from None
     except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV at line 1 (the header): {exc}") from None
-    check_header(path, header)
+        raise DataError(f"{src.where}: malformed CSV at line 1 (the header): {exc}") from None
+    check_header(src.where, header)
     return header
 
 
-def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    _csv_header(path)  # pandas would rename a repeated column ("a.1") instead of refusing it
+def _csv_chunks(src: formats.Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    _csv_header(src)  # pandas would rename a repeated column ("a.1") instead of refusing it
     try:
         # object dtype, no NA parsing: every cell is the exact text in the file, as a plain str
-        with pd.read_csv(path, chunksize=chunk_rows, dtype=object, keep_default_na=False, encoding="utf-8") as reader:
-            yield from reader
+        with (
+            src.open() as fh,
+            pd.read_csv(
+                fh,
+                sep=src.delimiter or ",",
+                chunksize=chunk_rows,
+                dtype=object,
+                keep_default_na=False,
+                encoding="utf-8",
+            ) as reader,
+        ):
+            yield from formats.guarded(src.where, src.compression, reader)
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid UTF-8 at line {_bad_utf8_line(path)}; re-export it as UTF-8") from None
+        raise DataError(f"{src.where}: not valid UTF-8 at line {_bad_utf8_line(src)}; re-export it as UTF-8") from None
     except pd.errors.ParserError as exc:
         raise DataError(
-            f"{path}: malformed CSV ({str(exc).strip()}); quote fields that contain the delimiter, "
+            f"{src.where}: malformed CSV ({str(exc).strip()}); quote fields that contain the delimiter, "
             "quotes or newlines (and double the quotes inside them)"
         ) from None
 
 
-def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _json_chunks(src: formats.Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    with src.open() as fh:
+        head = formats.guard(src.where, src.compression, fh.read, formats.SNIFF_BYTES)
+    body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if body.startswith(b"[") or (body.startswith(b"{") and not src.lines_named):
+        text = src.read().decode("utf-8-sig", errors="strict") if _utf8(src) else ""
+        records = formats.json_document(src.where, text, lines=src.lines_named)
+        if records is not None:
+            if not records:
+                raise DataError(f"{src.where} has no records (the JSON array is empty)")
+            for start in range(0, len(records), chunk_rows):
+                yield _frame(records[start : start + chunk_rows])
+            return
+    yield from _jsonl_chunks(src, chunk_rows)
+
+
+def _utf8(src: formats.Source) -> bool:
+    try:
+        src.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{src.where}: line {_bad_utf8_line(src)} is not valid UTF-8; re-export it as UTF-8") from None
+    return True
+
+
+def _jsonl_chunks(src: formats.Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
     records: list[dict] = []
     yielded = False  # a file with no records at all has no columns either: refused below
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, 1):
+    path = src.where
+    with src.open() as fh:
+        for number, raw in enumerate(formats.guarded(path, src.compression, fh), 1):
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -160,11 +209,11 @@ def _frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, dtype=object)
 
 
-def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _parquet_chunks(src: formats.Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(src.path if src.plain else io.BytesIO(src.read()))
         # Arrow-backed columns, so types survive the trip to the output (ints with nulls stay ints)
         yielded = False
         for batch in pf.iter_batches(batch_size=chunk_rows):
@@ -174,14 +223,21 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             yield pf.schema_arrow.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
         raise DataError(
-            f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            f"{src.where}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from None
 
 
 def count_rows(path: Path) -> int | None:
     """Rows in the file when that is cheap to know (Parquet metadata, a small CSV/JSONL), else None."""
     path = Path(path)
-    kind = file_format(path)
+    named = formats.by_name(path)
+    if named is None or named[2] is not None or named[0] not in ("delimited", "parquet") or path.suffix == ".json":
+        return None  # compressed, or a JSON document: the bar shows no total
+    kind = (
+        {"delimited": "csv", "parquet": "parquet"}[named[0]]
+        if path.suffix.lower() not in (".jsonl", ".ndjson")
+        else "jsonl"
+    )
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -328,11 +384,13 @@ def _text(v) -> str:
 
 
 def predict_texts(model, texts: list[str]) -> tuple[list[str], int]:
-    """Predictions for ``texts`` in order, and how many were blank (those get "" and are not sent)."""
-    todo = [i for i, t in enumerate(texts) if t.strip()]
+    """Predictions for ``texts`` in order, and how many were blank: nothing visible, see
+    tasks/data/text.py (those get "" and are not sent)."""
+    todo = [i for i, t in enumerate(texts) if not is_blank(t)]
     out = [""] * len(texts)
     if todo:
-        predictions = list(model.predict([texts[i] for i in todo]))
+        # the form ingest trained on (NFC); blank (nothing visible) is never generated
+        predictions = list(model.predict([nfc(texts[i]) for i in todo]))
         if len(predictions) != len(todo):
             raise PipelineError(f"the model returned {len(predictions)} predictions for {len(todo)} inputs")
         for i, prediction in zip(todo, predictions):
@@ -392,7 +450,7 @@ def predict_file(
         raise ConfigError(f"--output {output}: cannot write in {output.parent} ({exc.strerror})") from None
     os.close(fd)
     tmp = Path(name)
-    rows = blanks = 0
+    rows = blanks = normalized = 0
     bar = tqdm(unit="row", unit_scale=True, desc=input.name, disable=None if progress is None else not progress)
     try:
         if not bar.disable:
@@ -409,6 +467,7 @@ def predict_file(
                 writer.write(chunk, f"{input} (rows {rows + 1}-{rows + len(chunk)})")
                 rows += len(chunk)
                 blanks += blank
+                normalized += sum(1 for t in texts if not t.isascii() and nfc(t) != t)
                 bar.update(len(chunk))
         finally:
             chunks.close()
@@ -421,7 +480,7 @@ def predict_file(
         raise
     finally:
         bar.close()
-    summary = BatchSummary(rows, blanks, time.perf_counter() - started, input, output)
+    summary = BatchSummary(rows, blanks, time.perf_counter() - started, input, output, normalized)
     logger.info("batch predict: %s", summary.line())
     return summary
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tasks.data.text import is_blank, nfc
+
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 10 * 1024 * 1024
@@ -161,12 +163,13 @@ class Batcher:
                 batch.append(job)
                 size += len(job[0])
             served = self.current()  # taken once: a swap lands between batches
-            todo = [t for texts, _ in batch for t in texts if t is not None and str(t).strip()]
+            # blank: nothing visible (tasks/data/text.py); the rest in NFC, the form ingest trained on
+            todo = [nfc(str(t)) for texts, _ in batch for t in texts if t is not None and not is_blank(str(t))]
             try:
                 outputs = iter([" ".join(str(p).splitlines()) for p in served.model.predict(todo)] if todo else [])
                 for texts, done in batch:
                     done.set_result(
-                        ([next(outputs) if t is not None and str(t).strip() else "" for t in texts], served)
+                        ([next(outputs) if t is not None and not is_blank(str(t)) else "" for t in texts], served)
                     )
             except Exception as exc:  # answered as a 500 to every request of the batch
                 for _, done in batch:

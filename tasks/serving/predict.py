@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from tasks.core.errors import DataError
+from tasks.data.text import is_blank, nfc
 
 
 def read_lines(stream: BinaryIO, where: str = "stdin") -> list[str]:
@@ -32,10 +33,11 @@ def read_lines(stream: BinaryIO, where: str = "stdin") -> list[str]:
 
 
 def predict_lines(model, lines: list[str]) -> list[str]:
-    """One output per input, in order; blank inputs give blank outputs."""
-    todo = [i for i, line in enumerate(lines) if line.strip()]
+    """One output per input, in order; blank inputs (nothing visible: tasks/data/text.py) give
+    blank outputs; the others go to the model in NFC, the form ingest trained on."""
+    todo = [i for i, line in enumerate(lines) if not is_blank(line)]
     out = [""] * len(lines)
     if todo:
-        for i, prediction in zip(todo, model.predict([lines[i] for i in todo])):
+        for i, prediction in zip(todo, model.predict([nfc(lines[i]) for i in todo])):
             out[i] = " ".join(str(prediction).splitlines())
     return out
