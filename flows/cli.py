@@ -64,6 +64,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             locks.release(root)
     summary.wall_seconds = time.perf_counter() - started
     print(summary.format())
+    import signal
+
+    from tasks.core import signals
+
+    late = signals.stop_requested()  # one whose exception was lost after the last task's end
+    if late:
+        name = signal.Signals(late).name
+        print(f"s2s run: {name} arrived as the run finished; it completed as shown", file=sys.stderr)
+        return 128 + late
     if not summary.holds:
         return 1
     return 0 if summary.promoted else EXIT_NOT_PROMOTED
