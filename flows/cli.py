@@ -221,7 +221,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return hs.Served(model, name, version, hs.backend_of(model))
 
     flags = {k: getattr(args, k) for k in LIMIT_FLAGS if getattr(args, k) is not None}
-    limits = hs.Limits.of(type(cfg.serve).model_validate({**cfg.serve.model_dump(), **flags}))
+    try:
+        limits = hs.Limits.of(type(cfg.serve).model_validate({**cfg.serve.model_dump(), **flags}))
+    except ValueError as exc:  # pydantic's ValidationError: a flag out of its range
+        first = exc.errors()[0] if hasattr(exc, "errors") else {}
+        key = ".".join(str(x) for x in first.get("loc", ()))
+        flag = next((f for f, d in FLAG_DEST.items() if d == key), f"serve.{key}")
+        raise ConfigError(f"{flag}: {first.get('msg', exc)}") from None
     holder = hs.Holder(load(args.version or alias_version()))
     batcher = hs.Batcher(holder.current, max_batch=args.max_batch, limits=limits)
     stopping = threading.Event()
