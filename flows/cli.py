@@ -64,6 +64,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             locks.release(root)
     summary.wall_seconds = time.perf_counter() - started
     print(summary.format())
+    import signal
+
+    from tasks.core import signals
+
+    late = signals.stop_requested()  # one whose exception was lost after the last task's end
+    if late:
+        name = signal.Signals(late).name
+        print(f"s2s run: {name} arrived as the run finished; it completed as shown", file=sys.stderr)
+        return 128 + late
     if not summary.holds:
         return 1
     return 0 if summary.promoted else EXIT_NOT_PROMOTED
@@ -211,10 +220,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         model = load_registered(cfg, f"models:/{name}/{version}")
         return hs.Served(model, name, version, hs.backend_of(model))
 
+    flags = {k: getattr(args, k) for k in LIMIT_FLAGS if getattr(args, k) is not None}
+    try:
+        limits = hs.Limits.of(type(cfg.serve).model_validate({**cfg.serve.model_dump(), **flags}))
+    except ValueError as exc:  # pydantic's ValidationError: a flag out of its range
+        first = exc.errors()[0] if hasattr(exc, "errors") else {}
+        key = ".".join(str(x) for x in first.get("loc", ()))
+        flag = next((f for f, d in FLAG_DEST.items() if d == key), f"serve.{key}")
+        raise ConfigError(f"{flag}: {first.get('msg', exc)}") from None
     holder = hs.Holder(load(args.version or alias_version()))
-    batcher = hs.Batcher(holder.current, max_batch=args.max_batch)
+    batcher = hs.Batcher(holder.current, max_batch=args.max_batch, limits=limits)
     stopping = threading.Event()
-    server = hs.make_server(holder, batcher, args.host, args.port, alias, stopping)
+    server = hs.make_server(holder, batcher, args.host, args.port, alias, stopping, limits)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: reachable from the network, without authentication", file=sys.stderr)
     if args.follow_alias:
@@ -230,9 +247,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         while thread.is_alive():
             thread.join(0.5)
     except (KeyboardInterrupt, signals.Interrupted) as exc:
-        print(f"s2s serve: {exc or 'interrupted'}; finishing the requests in flight", file=sys.stderr, flush=True)
+        print(
+            f"s2s serve: {exc or 'interrupted'}; finishing the requests in flight (up to {limits.drain_s:g} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     finally:
-        stopping.set()
+        stopping.set()  # idle keep-alive connections close now
+        batcher.drain(limits.drain_s)  # what is left after drain_s is answered with a 503
         server.shutdown()  # no new connections
         server.server_close()  # waits for the requests in flight
     return 0
@@ -680,10 +702,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-seconds", type=float, default=5.0, help="alias check interval (default: %(default)s)")
     serve.add_argument("--backend", choices=["auto", "hf", "ct2"], help="generation backend (default: the version's)")
     serve.add_argument("--max-batch", type=int, default=32, help="texts per micro-batch (default: %(default)s)")
+    for flag, kind, what in (
+        ("--max-inputs", int, "inputs per request (over: 413)"),
+        ("--max-input-chars", int, "characters per input (over: 422)"),
+        ("--max-body-bytes", int, "request body bytes (over: 413)"),
+        ("--max-request-seconds", float, "generation seconds one request may use (over: 413)"),
+        ("--read-timeout", float, "seconds a client has to send a whole request (over: 408)"),
+        ("--drain-seconds", float, "on SIGTERM, seconds the requests in flight get before a 503"),
+    ):
+        serve.add_argument(
+            flag, type=kind, dest=FLAG_DEST[flag], help=f"{what} (default: serve.{FLAG_DEST[flag]} in params.yaml)"
+        )
     add_config_flags(serve)
     serve.set_defaults(func=cmd_serve)
     return parser
 
+
+# `s2s serve` flags over the params.yaml `serve` section (tasks/serving/http_server.Limits)
+FLAG_DEST = {
+    "--max-inputs": "max_inputs",
+    "--max-input-chars": "max_input_chars",
+    "--max-body-bytes": "max_body_bytes",
+    "--max-request-seconds": "max_request_seconds",
+    "--read-timeout": "read_timeout_s",
+    "--drain-seconds": "drain_s",
+}
+LIMIT_FLAGS = tuple(FLAG_DEST.values())
 
 TRAINING_COMMANDS = ("run", "train")  # the commands whose stop leaves a checkpoint and a KILLED run
 

@@ -21,7 +21,7 @@ from flows import runs
 from flows.stages import for_pipeline, promote_version_task
 from tasks import promote as promote_stage
 from tasks import register as register_stage
-from tasks.core import locks, logs, notify
+from tasks.core import locks, logs, notify, signals
 from tasks.core.config import Config, load_config
 from tasks.core.dvc_cache import StageCache
 from tasks.core.errors import ValidationFailed
@@ -65,6 +65,7 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
         """Run stage ``name``, or reuse its recorded result when DVC says its inputs did not
         change and ``still(result)`` confirms the tracking store holds what it names."""
         number = f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}"
+        signals.check()  # a stop that arrived since the last stage, even one whose exception was lost
         if cache.up_to_date(name):
             result = cached()
             if still is None or still(result):

@@ -14,6 +14,7 @@ import functools
 from prefect import task
 from prefect.cache_policies import NONE
 
+from tasks.core import signals
 from tasks.core.config import Config
 from tasks.core.secrets import scrub_exception
 from tasks.evaluate import evaluate
@@ -35,12 +36,17 @@ def transient(task, task_run, state) -> bool:
 
 def scrubbed(fn):
     """The stage function, with credentials removed from any exception it raises before Prefect
-    turns the message into a run state (kept in the Prefect database and shown in its UI)."""
+    turns the message into a run state (kept in the Prefect database and shown in its UI), and a
+    stop request honoured at the task's start and end even if its exception was lost on the way
+    (raised inside a finalizer while Prefect set up or recorded the task: tasks/core/signals.py)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            signals.check()
+            result = fn(*args, **kwargs)
+            signals.check()
+            return result
         except BaseException as exc:
             scrub_exception(exc)
             raise

@@ -120,6 +120,72 @@ def test_sigterm_stops_within_30_s_saves_a_checkpoint_and_marks_the_run_killed(t
     assert again.returncode == 143 and time.monotonic() - start < 5
 
 
+# A real Prefect flow of two tasks made as the stages' tasks are (flows/stages.py), run as
+# `s2s run` runs it: our handlers installed, then the temporary Prefect server. The first task
+# gets a real SIGTERM while a finalizer runs, so the exception Prefect's handler raises for it is
+# discarded by the interpreter ("Exception ignored in ..."), the window that let a run go on
+# after a SIGTERM during validate (issue 22). The second task must never run.
+LOST_SIGNAL_FLOW = """
+import os, signal, sys
+from pathlib import Path
+from prefect import flow
+from flows.local_server import TemporaryServer, api_settings
+from flows.stages import _task
+from tasks.core import signals
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100_000):  # the handler runs here, inside the finalizer
+            pass
+
+def first():
+    Finalized()
+    return "first done"
+
+def second():
+    Path(sys.argv[1]).write_text("the second task ran")
+
+@flow(name="lost-signal")
+def two_tasks():
+    _task(first, "first", False)()
+    _task(second, "second", False)()
+
+signals.install()
+server = TemporaryServer()
+try:
+    server.wait()
+    with api_settings(server):
+        two_tasks()
+    print("the flow completed")
+except BaseException as exc:
+    code = signals.exit_code_for(exc)
+    if code is None:
+        raise
+    print(f"stopped: {exc}")
+    sys.exit(code)
+finally:
+    server.stop()
+"""
+
+
+def test_a_sigterm_whose_exception_is_discarded_still_stops_the_flow_at_the_next_task_boundary(tmp_path):
+    marker = tmp_path / "second-ran"
+    proc = subprocess.run(
+        [sys.executable, "-c", LOST_SIGNAL_FLOW, str(marker)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")},
+    )
+    out = proc.stdout + proc.stderr
+    assert "Exception ignored in" in out and "TerminationSignal" in out, out[-3000:]  # the window was hit
+    assert proc.returncode == 143, out[-3000:]
+    assert "stopped: stopped by SIGTERM" in proc.stdout and "its exception was lost" in proc.stderr
+    assert not marker.exists(), "the flow went on after the SIGTERM"
+
+
 def test_training_survives_the_tracking_server_stopping_mid_run(tmp_path):
     server = MlflowServer(tmp_path / "mlflow").start()
     try:

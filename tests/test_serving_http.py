@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -55,7 +56,7 @@ def test_scoring_formats_errors_and_a_sigterm_with_a_request_in_flight(served_pr
     root, _ = served_project
     mlflow.set_tracking_uri(load_config(root=root).tracking_uri())
     expected = mlflow.pyfunc.load_model("models:/s2s-default/1").predict(TEXTS)
-    proc, url, log = start(root, tmp_path)
+    proc, url, log = start(root, tmp_path, "--max-inputs", "2000")
     try:
         bodies = {
             "inputs": json.dumps({"inputs": TEXTS}),
@@ -139,8 +140,137 @@ def test_follow_alias_swaps_the_champion_without_dropping_a_request(served_proje
     assert f"serving s2s-default v1 -> v{v2}" in log.read_text()
 
 
+def rss_peak_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def raw(url: str, payload: bytes, trickle: bytes = b"", every: float = 0.5, limit: float = 30.0) -> tuple[bytes, float]:
+    """A client on a real socket: send ``payload``, then ``trickle`` one byte every ``every`` s;
+    what the server answered and when (s) it closed the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=limit) as sock:
+        sock.sendall(payload)
+        sock.settimeout(every)
+        got = b""
+        for byte in [trickle[i : i + 1] for i in range(len(trickle))] + [b""] * int(limit / every):
+            try:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            except TimeoutError:
+                pass
+            if byte:
+                try:
+                    sock.sendall(byte)
+                except OSError:
+                    break
+            assert time.monotonic() - start < limit, "the server kept a slow client beyond any deadline"
+    return got, time.monotonic() - start
+
+
+def test_every_request_is_bounded_fairly_served_and_named_when_refused(served_project, tmp_path):
+    root, _ = served_project
+    proc, url, log = start(
+        root,
+        tmp_path,
+        "--max-inputs",
+        "3000",
+        "--max-input-chars",
+        "2000",
+        "--read-timeout",
+        "2",
+        "--max-request-seconds",
+        "60",
+    )
+    try:
+        assert post(url, json.dumps({"inputs": TEXTS}))[0] == 200  # warm
+        before = rss_peak_mb(proc.pid)
+        # over a limit: the status and the setting to change
+        status, doc, _ = post(url, json.dumps({"inputs": ["a"] * 3001}))
+        assert status == 413 and "serve.max_inputs" in doc["message"] and "3,001" in doc["message"], doc
+        status, doc, _ = post(url, json.dumps({"inputs": ["ok", "x" * 2001]}))
+        assert status == 422 and "input 1" in doc["message"] and "serve.max_input_chars" in doc["message"], doc
+        # the issue's 9.5 MB single text (0.67 -> 4.1 GB, 40 s of CPU): refused before tokenizing
+        status, doc, _ = post(url, json.dumps({"inputs": ["word " * 1_900_000]}))
+        assert status == 422 and "9,500,000 characters" in doc["message"], doc
+        got, _ = raw(url, b"POST /invocations HTTP/1.1\r\nContent-Length: 11534336\r\n\r\n")  # body not sent
+        assert got.startswith(b"HTTP/1.1 413") and b"serve.max_body_bytes" in got, got
+        # a request at every limit at once: memory per request stays bounded
+        status, doc, _ = post(url, json.dumps({"inputs": [("Prices rose in Oslo. " * 100)[:2000]] * 300}))
+        assert status == 200 and len(doc["predictions"]) == 300
+        grew = rss_peak_mb(proc.pid) - before
+        assert grew < 300, f"peak RSS grew {grew:.0f} MB for requests within the limits"
+
+        # malformed bodies are the client's error (4xx), never a 500
+        for body in (
+            "[" * 100_000 + "]" * 100_000,  # nested deeper than the JSON parser goes
+            json.dumps({"dataframe_split": {"columns": 5, "data": [["a"]]}}),
+            '{"inputs": ["\\ud800 lone surrogate"]}',
+        ):
+            status, doc, _ = post(url, body)
+            assert 400 <= status < 500, (body[:60], status, doc)
+
+        # slow clients: a body that never finishes gets a 408; headers that never end, a closed socket
+        got, took = raw(
+            url, b'POST /invocations HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"inputs"'
+        )
+        assert got.startswith(b"HTTP/1.1 408"), got
+        assert took < 6, took
+        got, took = raw(url, b"POST /invocations HTTP/1.1\r\n", trickle=b"X-Slow: " + b"a" * 200, every=0.25)
+        assert took < 6 and b"200 OK" not in got, (got, took)
+
+        # fairness: small requests sent while a 3,000-input one is being generated are answered first
+        finished: dict[str, float] = {}
+        big = threading.Thread(
+            target=lambda: finished.update(
+                big=(
+                    post(url, json.dumps({"inputs": [f"{TEXTS[i % 3]} Row {i}." for i in range(3000)]}))[0],
+                    time.monotonic(),
+                )[1]
+            )
+        )
+        big.start()
+        time.sleep(1.0)
+        for i in range(3):
+            status, doc, _ = post(url, json.dumps({"inputs": [TEXTS[i]]}))
+            assert status == 200 and doc["predictions"][0]
+            finished[f"small{i}"] = time.monotonic()
+        big.join(300)
+        assert all(finished[f"small{i}"] < finished["big"] for i in range(3)), finished
+    finally:
+        stop_group(proc)
+
+
+def test_a_sigterm_answers_what_cannot_finish_in_the_drain_time_with_a_503(served_project, tmp_path):
+    root, _ = served_project
+    proc, url, log = start(
+        root, tmp_path, "--max-inputs", "20000", "--drain-seconds", "1", "--set", "serve.max_queued_inputs=20000"
+    )
+    try:
+        result = {}
+        big = json.dumps({"inputs": [f"{TEXTS[i % 3]} Row {i}." for i in range(20000)]})
+        caller = threading.Thread(target=lambda: result.update(answer=post(url, big)))
+        caller.start()
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGTERM)
+        start_stop = time.monotonic()
+        assert proc.wait(30) == 0, log.read_text()[-2000:]
+        caller.join(30)
+        status, doc, headers = result["answer"]
+        assert status == 503 and "serve.drain_s" in doc["message"] and headers.get("Retry-After"), doc
+        assert time.monotonic() - start_stop < 10
+    finally:
+        stop_group(proc)
+
+
 def test_bad_lengths_and_objects_without_text_are_400s_not_500s():
-    from tasks.serving.http_server import MAX_BODY, BadRequest, body_length, parse
+    from tasks.serving.http_server import MAX_BODY, BadRequest, Limits, body_length, check_limits, parse
 
     for header, status in (("abc", 400), ("-5", 400), (str(MAX_BODY + 1), 413)):
         with pytest.raises(BadRequest) as err:
@@ -150,3 +280,19 @@ def test_bad_lengths_and_objects_without_text_are_400s_not_500s():
     with pytest.raises(BadRequest, match='without "text"'):
         parse("application/json", json.dumps({"inputs": [{"x": 1}]}).encode())
     assert parse("application/json", json.dumps({"inputs": [{"text": "a"}, "b"]}).encode()) == ["a", "b"]
+    for body, words in (
+        (b"[" * 100_000, "nested too deeply"),
+        (json.dumps({"dataframe_split": {"columns": 5, "data": [["a"]]}}).encode(), "list of column names"),
+        (b'{"inputs": ["\\ud800"]}', "lone surrogate"),
+    ):
+        with pytest.raises(BadRequest, match=words) as err:
+            parse("application/json", body)
+        assert err.value.status == 400
+    limits = Limits(max_inputs=2, max_input_chars=5)
+    with pytest.raises(BadRequest, match="serve.max_inputs") as err:
+        check_limits(["a", "b", "c"], limits)
+    assert err.value.status == 413
+    with pytest.raises(BadRequest, match="input 1 has 6 characters.*serve.max_input_chars") as err:
+        check_limits(["a", "abcdef"], limits)
+    assert err.value.status == 422
+    check_limits(["abcde", None], limits)

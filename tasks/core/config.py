@@ -427,6 +427,20 @@ class Notify(Section):
     attempts: int = Field(3, ge=1, le=10)  # 503s and timeouts are retried with backoff
 
 
+class Serve(Section):
+    """Bounds of `s2s serve` (tasks/serving/http_server.py): what one request may ask for, how long
+    a client may take to send it, and how long a stop waits for the requests in flight."""
+
+    max_inputs: int = Field(256, ge=1)  # inputs per request (over: 413)
+    max_input_chars: int = Field(20000, ge=1)  # characters per input, as validate.max_text_chars (over: 422)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # request body (over: 413)
+    max_request_seconds: float = Field(30.0, gt=0)  # generation time one request may use (over: 413)
+    max_queued_inputs: int = Field(4096, ge=1)  # inputs waiting in all requests (over: 503, retry later)
+    read_timeout_s: float = Field(10.0, gt=0)  # a whole request (headers + body) must arrive within this
+    drain_s: float = Field(20.0, gt=0, le=22)  # SIGTERM: in-flight requests get this long, then a 503
+    #   (le 22: the process is ended 25 s after a SIGTERM, tasks/core/signals.py GRACE_S)
+
+
 SECTIONS: dict[str, type[Section]] = {
     "paths": Paths,
     "tracking": Tracking,
@@ -438,6 +452,7 @@ SECTIONS: dict[str, type[Section]] = {
     "promote": Promote,
     "drift": Drift,
     "notify": Notify,
+    "serve": Serve,
 }
 
 
@@ -547,6 +562,7 @@ class Config:
     promote: Promote
     drift: Drift
     notify: Notify
+    serve: Serve = field(default_factory=Serve)
     spec: PipelineSpec = field(default_factory=PipelineSpec)
     overrides: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -612,8 +628,8 @@ class Config:
         return self.tracking.experiment or f"s2s-{self.pipeline}"
 
     def params_hash(self) -> str:
-        """Short hash of everything that shapes the model (paths, tracking, notify, drift excluded)."""
-        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking", "notify", "drift")}
+        """Short hash of everything that shapes the model (paths, tracking, notify, drift, serve excluded)."""
+        shaping = {k: v for k, v in self.raw.items() if k not in ("paths", "tracking", "notify", "drift", "serve")}
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

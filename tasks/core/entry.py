@@ -98,7 +98,9 @@ def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None
                 with owned(cfg) as owner:
                     return run(cfg, owner)
 
+            signals.check()
             retry.call(attempt, retry_delays(cfg), f"the {name} stage")
+            signals.check()  # a stop whose exception was lost (tasks/core/signals.py): not a success
     except PipelineError as exc:
         return report_error(exc)
     except BaseException as exc:

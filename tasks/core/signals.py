@@ -12,6 +12,14 @@ Ctrl-C).
 
 Prefect swaps its own SIGTERM handler in while a flow runs and hands the signal back to the
 previous handler (this one) when it fires, so the behaviour is the same inside and outside flows.
+
+A signal is never lost. A Python signal handler stops a run by raising, and the interpreter
+discards an exception raised while a finalizer (``__del__``, a weakref callback) runs: it prints
+"Exception ignored in ..." and the run goes on. That is how a SIGTERM during validate once let a
+run train and promote. So arrivals are also recorded below Python, in the interpreter's wakeup
+fd (written by its C-level handler whichever Python handler then runs), and :func:`check`, called
+at every stage boundary and Prefect task start and end, raises :class:`Interrupted` for a signal
+whose exception went missing.
 """
 
 from __future__ import annotations
@@ -48,14 +56,44 @@ class _State:
     children: list[subprocess.Popen] = []
     installed = False
     watchdog: threading.Timer | None = None
+    wakeup: int | None = None  # read end of the interpreter's wakeup fd: every signal's number
+    missed: int | None = None  # a signal seen there that no handler of ours recorded
 
 
 STATE = _State()
 
 
+def _arrivals() -> list[int]:
+    """The stop signals the interpreter received since the last look (its wakeup fd)."""
+    if STATE.wakeup is None:
+        return []
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(STATE.wakeup, 512):
+            data += chunk
+    return [b for b in data if b in HANDLED]
+
+
 def stop_requested() -> int | None:
-    """The signal that asked this process to stop, or None."""
-    return STATE.received[0] if STATE.received else None
+    """The signal that asked this process to stop, or None (also one whose exception was lost)."""
+    if STATE.received:
+        return STATE.received[0]
+    arrived = _arrivals()
+    if arrived and STATE.missed is None:
+        STATE.missed = arrived[0]
+    return STATE.missed
+
+
+def check() -> None:
+    """A safe point (a stage boundary, a task's start or end): raise :class:`Interrupted` if a
+    stop was asked for, including by a signal whose exception was discarded on its way."""
+    signum = stop_requested()
+    if signum is not None and not STATE.graceful:
+        if not STATE.received:
+            name = signal.Signals(signum).name
+            os.write(2, f"\n{name} received earlier (its exception was lost): stopping\n".encode())
+        _arm_watchdog(signum)
+        raise Interrupted(signum)
 
 
 def add_child(proc: subprocess.Popen) -> None:
@@ -78,15 +116,20 @@ def hard_exit(signum: int) -> None:
     os._exit(128 + signum)
 
 
-def _handler(signum, frame) -> None:
-    STATE.received.append(signum)
-    if len(STATE.received) > 1:
-        os.write(2, f"\nsecond {signal.Signals(signum).name}: stopping now\n".encode())
-        hard_exit(signum)
+def _arm_watchdog(signum: int) -> None:
     if STATE.watchdog is None:
         STATE.watchdog = threading.Timer(GRACE_S, hard_exit, args=(signum,))
         STATE.watchdog.daemon = True
         STATE.watchdog.start()
+
+
+def _handler(signum, frame) -> None:
+    _arrivals()  # this signal's own record (and Prefect's re-sent copy of it): accounted for here
+    STATE.received.append(signum)
+    if len(STATE.received) > 1:
+        os.write(2, f"\nsecond {signal.Signals(signum).name}: stopping now\n".encode())
+        hard_exit(signum)
+    _arm_watchdog(signum)
     if STATE.graceful:
         os.write(
             2,
@@ -103,6 +146,11 @@ def install() -> None:
         return
     for sig in HANDLED:
         signal.signal(sig, _handler)
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)  # the C handler must never block on a full pipe
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    STATE.wakeup = read
     STATE.installed = True
 
 
