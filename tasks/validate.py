@@ -29,7 +29,7 @@ import pandas as pd
 
 from tasks.core import paths
 from tasks.core.config import Config
-from tasks.core.errors import ValidationFailed
+from tasks.core.errors import DataError, ValidationFailed
 from tasks.core.results import SPLITS, VALIDATION_DOCS, VALIDATION_REPORT, IngestResult, load_split
 from tasks.data.text import blank_mask
 from tasks.modeling import models as modeling
@@ -85,7 +85,7 @@ def token_lengths(tokenizer, values: pd.Series, sample: np.ndarray, target: bool
     picked = values.iloc[sample]
     ok = picked.notna().to_numpy()
     texts = picked[ok].astype(str).tolist()
-    if not texts:
+    if not texts or tokenizer is None:  # no tokenizer: nothing in train to fit one on (said apart)
         return out
     backend = getattr(tokenizer, "backend_tokenizer", None)
     # Language-pair tokenizers (mBART, NLLB, M2M) encode targets with other special tokens.
@@ -329,7 +329,7 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
     context.build_data_docs(site_names=["report"])  # once, for every split (per checkpoint it took seconds)
     if staging.is_dir():
         paths.replace_dir(staging, docs_dir)
-    order = {name: i for i, name in enumerate(SPLITS)}
+    order = {"all rows": -1} | {name: i for i, name in enumerate(SPLITS)}
     checks.sort(key=lambda c: (order.get(c.split, 9), c.column or "", c.dimension))
     return checks
 
@@ -441,6 +441,29 @@ def ingest_checks(cfg: Config, ingested: IngestResult) -> list[Check]:
     return checks
 
 
+def data_checks(frames: dict[str, pd.DataFrame]) -> list[Check]:
+    """Checks on all rows together. Equal inputs share a split (the split is drawn from the
+    input), so inputs that are all the same fill one split and leave the others empty: that is
+    said as what it is, before the empty splits."""
+    texts = pd.concat([df["text"] for df in frames.values()]).dropna()
+    texts = texts[~blank_mask(texts)]
+    if len(texts) < 2:
+        return []
+    distinct = texts.nunique()
+    return [
+        Check(
+            split="all rows",
+            check="more than one distinct input",
+            column="text",
+            dimension="variety",
+            success=distinct >= 2,
+            observed=f"{distinct} distinct of {len(texts)} inputs",
+            note="every input is the same: nothing to learn; check that ingest.text_column names the right column",
+            setting="ingest.text_column",
+        )
+    ]
+
+
 # -- preflight ----------------------------------------------------------------------------
 
 
@@ -490,13 +513,29 @@ def _splits_to_check(cfg: Config, ingested: IngestResult) -> list[str]:
 def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
     """Prepare the tokenizer, run preflight and the suites; write the report; raise on failure."""
     frames = {name: load_split(ingested, name) for name in _splits_to_check(cfg, ingested)}
-    tokenizer = modeling.prepare_tokenizer(cfg, frames["train"])
-    checks, warnings = preflight(cfg, tokenizer, frames["train"])
+    try:
+        tokenizer = modeling.prepare_tokenizer(cfg, frames["train"])
+    except DataError as err:  # a scratch tokenizer with no train text: the suites below say why
+        tokenizer, warnings = None, []
+        checks = [
+            Check(
+                split="model",
+                check="a tokenizer fitted on the train split",
+                column=None,
+                dimension="volume",
+                success=False,
+                observed=str(err),
+                setting="train.model",
+            )
+        ]
+    else:
+        checks, warnings = preflight(cfg, tokenizer, frames["train"])
+    checks += data_checks(frames)
     report_dir = cfg.path("reports")
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / DOCS
     checks += _run_suites(cfg, derive(cfg, frames, tokenizer), docs_dir) + ingest_checks(cfg, ingested)
-    order = {name: i for i, name in enumerate(SPLITS)}
+    order = {"all rows": -1} | {name: i for i, name in enumerate(SPLITS)}
     checks.sort(key=lambda c: (_rank(c.dimension), order.get(c.split, 9)))  # stable: suite order within
 
     report_path = report_dir / REPORT

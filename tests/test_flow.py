@@ -131,7 +131,9 @@ def test_second_run_scores_the_champion_on_the_same_rows(flow_run, monkeypatch):
     evaluation_files = {a.path for a in client.list_artifacts(second.run_id, "evaluation")}
     assert {"evaluation/predictions_table.json", "evaluation/generation_config.json"} <= evaluation_files
     version = client.get_model_version("s2s-default", second.version)
-    assert "re-scored on the same rows" in version.tags["promotion.compared_on"]
+    compared_on = version.tags["promotion.compared_on"]
+    assert compared_on.startswith(f"champion v{first.version} re-scored on the same ")
+    assert f"same {evaluation['champion']['rows']} test rows" in compared_on
     assert "## Evaluation" in version.description and "data version" in version.description
 
 

@@ -232,7 +232,7 @@ def test_each_class_of_bad_data_is_refused_and_named_first(root, monkeypatch, ki
     elif kind == "constant targets":
         pairs, first = [(t, constant) for t, _ in GOOD], "[train target] more than one distinct value: FAILED (variety)"
     elif kind == "identical inputs":
-        pairs, first = [(constant, g) for _, g in GOOD], "[train text] more than one distinct value: FAILED (variety)"
+        pairs, first = [(constant, g) for _, g in GOOD], "[all rows text] more than one distinct input: FAILED"
     else:
         pairs, first = [GOOD[0]] * 80, "repeated (text, target) pairs: FAILED (uniqueness)"
     msg = _gate(root, pairs)

@@ -129,7 +129,7 @@ def test_promote_moves_champion_and_keeps_the_previous_one(cfg):
     assert tags["promotion.decision"] == "rejected"
     assert tags["promotion.failed_gates"] == "min.rougeL,beat_champion,regression.rouge1"
     assert "rougeL 0.2000 < 0.5 (min)" in tags["promotion.reasons"]
-    assert tags["promotion.compared_on"] == f"champion v{v1} re-scored on the same rows"
+    assert tags["promotion.compared_on"] == f"champion v{v1} re-scored on the same 10 test rows"
 
     run3, v3 = new_version(cfg, 0.8)
     promote(

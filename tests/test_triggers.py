@@ -49,6 +49,20 @@ def wait_final(url: str, count: int, worker, log: Path, timeout: float = 600) ->
         time.sleep(2)
 
 
+def versions_said(url: str, cfg) -> str:
+    """On a failure: each version with its data version and aliases, each run's state and message,
+    and the published retrain notes (why each run trained or skipped)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    found = tracking.client(cfg).search_model_versions(f"name='{cfg.register.model_name}'")
+    lines = [f"v{v.version} aliases={v.aliases} data={(v.tags or {}).get('data_version')}" for v in found]
+    lines += [f"{r.name}: {r.state.name} {r.state.message!r}" for r in retrain_runs(url)]
+    with _client(url) as client:
+        notes = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["default-retrain"])))
+    lines += [a.data[:600] for a in notes]
+    return "\n".join(lines)
+
+
 def s2s(*args, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([venv_bin("s2s"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -113,7 +127,9 @@ def test_data_arrival_triggers_one_retrain_and_no_drift_skips(server, tmp_path):
         cancelled = next(r for r in runs if r.state.name == "Cancelled")
         assert "superseded by the newer retrain" in (cancelled.state.message or "")
         cfg = load_config(root=project)
-        assert len(tracking.client(cfg).search_model_versions("name='s2s-default'")) == 1
+        assert len(tracking.client(cfg).search_model_versions("name='s2s-default'")) == 1, versions_said(
+            server["url"], cfg
+        )
 
         # the same data in another order: a new data version, no drift: skipped, saying why
         raw = project / "data" / "sample" / "reports.csv"
@@ -122,7 +138,9 @@ def test_data_arrival_triggers_one_retrain_and_no_drift_skips(server, tmp_path):
         third = s2s("data", "add", "data/sample/reports.csv", cwd=project, env=env)
         assert third.returncode == 0, third.stderr
         runs = wait_final(server["url"], 3, worker, log)
-        assert len(tracking.client(cfg).search_model_versions("name='s2s-default'")) == 1
+        assert len(tracking.client(cfg).search_model_versions("name='s2s-default'")) == 1, versions_said(
+            server["url"], cfg
+        )
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
         with _client(server["url"]) as client:

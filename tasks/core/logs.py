@@ -154,13 +154,14 @@ class _Explained(logging.Filter):
     def __init__(self, text: str, explanation: str):
         super().__init__()
         self.text, self.explanation, self.told = text, explanation, False
+        self.logger = logging.getLogger(__name__)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.text not in record.getMessage():
             return True
         if not self.told:
             self.told = True
-            logging.getLogger("tasks.train").info(self.explanation)
+            self.logger.info(self.explanation)
         return False
 
 
