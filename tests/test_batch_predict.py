@@ -269,8 +269,10 @@ def test_a_long_file_is_read_in_chunks_and_memory_stays_flat(tmp_path):
 # -- any text --------------------------------------------------------------------------------
 
 
+# NUL is left out: in a text file it means a binary file or a broken export, refused by name
+# (tests/test_formats.py), not text to round-trip
 cells = st.one_of(
-    st.text(max_size=30),
+    st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=30),
     st.sampled_from(["", " ", "a,b", 'say "hi"', "line\nbreak", "cr\r\nlf", "\u2028", "#", "NA", "null", "é"]),
 )
 

@@ -111,6 +111,16 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
 def test_a_worker_runs_the_triggered_default_deployment(server, project):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    # deployed here too: this test may run on another xdist worker (another server) than the one above
+    deployed = subprocess.run(
+        [venv_bin("s2s"), "deploy", "default"],
+        cwd=project,
+        env={**os.environ, "PREFECT_API_URL": server["url"], "S2S_ROOT": str(project)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     with _client(server["url"]) as client:
         deployment = client.read_deployment_by_name("training-pipeline/default")
         flow_run = client.create_flow_run_from_deployment(deployment.id)

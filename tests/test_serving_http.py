@@ -256,19 +256,22 @@ def test_every_request_is_bounded_fairly_served_and_named_when_refused(served_pr
 def test_a_sigterm_answers_what_cannot_finish_in_the_drain_time_with_a_503(served_project, tmp_path):
     root, _ = served_project
     proc, url, log = start(
-        root, tmp_path, "--max-inputs", "20000", "--drain-seconds", "1", "--set", "serve.max_queued_inputs=20000"
+        root, tmp_path, "--max-inputs", "60000", "--drain-seconds", "1", "--set", "serve.max_queued_inputs=60000"
     )
     try:
         result = {}
-        big = json.dumps({"inputs": [f"{TEXTS[i % 3]} Row {i}." for i in range(20000)]})
-        caller = threading.Thread(target=lambda: result.update(answer=post(url, big)))
+        # far more than a fast machine generates in the second before the SIGTERM and the drain second
+        big = json.dumps({"inputs": [f"{TEXTS[i % 3]} Row {i}." for i in range(60000)]})
+        caller = threading.Thread(target=lambda: result.update(answer=post(url, big), at=time.monotonic()))
         caller.start()
-        time.sleep(2.0)
+        time.sleep(1.0)
+        sent_term = time.monotonic()
         os.killpg(proc.pid, signal.SIGTERM)
         start_stop = time.monotonic()
         assert proc.wait(30) == 0, log.read_text()[-2000:]
         caller.join(30)
         status, doc, headers = result["answer"]
+        assert result["at"] > sent_term, "the request was answered before the SIGTERM: make it bigger"
         assert status == 503 and "serve.drain_s" in doc["message"] and headers.get("Retry-After"), doc
         assert time.monotonic() - start_stop < 10
     finally:

@@ -69,9 +69,9 @@ def s2s(*args, cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 def test_data_arrival_triggers_one_retrain_and_no_drift_skips(server, tmp_path):  # noqa: F811
     project = make_clone(tmp_path / "proj")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "rm", "-q", "--cached", "data/sample/reports.csv"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "data goes to DVC"], cwd=project, check=True)
+    # the shipped project as it is: the sample is tracked by git, and `s2s data add` moves it to DVC
+    tracked = ["git", "ls-files", "--error-unmatch", "data/sample/reports.csv"]
+    assert subprocess.run(tracked, cwd=project, capture_output=True).returncode == 0
     env = {**os.environ, "PREFECT_API_URL": server["url"], "S2S_ROOT": str(project)}
     deployed = s2s("deploy", "default", cwd=project, env=env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -102,6 +102,8 @@ def test_data_arrival_triggers_one_retrain_and_no_drift_skips(server, tmp_path):
         out, err = added.communicate(timeout=300)
         assert added.returncode == 0 and again.returncode == 0, out + err + again.stderr
         assert (project / "data" / "sample" / "reports.csv.dvc").is_file()
+        assert subprocess.run(tracked, cwd=project, capture_output=True).returncode != 0  # git's index: no more
+        assert "tracked by git: it is now tracked by DVC" in out + err
         assert (
             "data: data/sample/reports.csv at version"
             in subprocess.run(["git", "log", "-1", "--format=%s"], cwd=project, capture_output=True, text=True).stdout

@@ -168,9 +168,9 @@ def tried_before(cfg: Config, data_version: str, params_hash: str) -> str | None
     if not same:
         return None
     newest = max(same, key=lambda v: int(v.version))
-    holder = registry.aliases(cfg, name).get(cfg.promote.alias)
+    holder = registry.alias_version(cfg, name, cfg.promote.alias)  # fails closed, like facts()
     decision = (newest.tags or {}).get("promotion.decision") or "no decision recorded"
-    if holder == str(newest.version):
+    if holder is not None and str(holder.version) == str(newest.version):
         decision = f"{decision}, champion now"
     return f"v{newest.version}, {decision.replace('_', ' ')}"
 
