@@ -160,6 +160,93 @@ def derive(cfg: Config, frames: dict[str, pd.DataFrame], tokenizer) -> dict[str,
 # -- the suite ----------------------------------------------------------------------------
 
 
+def _variety_expectations(add, v, col: str, key: str, present) -> None:
+    """Variety of one column, where it has two or more non-blank values (emptiness has its own checks)."""
+    import great_expectations.expectations as gxe
+
+    # variety: one target for every input (or one input for every target) leaves nothing to
+    # learn; a model that prints the constant scores perfectly on it.
+    if present is not None and present.get(col, 0) < 2:
+        return
+    ratio = v.min_text_distinct_ratio if col == "text" else v.min_target_distinct_ratio
+    add(
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column=col, min_value=2),
+        "variety",
+        "more than one distinct value",
+        f"ingest.{key}",
+        note=f"every {col} is the same: nothing to learn; check that ingest.{key} names the right column",
+    )
+    if ratio > 0:
+        add(
+            gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(column=col, min_value=ratio),
+            "variety",
+            f"distinct values in at least {ratio:.1%} of rows",
+            f"validate.min_{col}_distinct_ratio",
+        )
+
+
+def _column_expectations(add, v, col: str, chars: tuple[int, int], tokens: tuple[int, str], present) -> None:
+    """The expectations on one text column (``text`` or ``target``), through ``add`` (build_suite's)."""
+    import great_expectations.expectations as gxe
+
+    (lo, hi), (max_tokens, tok_setting) = chars, tokens
+    key = "text_column" if col == "text" else "target_column"
+    # schema: the model reads exactly these two columns.
+    add(gxe.ExpectColumnToExist(column=col), "schema", "column present", f"ingest.{key}")
+    # completeness: a missing input or reference is a row the model cannot learn from.
+    add(
+        gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=v.mostly),
+        "completeness",
+        "no missing values",
+        "validate.mostly",
+        col,
+    )
+    # type: numbers or lists in a text column mean the wrong column was mapped.
+    add(
+        gxe.ExpectColumnValuesToBeInSet(column=f"{col}_type", value_set=["str", "NoneType"], mostly=v.mostly),
+        "type",
+        "values are strings",
+        f"ingest.{key}",
+        col,
+    )
+    # content: strings that show nothing (whitespace, zero-width and other invisible
+    # characters) are empty examples in disguise.
+    add(
+        gxe.ExpectColumnValuesToBeInSet(column=f"{col}_blank", value_set=[False], mostly=v.mostly),
+        "content",
+        "not blank (empty, whitespace or invisible characters only)",
+        "validate.mostly",
+        col,
+    )
+    _variety_expectations(add, v, col, key, present)
+    # encoding: control characters and U+FFFD betray binary junk or a wrong decoding upstream.
+    add(
+        gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL, mostly=v.mostly),
+        "encoding",
+        "no control characters or U+FFFD",
+        "validate.mostly",
+        col,
+    )
+    # size: over-long rows blow up memory; near-empty ones teach nothing.
+    add(
+        gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=lo, max_value=hi, mostly=v.mostly),
+        "size",
+        f"{lo}..{hi} characters",
+        f"validate.min_{col}_chars / validate.max_{col}_chars",
+        col,
+    )
+    # truncation: tokens past the limit are cut silently; a high rate means lost content.
+    add(
+        gxe.ExpectColumnValuesToBeBetween(
+            column=f"{col}_tokens", max_value=max_tokens, mostly=1.0 - v.max_truncation_rate
+        ),
+        "truncation",
+        f"at most {max_tokens} tokens",
+        f"{tok_setting} / validate.max_truncation_rate",
+        col,
+    )
+
+
 def build_suite(cfg: Config, split_name: str, present: dict[str, int] | None = None):
     """The expectation suite for one split; ``present``: its non-blank values per column (variety
     is checked where there are two or more: emptiness has its own checks). Each expectation's ``meta`` carries
@@ -186,78 +273,7 @@ def build_suite(cfg: Config, split_name: str, present: dict[str, int] | None = N
         ("text", v.min_text_chars, v.max_text_chars, t.max_seq_length, "train.max_seq_length"),
         ("target", v.min_target_chars, v.max_target_chars, t.max_target_length, "train.max_target_length"),
     ):
-        key = "text_column" if col == "text" else "target_column"
-        # schema: the model reads exactly these two columns.
-        add(gxe.ExpectColumnToExist(column=col), "schema", "column present", f"ingest.{key}")
-        # completeness: a missing input or reference is a row the model cannot learn from.
-        add(
-            gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=v.mostly),
-            "completeness",
-            "no missing values",
-            "validate.mostly",
-            col,
-        )
-        # type: numbers or lists in a text column mean the wrong column was mapped.
-        add(
-            gxe.ExpectColumnValuesToBeInSet(column=f"{col}_type", value_set=["str", "NoneType"], mostly=v.mostly),
-            "type",
-            "values are strings",
-            f"ingest.{key}",
-            col,
-        )
-        # content: strings that show nothing (whitespace, zero-width and other invisible
-        # characters) are empty examples in disguise.
-        add(
-            gxe.ExpectColumnValuesToBeInSet(column=f"{col}_blank", value_set=[False], mostly=v.mostly),
-            "content",
-            "not blank (empty, whitespace or invisible characters only)",
-            "validate.mostly",
-            col,
-        )
-        # variety: one target for every input (or one input for every target) leaves nothing to
-        # learn; a model that prints the constant scores perfectly on it.
-        ratio = v.min_text_distinct_ratio if col == "text" else v.min_target_distinct_ratio
-        if present is None or present.get(col, 0) >= 2:
-            add(
-                gxe.ExpectColumnUniqueValueCountToBeBetween(column=col, min_value=2),
-                "variety",
-                "more than one distinct value",
-                f"ingest.{key}",
-                note=f"every {col} is the same: nothing to learn; check that ingest.{key} names the right column",
-            )
-        if ratio > 0 and (present is None or present.get(col, 0) >= 2):
-            add(
-                gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(column=col, min_value=ratio),
-                "variety",
-                f"distinct values in at least {ratio:.1%} of rows",
-                f"validate.min_{col}_distinct_ratio",
-            )
-        # encoding: control characters and U+FFFD betray binary junk or a wrong decoding upstream.
-        add(
-            gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL, mostly=v.mostly),
-            "encoding",
-            "no control characters or U+FFFD",
-            "validate.mostly",
-            col,
-        )
-        # size: over-long rows blow up memory; near-empty ones teach nothing.
-        add(
-            gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=lo, max_value=hi, mostly=v.mostly),
-            "size",
-            f"{lo}..{hi} characters",
-            f"validate.min_{col}_chars / validate.max_{col}_chars",
-            col,
-        )
-        # truncation: tokens past the limit are cut silently; a high rate means lost content.
-        add(
-            gxe.ExpectColumnValuesToBeBetween(
-                column=f"{col}_tokens", max_value=max_tokens, mostly=1.0 - v.max_truncation_rate
-            ),
-            "truncation",
-            f"at most {max_tokens} tokens",
-            f"{tok_setting} / validate.max_truncation_rate",
-            col,
-        )
+        _column_expectations(add, v, col, (lo, hi), (max_tokens, tok_setting), present)
     # uniqueness: repeated pairs over-weight some examples and inflate scores.
     add(
         gxe.ExpectColumnValuesToBeInSet(column="pair_duplicate", value_set=[False], mostly=1.0 - v.max_duplicate_rate),
@@ -329,8 +345,7 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
     context.build_data_docs(site_names=["report"])  # once, for every split (per checkpoint it took seconds)
     if staging.is_dir():
         paths.replace_dir(staging, docs_dir)
-    order = {"all rows": -1} | {name: i for i, name in enumerate(SPLITS)}
-    checks.sort(key=lambda c: (order.get(c.split, 9), c.column or "", c.dimension))
+    checks.sort(key=lambda c: (SPLIT_ORDER.get(c.split, 9), c.column or "", c.dimension))
     return checks
 
 
@@ -411,6 +426,11 @@ def describe(check: Check) -> str:
 LEADING = ("completeness", "content", "uniqueness", "variety", "volume")
 
 
+# checks on all rows together come first, then the splits in their order
+ALL_ROWS = "all rows"
+SPLIT_ORDER = {ALL_ROWS: -1} | {name: i for i, name in enumerate(SPLITS)}
+
+
 def _rank(dimension: str) -> int:
     return LEADING.index(dimension) if dimension in LEADING else len(LEADING)
 
@@ -452,7 +472,7 @@ def data_checks(frames: dict[str, pd.DataFrame]) -> list[Check]:
     distinct = texts.nunique()
     return [
         Check(
-            split="all rows",
+            split=ALL_ROWS,
             check="more than one distinct input",
             column="text",
             dimension="variety",
@@ -500,6 +520,25 @@ def preflight(cfg: Config, tokenizer, train_df: pd.DataFrame) -> tuple[list[Chec
 # -- the stage ----------------------------------------------------------------------------
 
 
+def _tokenizer_and_preflight(cfg: Config, train: pd.DataFrame) -> tuple[Any, list[Check], list[str]]:
+    """The tokenizer and the preflight checks and advice; no tokenizer (None) and one failed check
+    when a scratch tokenizer has no train text to be fitted on (the suites then say why)."""
+    try:
+        tokenizer = modeling.prepare_tokenizer(cfg, train)
+    except DataError as err:
+        check = Check(
+            split="model",
+            check="a tokenizer fitted on the train split",
+            column=None,
+            dimension="volume",
+            success=False,
+            observed=str(err),
+            setting="train.model",
+        )
+        return None, [check], []
+    return tokenizer, *preflight(cfg, tokenizer, train)
+
+
 def _splits_to_check(cfg: Config, ingested: IngestResult) -> list[str]:
     ratios = {"validation": cfg.ingest.valid_ratio, "test": cfg.ingest.test_ratio}
     names = []
@@ -513,30 +552,13 @@ def _splits_to_check(cfg: Config, ingested: IngestResult) -> list[str]:
 def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
     """Prepare the tokenizer, run preflight and the suites; write the report; raise on failure."""
     frames = {name: load_split(ingested, name) for name in _splits_to_check(cfg, ingested)}
-    try:
-        tokenizer = modeling.prepare_tokenizer(cfg, frames["train"])
-    except DataError as err:  # a scratch tokenizer with no train text: the suites below say why
-        tokenizer, warnings = None, []
-        checks = [
-            Check(
-                split="model",
-                check="a tokenizer fitted on the train split",
-                column=None,
-                dimension="volume",
-                success=False,
-                observed=str(err),
-                setting="train.model",
-            )
-        ]
-    else:
-        checks, warnings = preflight(cfg, tokenizer, frames["train"])
+    tokenizer, checks, warnings = _tokenizer_and_preflight(cfg, frames["train"])
     checks += data_checks(frames)
     report_dir = cfg.path("reports")
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / DOCS
     checks += _run_suites(cfg, derive(cfg, frames, tokenizer), docs_dir) + ingest_checks(cfg, ingested)
-    order = {"all rows": -1} | {name: i for i, name in enumerate(SPLITS)}
-    checks.sort(key=lambda c: (_rank(c.dimension), order.get(c.split, 9)))  # stable: suite order within
+    checks.sort(key=lambda c: (_rank(c.dimension), SPLIT_ORDER.get(c.split, 9)))  # stable: suite order within
 
     report_path = report_dir / REPORT
     result = ValidateResult(
