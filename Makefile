@@ -47,4 +47,4 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf data/processed reports artifacts mlartifacts mlflow.db runs
+	rm -rf data/processed reports artifacts mlartifacts mlflow.db runs .s2s/registry.json

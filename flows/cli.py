@@ -182,13 +182,17 @@ def load_registered(cfg, ref: str):
     import mlflow
 
     from tasks.core.errors import TrackingError
+    from tasks.core.secrets import redact
+    from tasks.tracking import client as tracking
 
+    tracking.client(cfg)  # the store is sound and this project's before anything is loaded from it
     mlflow.set_tracking_uri(cfg.tracking_uri())  # an entry point: the global URI is ours to set
     mlflow.set_registry_uri(cfg.tracking_uri())
     try:
         return mlflow.pyfunc.load_model(ref)
     except mlflow.exceptions.MlflowException as exc:
-        raise TrackingError(f"cannot load {ref} from {cfg.tracking_uri()}: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        raise TrackingError(f"cannot load {ref} from {redact(cfg.tracking_uri())}: {first}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -512,15 +516,25 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.pipeline, args.overrides)
     name = cfg.register.model_name
+    if args.export_head:
+        print(history.export_to(cfg, name, args.export_head))
+        return 0
     chain = history.entries(cfg, name)
-    if args.verify:
-        problems = history.verify(cfg, name)
+    if args.verify or args.against:
+        anchor = history.read_anchor(cfg, args.against) if args.against else None
+        problems, notes = history.verify(cfg, name, anchor)
+        for note in notes:
+            print(f"{name}: note: {note}")
         if problems:
             print(f"{name}: the champion history does NOT verify ({len(problems)} problem(s)):")
             for p in problems:
                 print(f"  - {p}")
             return 1
-        print(f"{name}: the champion history verifies: {len(chain)} entries, every hash and link intact")
+        against = f", and holds the anchor's entry {anchor['seq']}" if anchor else ""
+        print(
+            f"{name}: the champion history verifies: {len(chain)} entries, every hash and link intact, "
+            f"the {cfg.promote.alias!r} alias where the last move left it{against}"
+        )
         return 0
     if args.at:
         try:
@@ -549,6 +563,44 @@ def cmd_history(args: argparse.Namespace) -> int:
             continue
         print(f"  {e['seq']:>4}  {e['time'][:19]}  {e['op']:<8} {history.describe(e)}  by {e['who']}")
     return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    """``s2s registry show|adopt|relocate``: which store this project uses, and repairs on purpose."""
+    _prepare_env()
+    from tasks.core.config import load_config
+    from tasks.core.secrets import redact
+    from tasks.tracking import client as tracking
+    from tasks.tracking import store
+
+    cfg = load_config(args.pipeline, args.overrides)
+    where = cfg.sqlite_path() or redact(cfg.tracking_uri())
+    if args.action == "adopt":
+        new, old = store.adopt(cfg, tracking.client(cfg, checked=False))
+        was = f" (it replaces registry {old})" if old and old != new else ""
+        print(f"this project's registry is now {new}, the store at {where}{was}")
+        return 0
+    if args.action == "relocate":
+        if cfg.sqlite_path() is None:
+            print(f"the store at {where} is a tracking server: it chooses its own artifact locations")
+            return 0
+        done = store.relocate(cfg)
+        for old, new, n in done:
+            print(f"{old} -> {new} ({n} stored locations)")
+        print("nothing to relocate: every artifact location is inside this project" if not done else "relocated")
+        return 0
+    known = store.recorded(cfg) or {}
+    print(f"store         : {where} (key {store.store_key(cfg)})")
+    print(f"recorded id   : {known.get('id', '-')} ({known.get('how', 'not recorded')} {known.get('since', '')})")
+    try:
+        tracking.client(cfg)
+        state = "this project's registry, sound"
+    except Exception as exc:  # the check's own error is the answer here
+        state = str(exc)
+    print(f"store id      : {store.store_id(tracking.client(cfg, checked=False)) or '-'}")
+    print(f"artifacts     : {cfg.artifact_root() if cfg.sqlite_path() else 'chosen by the server'}")
+    print(f"state         : {state}")
+    return 0 if state.startswith("this project's") else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -664,9 +716,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     hist = sub.add_parser("history", help="the champion history: every alias move, what served when and why")
     hist.add_argument("--at", help="what was champion at this time (ISO, UTC unless given), and why")
-    hist.add_argument("--verify", action="store_true", help="check every entry's hash and link; exit 1 if tampered")
+    hist.add_argument(
+        "--verify", action="store_true", help="check every hash and link and the live alias; exit 1 if tampered"
+    )
+    hist.add_argument(
+        "--against", metavar="ANCHOR", help="with --verify: an exported head (a file, or git:TAG) the chain must hold"
+    )
+    hist.add_argument(
+        "--export-head", metavar="TARGET", help="keep the head outside the store: a FILE, 'git' (a tag) or 'webhook'"
+    )
     add_config_flags(hist)
     hist.set_defaults(func=cmd_history)
+
+    reg = sub.add_parser("registry", help="the tracking store this project uses: show, adopt a new one, relocate")
+    reg.add_argument("action", choices=["show", "adopt", "relocate"], help="show (default), adopt, relocate")
+    add_config_flags(reg)
+    reg.set_defaults(func=cmd_registry)
 
     compare = sub.add_parser("compare", help="registered versions side by side: metrics, data versions, aliases")
     compare.add_argument("--limit", type=int, default=10, help="newest N versions (default: %(default)s)")
@@ -742,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except PipelineError as exc:
         return report_error(exc)
+    except BrokenPipeError:  # `s2s compare | head`: the reader has all it wanted
+        os._exit(0)
     except BaseException as exc:
         code = signals.exit_code_for(exc)
         if code is None:

@@ -367,9 +367,79 @@ def test_a_promotion_killed_between_two_alias_writes_is_finished_by_the_next_wri
                 ("force", v1, v2),
                 ("rollback", v2, v1),
             ]
-            assert history.verify(cfg, "crashy") == []
+            assert history.verify(cfg, "crashy")[0] == []
         finally:
             del os.environ["MLFLOW_TRACKING_URI"]
+    finally:
+        proxy.close()
+
+
+def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_next_writer_repairs_it(
+    registry_server, project
+):
+    """SIGKILL of a real `s2s promote` while the proxy holds its write of the history head: the
+    entry is in, the head one behind. `--verify` says so as a note (exit 0); the next writer
+    finishes the change and writes the head past it."""
+    proxy = FaultProxy(registry_server.url)
+    try:
+        env = {**os.environ, "S2S_ROOT": str(project), "MLFLOW_TRACKING_URI": proxy.url}
+        direct = {**env, "MLFLOW_TRACKING_URI": registry_server.url}
+        os.environ["MLFLOW_TRACKING_URI"] = registry_server.url
+        try:
+            cfg = load_config(overrides=["register.model_name=headless"])
+            v1, v2 = _versions(cfg, [0.5, 0.6])
+            c = tracking.client(cfg)
+        finally:
+            del os.environ["MLFLOW_TRACKING_URI"]
+        flags = ["--set", "register.model_name=headless"]
+        first = subprocess.run(
+            [venv_bin("s2s"), "promote", v1, "--force", "--reason", "t", *flags],
+            cwd=project,
+            env=direct,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert first.returncode == 0, first.stdout + first.stderr
+        proxy.fault(r"registered-models/set-tag .*s2s\.history\.head", "hang")
+        proc = subprocess.Popen(
+            [venv_bin("s2s"), "promote", v2, "--force", "--reason", "test", *flags],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: proxy.hits, 120, "the history head write", proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proxy.clear()
+        tags = c.get_registered_model("headless").tags
+        assert "s2s.history.000002" in tags and tags["s2s.history.head"].startswith("1:")
+        seen = subprocess.run(
+            [venv_bin("s2s"), "history", "--verify", *flags],
+            cwd=project,
+            env=direct,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert seen.returncode == 0, seen.stdout + seen.stderr
+        assert "was written but not its head" in seen.stdout and "does NOT verify" not in seen.stdout
+        back = subprocess.run(
+            [venv_bin("s2s"), "rollback", *flags], cwd=project, env=direct, capture_output=True, text=True, timeout=120
+        )
+        assert back.returncode == 0, back.stdout + back.stderr
+        after = subprocess.run(
+            [venv_bin("s2s"), "history", "--verify", *flags],
+            cwd=project,
+            env=direct,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert after.returncode == 0 and "note" not in after.stdout, after.stdout
+        assert c.get_registered_model("headless").tags["s2s.history.head"].startswith("3:")
     finally:
         proxy.close()
 

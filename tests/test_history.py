@@ -50,7 +50,7 @@ def test_every_alias_move_is_one_chained_entry(moved):
     assert "rougeL 0.2000 < 0.5 (min)" in chain[1]["reasons"]
     assert chain[2]["reasons"][0].startswith("forced by") and chain[2]["reasons"][0].endswith("hotfix")
     assert all(e["who"] and e["time"] and e["data_version"] == "" for e in chain)  # these versions carry no data tag
-    assert history.verify(cfg, name) == []
+    assert history.verify(cfg, name)[0] == []
 
 
 def test_history_at_a_time_and_verify_through_the_cli(moved, project):
@@ -88,7 +88,7 @@ def test_verify_detects_a_tampered_entry(moved, project, tamper):
         entry["hash"] = history.entry_hash(entry)
         client.set_registered_model_tag(name, chain[3]["_key"], json.dumps(entry))
         expected = history.HEAD
-    problems = history.verify(cfg, name)
+    problems = history.verify(cfg, name)[0]
     assert problems and any(expected in p for p in problems), problems
     proc = run_cli("history", "--verify", cwd=project, env={"S2S_ROOT": str(project)})
     assert proc.returncode == 1 and "does NOT verify" in proc.stdout and expected in proc.stdout
@@ -107,4 +107,45 @@ def test_a_recovered_change_is_recorded_once(project):
         )
         intent = {"id": history.entries(cfg, name)[-1]["intent_id"], "changes": {"champion": v1}, "record": {}}
         registry._finish(cfg, name, intent, lock, None)  # what recover() does after a crash before clearing
-    assert len(history.entries(cfg, name)) == 1 and history.verify(cfg, name) == []
+    assert len(history.entries(cfg, name)) == 1 and history.verify(cfg, name)[0] == []
+
+
+def test_a_consistent_rewrite_passes_the_chain_but_not_the_exported_anchor(moved, project, tmp_path):
+    """Someone who can write tags rewrites entry 2 and every later one with fresh hashes and head:
+    the chain itself verifies; the head exported before (a file, a git tag) does not."""
+    import subprocess
+
+    cfg, name, _ = moved
+    env = {"S2S_ROOT": str(project)}
+    anchor = tmp_path / "head.json"
+    out = run_cli("history", "--export-head", str(anchor), cwd=project, env=env)
+    assert out.returncode == 0 and json.loads(anchor.read_text())["seq"] == 4, out.stdout + out.stderr
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    git_env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t"}
+    git_env["GIT_COMMITTER_EMAIL"] = "t@e"
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "x"], cwd=project, check=True, env=git_env)
+    tagged = run_cli("history", "--export-head", "git", cwd=project, env=git_env)
+    assert tagged.returncode == 0 and f"s2s-history/{name}/4" in tagged.stdout, tagged.stdout + tagged.stderr
+
+    c = tracking.client(cfg)
+    chain = history.entries(cfg, name)
+    prev = chain[0]["hash"]
+    for old in chain[1:]:
+        entry = {k: v for k, v in old.items() if k != "_key"}
+        entry["who"], entry["prev"] = "forger@elsewhere", prev
+        entry["hash"] = prev = history.entry_hash(entry)
+        c.set_registered_model_tag(name, old["_key"], json.dumps(entry))
+    c.set_registered_model_tag(name, history.HEAD, history.head_of(entry))
+    assert history.verify(cfg, name)[0] == []  # consistent: the chain alone cannot tell
+    for against in (str(anchor), f"git:s2s-history/{name}/4"):
+        proc = run_cli("history", "--verify", "--against", against, cwd=project, env=env)
+        assert proc.returncode == 1 and "rewritten since" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_an_alias_moved_with_the_plain_mlflow_client_is_reported(moved, project):
+    cfg, name, (v1, v2, v3) = moved
+    tracking.client(cfg).set_registered_model_alias(name, "champion", v2)  # v2 was rejected
+    problems, _ = history.verify(cfg, name)
+    assert any(f"alias is on v{v2}" in p and f"left it on v{v1}" in p for p in problems), problems
+    proc = run_cli("history", "--verify", cwd=project, env={"S2S_ROOT": str(project)})
+    assert proc.returncode == 1 and "moved outside s2s" in proc.stdout

@@ -122,3 +122,67 @@ def test_compare_prints_no_credentials_of_the_tracking_uri(project):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Cmp-Secret-999" not in out and "ci:***@127.0.0.1" in out, out
     assert "Traceback" not in out
+
+
+@pytest.mark.system
+def test_nothing_the_project_writes_holds_a_credential(tmp_path):
+    """A whole run against a real MLflow server with a password in the tracking URI, another in
+    MLFLOW_TRACKING_PASSWORD and a token in the webhook URL: no file the project wrote (the open-run
+    ledger, logs, reports, the registry record, DVC and git state) holds any of them."""
+    import contextlib
+    import os
+    import subprocess
+    import time
+    import uuid
+
+    from conftest import make_project, venv_bin
+    from services import MlflowServer, Receiver
+
+    drawn = [f"sec{uuid.uuid4().hex}" for _ in range(3)]  # values nothing could hold by chance
+    server = MlflowServer(tmp_path / "server").start()
+    hook = Receiver()
+    try:
+        root = make_project(
+            tmp_path / "proj", pipelines={"default": {"gates": {"min": {"rouge1": 0.0, "rougeL": 0.0}}}}
+        )
+        uri = server.url.replace("http://", f"http://ci:{drawn[0]}@")
+        env = {
+            "S2S_ROOT": str(root),
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_TRACKING_USERNAME": "ci",
+            "MLFLOW_TRACKING_PASSWORD": drawn[1],
+            "S2S_WEBHOOK_URL": f"{hook.url}?token={drawn[2]}",
+        }
+        # the open-run ledger exists only while the run is open (or after a kill): read it then
+        proc = subprocess.Popen(
+            [venv_bin("s2s"), "run"],
+            cwd=root,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ledger_seen: dict[str, bytes] = {}
+        while proc.poll() is None:
+            for f in (root / ".s2s" / "open_runs").glob("*.json"):
+                with contextlib.suppress(OSError):
+                    ledger_seen[f.name] = f.read_bytes()
+            time.sleep(0.1)
+        output = proc.stdout.read()
+        assert proc.returncode == 0, output[-3000:]
+        assert ledger_seen, "never saw the open-run ledger: the test proves nothing about it"
+        assert not [n for n, b in ledger_seen.items() for secret in drawn if secret.encode() in b]
+        assert hook.events, "the webhook got no event: its URL was not used, so the test proves nothing"
+        assert (root / ".s2s").is_dir() and (root / "reports").is_dir()
+        leaks = [
+            (path.relative_to(root).as_posix(), secret[:7])
+            for path in root.rglob("*")
+            if path.is_file()
+            for secret in drawn
+            if secret.encode() in path.read_bytes()
+        ]
+        assert leaks == [], leaks
+        assert not any(secret in output for secret in drawn)
+    finally:
+        hook.close()
+        server.stop()

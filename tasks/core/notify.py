@@ -49,13 +49,13 @@ def event(cfg: Config, kind: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def send(cfg: Config, kind: str, **fields: Any) -> bool:
-    """POST the event when a webhook is configured and ``kind`` is one of ``notify.events``.
-    True when the receiver accepted it (2xx)."""
+def send(cfg: Config, kind: str, always: bool = False, **fields: Any) -> bool:
+    """POST the event when a webhook is configured and ``kind`` is one of ``notify.events``
+    (``always``: asked for by a person, whatever the events). True when the receiver took it (2xx)."""
     from tasks.core.secrets import redact
 
     url = webhook_url(cfg)
-    if not url or kind not in cfg.notify.events:
+    if not url or (kind not in cfg.notify.events and not always):
         return False
     body = json.dumps(event(cfg, kind, **fields), default=str, ensure_ascii=False).encode()
     problem = ""

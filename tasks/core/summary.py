@@ -103,6 +103,8 @@ class RunSummary:
     def of(
         cls, cfg, ingested, trained, evaluated, registered, promoted, seconds, skipped, alias_now: str | None = None
     ) -> RunSummary:
+        from tasks.core.secrets import redact
+
         return cls(
             pipeline=cfg.pipeline,
             data_version=ingested.data_version,
@@ -114,7 +116,7 @@ class RunSummary:
             alias=promoted.alias,
             reasons=promoted.reasons,
             stage_seconds=seconds,
-            tracking_uri=cfg.tracking_uri(),
+            tracking_uri=redact(cfg.tracking_uri()),  # printed and saved: never the password
             run_id=trained.run_id,
             worst=evaluated.worst,
             skipped=skipped,

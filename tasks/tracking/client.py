@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasks.core import retry
 from tasks.core.config import Config
 from tasks.core.errors import TrackingError
 
@@ -47,16 +48,37 @@ def quiet_telemetry() -> None:
         os.environ.setdefault(key, value)
 
 
-def client(cfg: Config) -> MlflowClient:
-    """An MlflowClient on the configured store; fails early with a readable error."""
+def client(cfg: Config, checked: bool = True) -> MlflowClient:
+    """An MlflowClient on the configured store; fails early with a readable error. The store is
+    checked once per process first (``tasks.tracking.store``: sound, this project's registry,
+    artifacts inside the project); ``checked=False`` only for the commands that repair that."""
     quiet_telemetry()
     from mlflow import MlflowClient
+
+    from tasks.tracking import store
 
     uri = cfg.tracking_uri()
     db = cfg.sqlite_path()
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    made: list[MlflowClient] = []
+
+    def make() -> MlflowClient:  # MLflow opens (and would create) the store here: after the checks
+        if not made:
+            made.append(MlflowClient(tracking_uri=uri, registry_uri=uri))
+        return made[0]
+
+    def check() -> None:
+        try:
+            store.ensure(cfg, make)
+        except TrackingError:
+            raise
+        except store_errors() as exc:
+            raise failure(cfg, "checking the tracking store's identity", exc) from None
+
+    if checked:  # a server away is waited for (tracking.retry_s); a damaged or foreign store is not
+        retry.call(check, retry.delays_within(cfg.tracking.retry_s), "checking the tracking store")
+    return make()
 
 
 def preflight(cfg: Config) -> None:
@@ -68,9 +90,10 @@ def preflight(cfg: Config) -> None:
 
     uri = cfg.tracking_uri()
     if not uri.startswith(("http://", "https://")):
-        return  # a local store: nothing to be down; its first use creates it
-    c = client(cfg)
+        client(cfg)  # a local store: nothing to be down, but it must be sound and this project's
+        return
     try:
+        c = client(cfg, checked=False)  # the server answers and takes our credentials first
         c.search_experiments(max_results=1)
     except MlflowException as exc:
         text = str(exc)
@@ -93,6 +116,7 @@ def preflight(cfg: Config) -> None:
             "nothing was trained. Check MLFLOW_TRACKING_URI or tracking.uri",
             transient=True,
         ) from None
+    client(cfg)  # then: it is this project's registry
 
 
 def experiment_id(cfg: Config, c: MlflowClient | None = None) -> str:
@@ -167,14 +191,23 @@ def failure(cfg: Config, doing: str, exc: BaseException) -> TrackingError:
     """A tracking or registry error as a TrackingError: transient (retried with the pipeline's
     backoff), with a message that names what failed and where, credentials scrubbed."""
     from tasks.core.secrets import redact
+    from tasks.tracking import store
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+    if is_corrupt(exc):
+        return store.corrupt(cfg, f"{doing} failed: {first}")
     return TrackingError(
         f"{doing} failed at the MLflow store {redact(cfg.tracking_uri())}: "
         f"{type(exc).__name__}: {redact(first)}; nothing was changed by this step, and it "
         "is retried as a transient failure",
         transient=True,
     )
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """The database under the store is damaged: no retry can help."""
+    text = str(exc)
+    return any(m in text for m in ("file is not a database", "database disk image is malformed", "malformed database"))
 
 
 def is_transient(exc: BaseException) -> bool:

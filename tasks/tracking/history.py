@@ -7,9 +7,13 @@ entry holds: when, who, the operation, the champion before and after, the versio
 the decision and its reasons with the numbers and intervals, the data version, git commit and
 flow run of that version, and ``prev``, the hash of the entry before. ``s2s.history.head`` holds
 the last entry's hash, so editing, inserting or deleting any entry (the last one included)
-breaks the chain where it happened and ``s2s history --verify`` names it. This makes tampering
-evident, not impossible: someone who can write tags can rewrite the whole chain, which is what
-an external copy of the head hash (a release note, a ticket) would catch.
+breaks the chain where it happened and ``s2s history --verify`` names it. Someone who can write
+tags can rewrite the whole chain with fresh hashes: ``s2s history --export-head`` keeps the head
+outside the store (a file, a git tag, the webhook) and ``--verify --against`` checks the chain
+still holds it. ``--verify`` also checks the live champion alias against the last move (an alias
+moved with the plain MLflow client is reported). A crash between an entry and its head leaves
+the head one behind: ``--verify`` says so without calling it tampering, and the next append
+writes the head past it.
 
 Appending is part of the write-ahead alias change (tasks/tracking/registry.py): the entry is
 written after the aliases moved and before the intent is cleared, under the model's lock, and is
@@ -23,7 +27,9 @@ import getpass
 import hashlib
 import json
 import socket
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from tasks.core.config import Config
@@ -94,7 +100,17 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
     tags = registry.model_tags(cfg, name) or {}
     chain = entries(cfg, name, tags)
     if intent_id and any(e.get("intent_id") == intent_id for e in chain[-3:]):
-        return None  # recorded before a crash: the change was finished by recover()
+        # recorded before a crash (the change is being finished by recover()); a crash between
+        # the entry and its head left the head behind: write it now
+        if tags.get(HEAD) != head_of(chain[-1]) and "hash" in chain[-1]:
+            c = tracking.client(cfg)
+            lock.verify()
+            registry.call(
+                cfg,
+                lambda: c.set_registered_model_tag(name, HEAD, head_of(chain[-1])),
+                "recording the champion history's head",
+            )
+        return None
     alias = cfg.promote.alias
     changes = intent.get("changes") or {}
     before = record.get("champion_before")
@@ -128,20 +144,46 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
     )
     registry.call(
         cfg,
-        lambda: c.set_registered_model_tag(name, HEAD, f"{entry['seq']}:{entry['hash']}"),
+        lambda: c.set_registered_model_tag(name, HEAD, head_of(entry)),
         "recording the champion history's head",
     )
     return entry
 
 
-def verify(cfg: Config, name: str) -> list[str]:
-    """Problems in the chain, each naming the entry; empty when every entry is intact."""
+def verify(cfg: Config, name: str, anchor: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the chain. Problems name the entry: edited, inserted, removed, a
+    champion alias that does not match the history (moved outside s2s), or an entry that differs
+    from ``anchor`` (a head exported earlier: a rewrite with recomputed hashes). Notes are what
+    is not tampering: the head one entry behind after a crash between the two writes."""
     from tasks.tracking import registry
 
     tags = registry.model_tags(cfg, name) or {}
     chain = entries(cfg, name, tags)
+    problems = _links(chain)
+    notes: list[str] = []
+    head = tags.get(HEAD)
+    if chain and head != head_of(chain[-1]):
+        if len(chain) > 1 and head == head_of(chain[-2]) and not problems:
+            notes.append(
+                f"entry {chain[-1].get('seq')} was written but not its head (a crash between the two "
+                "writes); the next alias change records it"
+            )
+        else:
+            problems.append(f"{HEAD} is {head!r} but the last entry is {chain[-1].get('seq')} (the last entry changed)")
+    if not chain and head:
+        problems.append(f"{HEAD} is {head!r} but there are no entries (the history was removed)")
+    if tags.get(registry.PENDING):
+        notes.append("an alias change is half done (a crash mid-change); the next writer finishes and records it")
+    else:
+        problems += _against_aliases(cfg, name, chain)
+    if anchor is not None:
+        problems += _against_anchor(chain, anchor)
+    return problems, notes
+
+
+def _links(chain: list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
-    prev = ""
+    prev: str | None = ""
     for i, entry in enumerate(chain, start=1):
         label = f"entry {entry.get('seq', '?')} ({entry['_key']})"
         if "unreadable" in entry:
@@ -157,12 +199,121 @@ def verify(cfg: Config, name: str) -> list[str]:
         if prev is not None and stored.get("prev") != prev:
             problems.append(f"{label}: does not follow the entry before it (an entry before it was edited or removed)")
         prev = stored.get("hash")
-    head = tags.get(HEAD)
-    if chain and head != f"{chain[-1].get('seq')}:{chain[-1].get('hash')}":
-        problems.append(f"{HEAD} is {head!r} but the last entry is {chain[-1].get('seq')} (the last entry changed)")
-    if not chain and head:
-        problems.append(f"{HEAD} is {head!r} but there are no entries (the history was removed)")
     return problems
+
+
+def head_of(entry: dict[str, Any]) -> str:
+    return f"{entry.get('seq')}:{entry.get('hash')}"
+
+
+def _against_aliases(cfg: Config, name: str, chain: list[dict[str, Any]]) -> list[str]:
+    """The live champion alias is where the history's last move left it."""
+    from tasks.tracking import registry
+
+    alias = cfg.promote.alias
+    live = registry.alias_version(cfg, name, alias)
+    live_v = str(live.version) if live is not None else None
+    moves = [e for e in chain if "unreadable" not in e and e.get("op") in MOVES_CHAMPION]
+    said = str(moves[-1].get("champion_after")) if moves and moves[-1].get("champion_after") else None
+    if moves and moves[-1].get("alias", alias) != alias:
+        return []  # the alias was renamed in the settings: the history speaks of another alias
+    if live_v != said:
+        return [
+            f"the {alias!r} alias is on {'v' + live_v if live_v else 'no version'} but the history's last move "
+            f"left it on {'v' + said if said else 'no version'} (the alias was moved outside s2s, which "
+            "records every move it makes)"
+        ]
+    return []
+
+
+def _against_anchor(chain: list[dict[str, Any]], anchor: dict[str, Any]) -> list[str]:
+    """The chain still holds the entry an exported head named, unchanged."""
+    try:
+        seq, digest = int(anchor["seq"]), str(anchor["hash"])
+    except (KeyError, TypeError, ValueError):
+        return [f"the anchor {anchor!r} is not an exported head (it needs seq and hash)"]
+    when = anchor.get("exported", "?")
+    if len(chain) < seq:
+        return [f"the anchor exported at {when} names entry {seq}, but the history has {len(chain)} (entries removed)"]
+    if chain[seq - 1].get("hash") != digest:
+        return [
+            f"entry {seq} is not the one the anchor exported at {when} names (the history up to it was "
+            "rewritten since, hashes and all)"
+        ]
+    return []
+
+
+def export_head(cfg: Config, name: str) -> dict[str, Any]:
+    """The head as an anchor to keep outside the store (a file, a git tag, the webhook)."""
+    from tasks.tracking import registry
+
+    chain = entries(cfg, name)
+    if not chain:
+        raise ValueError(f"{name} has no champion history yet: nothing to anchor")
+    last = chain[-1]
+    live = registry.alias_version(cfg, name, cfg.promote.alias)
+    return {
+        "model": name,
+        "seq": last.get("seq"),
+        "hash": last.get("hash"),
+        "champion": str(live.version) if live is not None else None,
+        "exported": datetime.now(UTC).isoformat(),
+    }
+
+
+def export_to(cfg: Config, name: str, target: str) -> str:
+    """``s2s history --export-head``: the head to a file, a git tag (``git``) or the webhook
+    (``webhook``); returns what was done."""
+    from tasks.core import notify
+    from tasks.core.errors import ConfigError
+    from tasks.core.paths import atomic_write_json
+
+    try:
+        head = export_head(cfg, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if target == "git":
+        tag = f"s2s-history/{name}/{head['seq']}"
+        proc = subprocess.run(
+            ["git", "tag", "-f", "-a", tag, "-m", json.dumps(head, sort_keys=True)],
+            cwd=cfg.root,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode:
+            raise ConfigError(f"git tag {tag} failed: {proc.stderr.strip()}")
+        return f"{name}: history head (entry {head['seq']}) exported as git tag {tag}; verify with --against git:{tag}"
+    elif target == "webhook":
+        if not notify.send(cfg, "history_head", always=True, **head):
+            raise ConfigError(f"the webhook in ${cfg.notify.webhook_env} did not take the history head")
+        return f"{name}: history head (entry {head['seq']}) sent to the webhook in ${cfg.notify.webhook_env}"
+    atomic_write_json(Path(target), head)
+    return f"{name}: history head (entry {head['seq']}) written to {target}; verify with --against {target}"
+
+
+def read_anchor(cfg: Config, source: str) -> dict[str, Any]:
+    """An exported head from a file or a git tag (``git:TAG``)."""
+    from tasks.core.errors import ConfigError
+
+    if source.startswith("git:"):
+        proc = subprocess.run(
+            ["git", "tag", "-l", "--format=%(contents)", source[4:]], cwd=cfg.root, capture_output=True, text=True
+        )
+        text = proc.stdout.strip()
+        if not text:
+            raise ConfigError(f"--against {source}: no such git tag in {cfg.root}")
+    else:
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise ConfigError(f"--against {source}: cannot read it ({exc.strerror})") from None
+    try:
+        anchor = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"--against {source}: not an exported history head (JSON from --export-head)") from None
+    if not isinstance(anchor, dict) or anchor.get("model") not in (None, cfg.register.model_name):
+        raise ConfigError(f"--against {source}: it anchors {anchor.get('model')!r}, not {cfg.register.model_name!r}")
+    return anchor
 
 
 def champion_at(chain: list[dict[str, Any]], when: datetime) -> tuple[dict[str, Any] | None, str | None]:

@@ -32,6 +32,7 @@ from tasks.core.errors import TrackingError, ValidationFailed
 from tasks.core.paths import atomic_write_json
 from tasks.core.signals import exit_code_for
 from tasks.tracking import client as tracking
+from tasks.tracking import store
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +364,8 @@ def _ledger_dir(cfg: Config) -> Path:
 
 
 def _ledger_add(cfg: Config, run_id: str, intended: str | None = None, tags: dict | None = None) -> None:
-    entry = {"run_id": run_id, "pid": os.getpid(), "tracking_uri": cfg.tracking_uri(), "opened": time.time()}
+    # the store by its key (no credentials: nothing the project writes holds a secret)
+    entry = {"run_id": run_id, "pid": os.getpid(), "store": store.store_key(cfg), "opened": time.time()}
     if intended:
         entry.update(intended=intended, tags=tags or {})
     atomic_write_json(_ledger_dir(cfg) / f"{run_id}.json", entry)
@@ -391,7 +393,7 @@ def reap_stale(cfg: Config) -> list[str]:
             continue
         if entry.get("pid") == os.getpid():
             continue  # ours (a reentrant owner in this process)
-        if entry.get("tracking_uri") != cfg.tracking_uri():
+        if entry.get("store", entry.get("tracking_uri")) not in (store.store_key(cfg), cfg.tracking_uri()):
             continue  # another store: left for a run pointed at it
         run_id = entry["run_id"]
         status = entry.get("intended") or "KILLED"
