@@ -30,6 +30,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# `pytest -n 2` runs two workers on the two cores: one compute thread each (and in every process
+# they start), instead of two workers fighting with two OpenMP threads each
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
 
 
 def make_project(dest: Path, params: dict | None = None, pipelines: dict | None = None, tiny: bool = True) -> Path:

@@ -16,7 +16,9 @@ OPEN_GATE = {"default": {"gates": {"min": {"rouge1": 0.0, "rougeL": 0.0}}}}  # e
 
 
 def _run(root: Path, *args: str, timeout: int = 600):
-    return run_cli(*args, cwd=root, env={"S2S_ROOT": str(root)}, timeout=timeout)
+    # the project's own store: MLflow's set_tracking_uri (an earlier test in this worker) leaves
+    # MLFLOW_TRACKING_URI in os.environ, which would point the child at another project's store
+    return run_cli(*args, cwd=root, env={"S2S_ROOT": str(root), "MLFLOW_TRACKING_URI": ""}, timeout=timeout)
 
 
 def _fingerprint(root: Path) -> dict[str, str]:
