@@ -12,7 +12,7 @@ from tasks.core.errors import PipelineError
 
 
 def _prepare_env() -> None:
-    from tasks.tracking.client import quiet_telemetry
+    from tasks.core.context import quiet_telemetry
 
     quiet_telemetry()
     # Our stage loggers appear in Prefect's run logs (and the UI), not only on the console.
@@ -204,7 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tasks.core.config import load_config
     from tasks.core.errors import ConfigError
     from tasks.serving import http_server as hs
-    from tasks.tracking import registry
+    from tasks.tracking import reads
 
     if args.backend:
         os.environ["S2S_BACKEND"] = args.backend  # read by the registered model as it loads
@@ -215,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--follow-alias follows an alias: drop --version")
 
     def alias_version() -> str:
-        found = registry.alias_version(cfg, name, alias)
+        found = reads.alias_version(cfg, name, alias)
         if found is None:
             raise ConfigError(f"{name} has no alias {alias!r}; see `s2s compare`")
         return str(found.version)

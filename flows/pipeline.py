@@ -30,7 +30,7 @@ from tasks.core.results import EvaluateResult, IngestResult, PromoteResult, Regi
 from tasks.core.secrets import install_redaction, load_secret_blocks
 from tasks.core.summary import RunSummary, stage_figure
 from tasks.tracking import client as tracking
-from tasks.tracking import registry
+from tasks.tracking import reads
 from tasks.tracking import retrain as retraining
 from tasks.tracking.run import RunOwner, log_validation, owned
 
@@ -124,7 +124,7 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
     finally:
         cache.close()
     # say only what holds: the alias as the registry has it now, not as a record remembers it
-    holder = registry.alias_version(cfg, promoted.model_name, cfg.promote.alias)
+    holder = reads.alias_version(cfg, promoted.model_name, cfg.promote.alias)
     return RunSummary.of(
         cfg,
         ingested,
@@ -210,7 +210,7 @@ def await_approval(cfg: Config, summary: RunSummary) -> RunSummary:
             "timeout",
         )
     result.save(cfg.path("reports"))
-    holder = registry.alias_version(cfg, result.model_name, cfg.promote.alias)
+    holder = reads.alias_version(cfg, result.model_name, cfg.promote.alias)
     return dataclasses.replace(
         summary,
         promoted=result.promoted,
@@ -322,7 +322,7 @@ def watch_data(pipeline: str = "default") -> str | None:
     key = re.sub(r"[^a-z0-9_]+", "_", f"s2s_data_{pipeline}".lower())
     seen = Variable.get(key, default=None)
     if seen is None:  # first look: what the champion saw counts as seen
-        holder = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
+        holder = reads.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
         seen = (holder.tags or {}).get("data_version") if holder else None
     if version is None or version == seen:
         return None
