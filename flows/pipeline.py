@@ -4,7 +4,7 @@ Each flow resolves the pipeline's configuration and sequences the stage tasks; s
 in ``tasks/``. The flow owns what spans stages: the project lock (one writer per folder), the
 MLflow run (opened lazily, ended here on every exit path), and the decision whether a stage's
 recorded result may be reused (DVC says its inputs are unchanged, and the tracking store still
-holds what the result names; see tasks/core/dvc_cache.py).
+holds what the result names; see flows/dvc_cache.py).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from dataclasses import asdict
 from prefect import flow, get_run_logger
 
 from flows import runs
+from flows.dvc_cache import StageCache
 from flows.stages import for_pipeline, promote_version_task
+from flows.summary import RunSummary, stage_figure
 from tasks import promote as promote_stage
 from tasks import register as register_stage
 from tasks.core import locks, logs, notify, signals
 from tasks.core.config import Config, load_config
-from tasks.core.dvc_cache import StageCache
 from tasks.core.errors import ValidationFailed
 from tasks.core.paths import write_guard
 from tasks.core.results import EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
 from tasks.core.secrets import install_redaction, load_secret_blocks
-from tasks.core.summary import RunSummary, stage_figure
 from tasks.tracking import client as tracking
 from tasks.tracking import reads
 from tasks.tracking import retrain as retraining
