@@ -12,7 +12,7 @@ from tasks.core.errors import PipelineError
 
 
 def _prepare_env() -> None:
-    from tasks.tracking.client import quiet_telemetry
+    from tasks.core.context import quiet_telemetry
 
     quiet_telemetry()
     # Our stage loggers appear in Prefect's run logs (and the UI), not only on the console.
@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import re
     from pathlib import Path
 
-    from tasks.core.autotrain import cli_flags, config_overrides, to_overrides
+    from flows.autotrain import cli_flags, config_overrides, to_overrides
     from tasks.core.config import find_root
     from tasks.core.errors import ConfigError
 
@@ -204,7 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tasks.core.config import load_config
     from tasks.core.errors import ConfigError
     from tasks.serving import http_server as hs
-    from tasks.tracking import registry
+    from tasks.tracking import reads
 
     if args.backend:
         os.environ["S2S_BACKEND"] = args.backend  # read by the registered model as it loads
@@ -215,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--follow-alias follows an alias: drop --version")
 
     def alias_version() -> str:
-        found = registry.alias_version(cfg, name, alias)
+        found = reads.alias_version(cfg, name, alias)
         if found is None:
             raise ConfigError(f"{name} has no alias {alias!r}; see `s2s compare`")
         return str(found.version)
@@ -370,7 +370,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"{args.model} on the {out['split']} split ({out['n_examples']} examples, data version "
         f"{ingested.data_version[:12]}):"
     )
-    from tasks.core.summary import shown
+    from flows.summary import shown
 
     print("  " + "  ".join(shown(k, v) for k, v in out["metrics"].items()))
     print(f"  predictions and scores: {out['report']}/")
@@ -467,7 +467,7 @@ def _version_or_none(version: str | None) -> str:
 
 def _print_waiting(found: list, configs: dict) -> None:
     """``s2s approve --list``: what waits, since when, on which flow run, and the gate figures."""
-    from tasks.core.summary import shown
+    from flows.summary import shown
     from tasks.promote import AWAITING, flow_run_state
 
     if not found:
@@ -647,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", help="an AutoTrain YAML config (task: seq2seq)")
     train.add_argument("--train", action="store_true", help=argparse.SUPPRESS)
-    from tasks.core.autotrain import cli_flags
+    from flows.autotrain import cli_flags
 
     for flag, kind in cli_flags().items():
         opt = "--" + flag.replace("_", "-")

@@ -4,7 +4,7 @@ Each flow resolves the pipeline's configuration and sequences the stage tasks; s
 in ``tasks/``. The flow owns what spans stages: the project lock (one writer per folder), the
 MLflow run (opened lazily, ended here on every exit path), and the decision whether a stage's
 recorded result may be reused (DVC says its inputs are unchanged, and the tracking store still
-holds what the result names; see tasks/core/dvc_cache.py).
+holds what the result names; see flows/dvc_cache.py).
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from dataclasses import asdict
 from prefect import flow, get_run_logger
 
 from flows import runs
+from flows.dvc_cache import StageCache
 from flows.stages import for_pipeline, promote_version_task
+from flows.summary import RunSummary, stage_figure
 from tasks import promote as promote_stage
 from tasks import register as register_stage
 from tasks.core import locks, logs, notify, signals
 from tasks.core.config import Config, load_config
-from tasks.core.dvc_cache import StageCache
 from tasks.core.errors import ValidationFailed
 from tasks.core.paths import write_guard
 from tasks.core.results import EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
 from tasks.core.secrets import install_redaction, load_secret_blocks
-from tasks.core.summary import RunSummary, stage_figure
 from tasks.tracking import client as tracking
-from tasks.tracking import registry
+from tasks.tracking import reads
 from tasks.tracking import retrain as retraining
 from tasks.tracking.run import RunOwner, log_validation, owned
 
@@ -124,7 +124,7 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
     finally:
         cache.close()
     # say only what holds: the alias as the registry has it now, not as a record remembers it
-    holder = registry.alias_version(cfg, promoted.model_name, cfg.promote.alias)
+    holder = reads.alias_version(cfg, promoted.model_name, cfg.promote.alias)
     return RunSummary.of(
         cfg,
         ingested,
@@ -210,7 +210,7 @@ def await_approval(cfg: Config, summary: RunSummary) -> RunSummary:
             "timeout",
         )
     result.save(cfg.path("reports"))
-    holder = registry.alias_version(cfg, result.model_name, cfg.promote.alias)
+    holder = reads.alias_version(cfg, result.model_name, cfg.promote.alias)
     return dataclasses.replace(
         summary,
         promoted=result.promoted,
@@ -322,7 +322,7 @@ def watch_data(pipeline: str = "default") -> str | None:
     key = re.sub(r"[^a-z0-9_]+", "_", f"s2s_data_{pipeline}".lower())
     seen = Variable.get(key, default=None)
     if seen is None:  # first look: what the champion saw counts as seen
-        holder = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
+        holder = reads.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
         seen = (holder.tags or {}).get("data_version") if holder else None
     if version is None or version == seen:
         return None

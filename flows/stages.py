@@ -1,6 +1,6 @@
 """The stage functions as Prefect tasks.
 
-DVC owns artifact caching (see tasks/core/dvc_cache.py), so Prefect caches nothing. Retries are
+DVC owns artifact caching (see flows/dvc_cache.py), so Prefect caches nothing. Retries are
 for transient failures only (a tracking server, the hub or storage being unreachable), with the
 pipeline's count and backoff; bad data or a bad setting fails at once. Promotions of a model are
 serialized by the registry's own lock (tasks/tracking/registry.py), which holds across machines

@@ -29,7 +29,7 @@ from tasks.data import rowkey
 from tasks.metrics import bootstrap, score
 from tasks.modeling import ct2
 from tasks.modeling.generation import generate
-from tasks.tracking import lineage, registry
+from tasks.tracking import lineage, reads
 from tasks.tracking.run import RunHandle, owned
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def fetch_version(cfg: Config, version, tmp: Path) -> tuple[str, str]:
     from mlflow.artifacts import download_artifacts
 
     local = Path(
-        registry.call(
+        reads.call(
             cfg,
             lambda: download_artifacts(artifact_uri=version.source, dst_path=str(tmp), tracking_uri=cfg.tracking_uri()),
             f"downloading {version.name} v{version.version}",
@@ -130,7 +130,7 @@ def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str, str | None] |
     downloaded; None only when the registry says there is no champion. A registry or artifact
     store that does not answer is a transient error (fail closed): the candidate is never judged
     without its rival."""
-    version = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
+    version = reads.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
     if version is None:
         return None
     try:
@@ -150,7 +150,7 @@ def champion_trained_on(cfg: Config, run_id: str | None, tmp: Path) -> np.ndarra
     if not run_id:
         return None
     try:
-        local = registry.call(
+        local = reads.call(
             cfg,
             lambda: download_artifacts(
                 run_id=run_id,
@@ -368,10 +368,10 @@ def registered_version(cfg: Config, uri: str):
     ref = uri.removeprefix("models:/")
     if "@" in ref:
         name, alias = ref.split("@", 1)
-        version = registry.alias_version(cfg, name, alias)
+        version = reads.alias_version(cfg, name, alias)
     elif "/" in ref:
         name, number = ref.rsplit("/", 1)
-        version = registry.get_version(cfg, name, number)
+        version = reads.get_version(cfg, name, number)
     else:
         raise ConfigError(f"--model {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>")
     if version is None:
@@ -482,7 +482,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
+    from tasks.stage_runner import stage_main
 
     def run(cfg: Config, owner) -> EvaluateResult:
         trained = TrainResult.load(cfg.path("reports"))

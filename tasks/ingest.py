@@ -281,7 +281,7 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
+    from tasks.stage_runner import stage_main
 
     return stage_main("ingest", lambda cfg, _owner: ingest(cfg), argv)
 

@@ -25,7 +25,7 @@ from tasks.core.config import Config, Gates
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import EvaluateResult, PromoteResult, RegisterResult
 from tasks.tracking import client as tracking
-from tasks.tracking import registry
+from tasks.tracking import reads, registry
 from tasks.tracking.run import RunHandle
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def _record(
     }
     c = tracking.client(cfg)
     for k, v in tags.items():
-        registry.call(cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, k, v), "recording the decision")
+        reads.call(cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, k, v), "recording the decision")
 
 
 def _apply(
@@ -318,7 +318,7 @@ def _await(
     waits on whom: since when, which pipeline, which flow run, the command that answers."""
     from datetime import UTC, datetime, timedelta
 
-    from tasks.tracking.client import prefect_flow_run_id
+    from tasks.core.context import prefect_flow_run_id
 
     gates = cfg.promote.gates
     since = datetime.now(UTC)
@@ -409,7 +409,7 @@ def _prefect_api() -> str:
 def resume_waiting_flow(cfg: Config, version: str, approved: bool, reason: str, approver: str) -> str | None:
     """Resume the flow run that waits on ``version`` with the same answer (best effort). Returns
     the flow run id when it was resumed."""
-    candidate = registry.get_version(cfg, cfg.register.model_name, str(version))
+    candidate = reads.get_version(cfg, cfg.register.model_name, str(version))
     tags = (candidate.tags or {}) if candidate is not None else {}
     flow_run, api = tags.get("promotion.flow_run"), tags.get("promotion.prefect_api")
     if not flow_run or not api:
@@ -445,8 +445,8 @@ def approve(
     version = str(version)
     approver = approver or getpass.getuser()
     with registry.locked_model(cfg, name) as lock:
-        pending = registry.alias_version(cfg, name, PENDING_APPROVAL)
-        candidate = registry.get_version(cfg, name, version)
+        pending = reads.alias_version(cfg, name, PENDING_APPROVAL)
+        candidate = reads.get_version(cfg, name, version)
         if candidate is None:
             raise ConfigError(f"{name} has no version {version}; see `s2s compare --pipeline {cfg.pipeline}`")
         tags = candidate.tags or {}
@@ -458,7 +458,7 @@ def approve(
                     f"({version_state(cfg, candidate)}): nothing changed; `s2s approve --list` shows what waits"
                 )
             if decided in ("promoted", "rejected"):
-                current = registry.alias_version(cfg, name, cfg.promote.alias)
+                current = reads.alias_version(cfg, name, cfg.promote.alias)
                 return PromoteResult(
                     model_name=name,
                     version=version,
@@ -472,7 +472,7 @@ def approve(
             raise ConfigError(f"{name} v{version} is not awaiting approval (decision: {decided or 'none'})")
         before = tags.get("promotion.champion_before")
         before = None if before in (None, "", "none") else before
-        current = registry.alias_version(cfg, name, cfg.promote.alias)
+        current = reads.alias_version(cfg, name, cfg.promote.alias)
         now = str(current.version) if current else None
         prior = [r for r in tags.get("promotion.reasons", "").split("; ") if r and not r.startswith(AWAITING)]
         said = f"{'approved' if approved else 'rejected'} by {approver}" + (f": {reason}" if reason else "")
@@ -486,7 +486,7 @@ def approve(
 def version_state(cfg: Config, version) -> str:
     """What became of a registered version, in a few words: its decision and its aliases."""
     tags = version.tags or {}
-    held = sorted(a for a, v in registry.aliases(cfg, version.name).items() if v == str(version.version))
+    held = sorted(a for a, v in reads.aliases(cfg, version.name).items() if v == str(version.version))
     decided = tags.get("promotion.decision") or "no promotion decision recorded"
     by = tags.get("promotion.approved_by")
     return f"{decided}" + (f" by {by}" if by else "") + (f"; holds {', '.join(held)}" if held else "; holds no alias")
@@ -543,7 +543,7 @@ def waiting(configs: dict[str, Config]) -> list[Waiting]:
         if key in seen or not _store_exists(cfg):
             continue
         try:
-            pending = registry.alias_version(cfg, name, PENDING_APPROVAL)
+            pending = reads.alias_version(cfg, name, PENDING_APPROVAL)
             if pending is None:
                 continue
             tags = pending.tags or {}
@@ -594,7 +594,7 @@ def choose(found: list[Waiting], version: str | None, configs: dict[str, Config]
             for cfg in configs.values():
                 if not _store_exists(cfg):
                     continue
-                v = registry.get_version(cfg, cfg.register.model_name, str(version))
+                v = reads.get_version(cfg, cfg.register.model_name, str(version))
                 if v is not None:
                     states.append(f"{cfg.register.model_name} v{version}: {version_state(cfg, v)}")
             raise ConfigError(
@@ -664,10 +664,10 @@ def promote(
     """Apply the gates to the candidate against the champion *as it is now*, under the model's lock."""
     name, version = registered.model_name, str(registered.version)
     with registry.locked_model(cfg, name) as lock:
-        current = registry.alias_version(cfg, name, cfg.promote.alias)  # re-read inside the lock
+        current = reads.alias_version(cfg, name, cfg.promote.alias)  # re-read inside the lock
         previous = str(current.version) if current else None
         if previous == version:
-            prior = registry.aliases(cfg, name).get(PREVIOUS)
+            prior = reads.aliases(cfg, name).get(PREVIOUS)
             result = _already(cfg, name, version, prior)
         else:
             intervals, paired = None, None
@@ -710,7 +710,7 @@ def is_current(cfg: Config, result: PromoteResult) -> bool:
     champion it lost to). Otherwise promotion runs again against the registry as it is."""
     if result.awaiting:  # a person's answer is not something a cache can reuse
         return False
-    current = registry.alias_version(cfg, result.model_name, cfg.promote.alias)
+    current = reads.alias_version(cfg, result.model_name, cfg.promote.alias)
     holder = str(current.version) if current else None
     return holder == (result.version if result.promoted else result.champion)
 
@@ -719,14 +719,14 @@ def promote_version(cfg: Config, version: str, force: bool = False, reason: str 
     """Manual promotion (``s2s promote``): through the gates on recorded metrics unless forced;
     a forced promotion is recorded with who forced it and why."""
     name = cfg.register.model_name
-    candidate = registry.get_version(cfg, name, str(version))
+    candidate = reads.get_version(cfg, name, str(version))
     if candidate is None:
         raise ConfigError(f"{name} has no version {version}; see `s2s compare`")
     with registry.locked_model(cfg, name) as lock:
-        current = registry.alias_version(cfg, name, cfg.promote.alias)
+        current = reads.alias_version(cfg, name, cfg.promote.alias)
         previous = str(current.version) if current else None
         if previous == str(version):
-            return _already(cfg, name, str(version), registry.aliases(cfg, name).get(PREVIOUS))
+            return _already(cfg, name, str(version), reads.aliases(cfg, name).get(PREVIOUS))
         champion = version_metrics(current) if current else None
         if force:
             decision = Decision(True, (f"forced by {getpass.getuser()}" + (f": {reason}" if reason else ""),))
@@ -757,8 +757,8 @@ def rollback(cfg: Config) -> tuple[str, str]:
     name = cfg.register.model_name
     c = tracking.client(cfg)
     with registry.locked_model(cfg, name) as lock:
-        current = registry.alias_version(cfg, name, cfg.promote.alias)
-        previous = registry.alias_version(cfg, name, PREVIOUS)
+        current = reads.alias_version(cfg, name, cfg.promote.alias)
+        previous = reads.alias_version(cfg, name, PREVIOUS)
         if previous is None:
             raise TrackingError(f"{name} has no {PREVIOUS} alias to roll back to")
         if current is not None and str(current.version) == str(previous.version):
@@ -767,12 +767,12 @@ def rollback(cfg: Config) -> tuple[str, str]:
             )
         old, new = (str(current.version) if current else None), str(previous.version)
         if old:
-            registry.call(
+            reads.call(
                 cfg,
                 lambda: c.set_model_version_tag(name, old, "promotion.rolled_back_by", getpass.getuser()),
                 "recording the rollback",
             )
-        registry.call(
+        reads.call(
             cfg,
             lambda: c.set_model_version_tag(name, new, "promotion.restored_by_rollback", "true"),
             "recording the rollback",
@@ -798,12 +798,12 @@ def compare(cfg: Config, limit: int = 10) -> list[dict]:
     """The newest versions of the pipeline's model, with metrics, data versions and aliases."""
     c = tracking.client(cfg)
     name = cfg.register.model_name
-    versions = registry.call(
+    versions = reads.call(
         cfg, lambda: c.search_model_versions(f"name='{name}'", max_results=200), f"listing versions of {name!r}"
     )
     versions = sorted(versions, key=lambda v: int(v.version), reverse=True)[:limit]
     by_version: dict[str, list[str]] = {}  # search results do not carry aliases; the model does
-    for alias, version in (registry.aliases(cfg, name) if versions else {}).items():
+    for alias, version in (reads.aliases(cfg, name) if versions else {}).items():
         by_version.setdefault(str(version), []).append(alias)
     return [
         {
@@ -819,7 +819,7 @@ def compare(cfg: Config, limit: int = 10) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
+    from tasks.stage_runner import stage_main
 
     def run(cfg: Config, owner) -> PromoteResult:
         reports = cfg.path("reports")

@@ -19,7 +19,7 @@ from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 from tasks.modeling import ct2
 from tasks.tracking import client as tracking
-from tasks.tracking import lineage, registry
+from tasks.tracking import lineage, reads, registry
 from tasks.tracking.run import RunHandle
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def register(
     try:
         registry.ensure_model(cfg, name, f"seq2seq model of the {cfg.pipeline!r} pipeline")
         with registry.locked_model(cfg, name):
-            done = registry.call(
+            done = reads.call(
                 cfg,
                 lambda: c.search_model_versions(f"name='{name}' and tags.registration_key='{key}'"),
                 f"looking up earlier registrations of {name!r}",
@@ -251,7 +251,7 @@ def register(
 def is_current(cfg: Config, result: RegisterResult) -> bool:
     """A cached registration still holds: that version exists in the store the run points at now,
     with the same registration key (a cache must never vouch for a registry it has not read)."""
-    version = registry.get_version(cfg, result.model_name, result.version)
+    version = reads.get_version(cfg, result.model_name, result.version)
     return version is not None and (version.tags or {}).get("registration_key") == result.registration_key
 
 
@@ -261,12 +261,12 @@ def _new_version(
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     exported = exported_model(cfg, trained)
     card = model_card(cfg, trained, evaluated, ingested, exported)
-    logged = registry.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card), "logging the model")
+    logged = reads.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card), "logging the model")
     linked = lineage.model_metrics(evaluated.metrics, logged.model_id, trained.run_id, ingested.data_version, "test")
-    registry.call(  # the model page shows them as metrics, measured on the test dataset
+    reads.call(  # the model page shows them as metrics, measured on the test dataset
         cfg, lambda: c.log_batch(trained.run_id, metrics=linked), "logging the model's metrics"
     )
-    mv = registry.call(
+    mv = reads.call(
         cfg,
         lambda: c.create_model_version(
             # the artifact location, not "models:/<id>": that form is resolved via the global store
@@ -283,7 +283,7 @@ def _new_version(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
+    from tasks.stage_runner import stage_main
 
     def run(cfg: Config, owner) -> RegisterResult:
         reports = cfg.path("reports")

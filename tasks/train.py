@@ -633,7 +633,7 @@ def _system_metrics(cfg: Config, run_id: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
+    from tasks.stage_runner import stage_main
 
     def run(cfg: Config, owner) -> TrainResult:
         ingested = IngestResult.load(cfg.path("data"))

@@ -596,7 +596,7 @@ def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
+    from tasks.stage_runner import stage_main
 
     def run(cfg: Config, owner) -> ValidateResult:
         ingested = IngestResult.load(cfg.path("data"))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import make_project, run_cli
 
-from tasks.core.autotrain import config_overrides, to_overrides
+from flows.autotrain import config_overrides, to_overrides
 from tasks.core.config import load_config
 from tasks.core.errors import ConfigError
 from tasks.tracking import client as tracking

@@ -7,6 +7,10 @@ scanning its folder, so the whole folder counts). Settings: recorded while the s
 on a tiny project, every ``cfg.<section>.<key>`` read. Exempt, by design: ``paths.*`` (a stage's
 files are its deps and outs, spelled with ``${paths.*}``) and ``tracking.*`` (where MLflow records
 go, never what a stage computes).
+
+The same import graph holds the layering: ``tasks/core`` is the ground floor (it imports nothing
+of the project above it: no tracking, data, modeling, serving, stage or flow), and no project
+module is part of an import circle.
 """
 
 from __future__ import annotations
@@ -41,12 +45,45 @@ def module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
-def imported_by(name: str) -> set[str]:
+def _not_on_import(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (read by type checkers only) or ``if __name__ == "__main__":`` (the
+    script ``python -m``, which nothing imports): a block importing the module never runs."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    if isinstance(test, ast.Name | ast.Attribute) and getattr(test, "id", getattr(test, "attr", "")) == "TYPE_CHECKING":
+        return True
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def _nodes(tree: ast.AST, on_import: bool) -> list[ast.AST]:
+    """Every node of ``tree``; ``on_import``: only what can run once the module is imported."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if on_import and _not_on_import(node):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def imported_by(name: str, on_import: bool = False) -> set[str]:
+    """The project modules ``name`` imports, module-level and inside functions. ``on_import``: as a
+    module another one imports, so neither type-checking imports nor its ``__main__`` block (what
+    can take part in an import circle); otherwise everything its code may run, ``find_spec``
+    references included (what a DVC stage depends on)."""
     path = module_file(name)
     tree = ast.parse(path.read_text())
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _nodes(tree, on_import):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -57,7 +94,12 @@ def imported_by(name: str) -> set[str]:
                 )
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("tasks."):
+        elif (
+            not on_import
+            and isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("tasks.")
+        ):
             found.add(node.value)  # find_spec("tasks.serving.pyfunc"): shipped by path
     out = set()
     for mod in found:
@@ -111,6 +153,80 @@ def test_stages_do_not_import_stages():
     for stage in STAGES:
         others = {f"tasks.{s}" for s in STAGES} - {f"tasks.{stage}"}
         assert not closure(f"tasks.{stage}") & others, f"tasks/{stage}.py imports another stage"
+
+
+def project_modules() -> list[str]:
+    """Every module of ``tasks/`` and ``flows/``, by its dotted name."""
+    out = []
+    for package in ("tasks", "flows"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return out
+
+
+def test_core_imports_nothing_above_it():
+    """tasks/core is the ground floor: what its modules import (at the top, inside functions,
+    for type checking or as a script), transitively, is core itself and the metric registry,
+    which imports nothing of the project (config checks metric names against it)."""
+
+    def allowed(mod: str) -> bool:
+        return mod == "tasks" or any(mod == p or mod.startswith(p + ".") for p in ("tasks.core", "tasks.metrics"))
+
+    core = [m for m in project_modules() if m.startswith("tasks.core.")]
+    assert core
+    above = {mod: sorted(m for m in closure(mod) if not allowed(m)) for mod in core}
+    above = {mod: found for mod, found in above.items() if found}
+    assert not above, f"tasks/core imports, directly or through other modules, from above it: {above}"
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(mod: str) -> None:
+        index[mod] = low[mod] = len(index)
+        stack.append(mod)
+        on_stack.add(mod)
+        for dep in sorted(graph[mod]):
+            if dep not in index:
+                visit(dep)
+                low[mod] = min(low[mod], low[dep])
+            elif dep in on_stack:
+                low[mod] = min(low[mod], index[dep])
+        if low[mod] == index[mod]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == mod:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for mod in sorted(graph):
+        if mod not in index:
+            visit(mod)
+    return circles
+
+
+def test_no_import_circle_among_project_modules():
+    """No module of tasks/ or flows/ imports, through any chain of imports (function-level ones
+    included), a module that imports it back. Imports for type checking only and a module's
+    ``__main__`` block are no links: they never run when the module is imported."""
+    modules = project_modules()
+    graph = {m: {d for d in imported_by(m, on_import=True) if d in modules and d != m} for m in modules}
+    circles = import_circles(graph)
+    assert not circles, "modules that import each other in a circle: " + "; ".join(", ".join(c) for c in circles)
+
+
+def test_the_import_circle_check_finds_circles():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}) == [["a", "b", "c"]]
 
 
 class Recorder:

@@ -20,7 +20,7 @@ from conftest import make_project, run_cli, venv_bin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.core.autotrain import config_overrides
+from flows.autotrain import config_overrides
 from tasks.core.config import load_config
 from tasks.core.errors import PipelineError
 from tasks.ingest import ingest

@@ -1,5 +1,6 @@
 """What every entry point shares: logging set-up, config flags, and turning user errors into
-one readable message with a non-zero exit status instead of a traceback."""
+one readable message with a non-zero exit status instead of a traceback; and the process frame of
+a DVC stage (``stage_process``), which the stage runner (``tasks/stage_runner.py``) builds on."""
 
 from __future__ import annotations
 
@@ -52,55 +53,30 @@ def report_error(exc: PipelineError) -> int:
     return exc.exit_code
 
 
-def retry_delays(cfg) -> list[float]:
-    """The pipeline's backoff for transient failures (pipelines.yaml ``retries``), one per retry."""
-    r = cfg.spec.retries
-    return [r.delay_s[min(i, len(r.delay_s) - 1)] for i in range(r.count)] if r.delay_s else [0.0] * r.count
+def stage_process(name: str, body: Callable[[Any, argparse.Namespace], Any], argv: list[str] | None = None) -> int:
+    """The process frame every ``dvc repro`` stage shares (``python -m tasks.<stage>``, and the
+    guard's ``python -m tasks.core.paths``).
 
-
-def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None = None, lock: bool = True) -> int:
-    """``python -m tasks.<name>``: the DVC entry point of one stage.
-
-    The process is the owner here, as the flow is in ``s2s run``: it holds the project lock,
-    opens nothing but ends the MLflow run the stage logged to (FINISHED, FAILED or KILLED), and
-    retries transient failures with the pipeline's backoff. ``run(cfg, owner)`` does the work."""
+    Flags (``--pipeline``, ``--set``, ``--wait``, ``-v``), logging, signal handling, the
+    configuration, and errors turned into one message and an exit status. ``body(cfg, args)`` does
+    the work. The guard (``python -m tasks.core.paths``) is this and nothing more; the six stages
+    run through ``tasks/stage_runner.py``, which adds the project lock, the MLflow run the process
+    owns and retries."""
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}", description=f"Run the {name} stage.")
     add_config_flags(parser)
     parser.add_argument("--wait", action="store_true", help="wait for another run on this folder to finish")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every log line on the console")
     args = parser.parse_args(argv)
     setup_logging(f"stage-{name}", verbose=args.verbose)
-    from tasks.core import locks, retry, signals
+    from tasks.core import signals
     from tasks.core.config import load_config
-    from tasks.tracking.client import quiet_telemetry
+    from tasks.core.context import quiet_telemetry
 
     signals.install()
     quiet_telemetry()
     try:
         cfg = load_config(args.pipeline, args.overrides)
-        if not lock:
-            run(cfg, None)
-            return 0
-        from tasks.tracking.run import owned
-
-        # the other ranks of a distributed (torchrun) run are part of rank 0's run, which holds it
-        holder = (
-            locks.project_lock(cfg.root, wait=args.wait)
-            if int(os.environ.get("RANK", "0")) == 0
-            else contextlib.nullcontext()
-        )
-        with holder:
-
-            def attempt():
-                from tasks.core import logs
-
-                logs.adopt_libraries()
-                with owned(cfg) as owner:
-                    return run(cfg, owner)
-
-            signals.check()
-            retry.call(attempt, retry_delays(cfg), f"the {name} stage")
-            signals.check()  # a stop whose exception was lost (tasks/core/signals.py): not a success
+        body(cfg, args)
     except PipelineError as exc:
         return report_error(exc)
     except BaseException as exc:

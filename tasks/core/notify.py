@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks.core.config import Config
+from tasks.core.context import prefect_flow_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def webhook_url(cfg: Config) -> str | None:
 
 
 def event(cfg: Config, kind: str, **fields: Any) -> dict[str, Any]:
-    from tasks.tracking.client import prefect_flow_run_id
-
     return {
         "event": kind,
         "pipeline": cfg.pipeline,

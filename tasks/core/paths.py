@@ -248,11 +248,10 @@ def write_guard(cfg: Config) -> Path:
     return atomic_write_json(cfg.root / GUARD_FILE, checked)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tasks.core.entry import stage_main
-
-    return stage_main("guard", lambda cfg, _owner: write_guard(cfg), argv, lock=False)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # The guard stage: no project lock, no MLflow run, only the check and its record. This block is
+    # the script ``python -m tasks.core.paths``, which nothing imports; the module itself is imported
+    # by the configuration the entry point loads, so the entry point is imported here, not above.
+    from tasks.core.entry import stage_process
+
+    raise SystemExit(stage_process("guard", lambda cfg, _args: write_guard(cfg)))

@@ -34,6 +34,7 @@ from typing import Any
 
 from tasks.core.config import Config
 from tasks.tracking import client as tracking
+from tasks.tracking import reads
 
 PREFIX = "s2s.history."
 HEAD = "s2s.history.head"
@@ -58,9 +59,7 @@ def who() -> str:
 
 def entries(cfg: Config, name: str, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The model's history, oldest first (an unreadable entry is kept as ``{"seq", "unreadable"}``)."""
-    from tasks.tracking import registry
-
-    tags = registry.model_tags(cfg, name) if tags is None else tags
+    tags = reads.model_tags(cfg, name) if tags is None else tags
     out = []
     for key, value in (tags or {}).items():
         if not key.startswith(PREFIX) or key == HEAD:
@@ -78,11 +77,9 @@ def entries(cfg: Config, name: str, tags: dict[str, str] | None = None) -> list[
 
 
 def _version_facts(cfg: Config, name: str, version: str | None) -> dict[str, str]:
-    from tasks.tracking import registry
-
     if not version:
         return {}
-    v = registry.get_version(cfg, name, str(version))
+    v = reads.get_version(cfg, name, str(version))
     tags = (v.tags or {}) if v is not None else {}
     return {
         "data_version": tags.get("data_version", ""),
@@ -93,11 +90,9 @@ def _version_facts(cfg: Config, name: str, version: str | None) -> dict[str, str
 
 def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, Any] | None:
     """Record ``intent`` (an alias change just applied) as the next entry, once per intent id."""
-    from tasks.tracking import registry
-
     record = intent.get("record") or {}
     intent_id = intent.get("id")
-    tags = registry.model_tags(cfg, name) or {}
+    tags = reads.model_tags(cfg, name) or {}
     chain = entries(cfg, name, tags)
     if intent_id and any(e.get("intent_id") == intent_id for e in chain[-3:]):
         # recorded before a crash (the change is being finished by recover()); a crash between
@@ -105,7 +100,7 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
         if tags.get(HEAD) != head_of(chain[-1]) and "hash" in chain[-1]:
             c = tracking.client(cfg)
             lock.verify()
-            registry.call(
+            reads.call(
                 cfg,
                 lambda: c.set_registered_model_tag(name, HEAD, head_of(chain[-1])),
                 "recording the champion history's head",
@@ -137,12 +132,12 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
     c = tracking.client(cfg)
     key = f"{PREFIX}{entry['seq']:06d}"
     lock.verify()
-    registry.call(
+    reads.call(
         cfg,
         lambda: c.set_registered_model_tag(name, key, json.dumps(entry, ensure_ascii=False)),
         "appending to the champion history",
     )
-    registry.call(
+    reads.call(
         cfg,
         lambda: c.set_registered_model_tag(name, HEAD, head_of(entry)),
         "recording the champion history's head",
@@ -155,9 +150,7 @@ def verify(cfg: Config, name: str, anchor: dict[str, Any] | None = None) -> tupl
     champion alias that does not match the history (moved outside s2s), or an entry that differs
     from ``anchor`` (a head exported earlier: a rewrite with recomputed hashes). Notes are what
     is not tampering: the head one entry behind after a crash between the two writes."""
-    from tasks.tracking import registry
-
-    tags = registry.model_tags(cfg, name) or {}
+    tags = reads.model_tags(cfg, name) or {}
     chain = entries(cfg, name, tags)
     problems = _links(chain)
     notes: list[str] = []
@@ -172,7 +165,7 @@ def verify(cfg: Config, name: str, anchor: dict[str, Any] | None = None) -> tupl
             problems.append(f"{HEAD} is {head!r} but the last entry is {chain[-1].get('seq')} (the last entry changed)")
     if not chain and head:
         problems.append(f"{HEAD} is {head!r} but there are no entries (the history was removed)")
-    if tags.get(registry.PENDING):
+    if tags.get(reads.PENDING):
         notes.append("an alias change is half done (a crash mid-change); the next writer finishes and records it")
     else:
         problems += _against_aliases(cfg, name, chain)
@@ -208,10 +201,8 @@ def head_of(entry: dict[str, Any]) -> str:
 
 def _against_aliases(cfg: Config, name: str, chain: list[dict[str, Any]]) -> list[str]:
     """The live champion alias is where the history's last move left it."""
-    from tasks.tracking import registry
-
     alias = cfg.promote.alias
-    live = registry.alias_version(cfg, name, alias)
+    live = reads.alias_version(cfg, name, alias)
     live_v = str(live.version) if live is not None else None
     moves = [e for e in chain if "unreadable" not in e and e.get("op") in MOVES_CHAMPION]
     said = str(moves[-1].get("champion_after")) if moves and moves[-1].get("champion_after") else None
@@ -245,13 +236,11 @@ def _against_anchor(chain: list[dict[str, Any]], anchor: dict[str, Any]) -> list
 
 def export_head(cfg: Config, name: str) -> dict[str, Any]:
     """The head as an anchor to keep outside the store (a file, a git tag, the webhook)."""
-    from tasks.tracking import registry
-
     chain = entries(cfg, name)
     if not chain:
         raise ValueError(f"{name} has no champion history yet: nothing to anchor")
     last = chain[-1]
-    live = registry.alias_version(cfg, name, cfg.promote.alias)
+    live = reads.alias_version(cfg, name, cfg.promote.alias)
     return {
         "model": name,
         "seq": last.get("seq"),

@@ -1,9 +1,4 @@
-"""The model registry, read fail-closed and written crash-consistently.
-
-**Reads fail closed.** Only the registry saying "not found" means "absent" (no champion, no such
-version). A locked SQLite file, a 503, a timeout or a 403 is a transient TrackingError: retried
-for ``tracking.retry_s`` here, then with the pipeline's backoff by the orchestrator, and if it
-persists the run fails and no alias moves.
+"""The model registry, written crash-consistently (its reads fail closed: tasks/tracking/reads.py).
 
 **One promotion of a model at a time**, across machines. MLflow's alias update is
 last-writer-wins, so every alias change (promote, rollback, manual promotion) and every
@@ -34,77 +29,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from tasks.core import retry
 from tasks.core.config import Config
+from tasks.core.context import prefect_flow_run_id
 from tasks.core.errors import TrackingError
 from tasks.tracking import client as tracking
+from tasks.tracking import history, reads
+from tasks.tracking.reads import PENDING
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
-PENDING = "s2s.pending"
 LEASE = "s2s.lease"
 LEASE_TTL_S = 60.0
 WRITE_BOUND_S = 2.0  # a claim must be written within this long after the lease was read free
 SETTLE_S = 3.0  # > WRITE_BOUND_S: then every racing claim has landed
-
-
-def call(cfg: Config, fn: Callable[[], T], doing: str) -> T:
-    """A registry call whose errors are transient TrackingErrors, retried for ``tracking.retry_s``."""
-
-    def once():
-        try:
-            return fn()
-        except TrackingError:
-            raise
-        except tracking.store_errors() as exc:
-            raise tracking.failure(cfg, doing, exc) from None
-
-    return retry.call(once, retry.delays_within(cfg.tracking.retry_s), doing)
-
-
-def _absent_is_none(cfg: Config, fn: Callable[[], T], doing: str) -> T | None:
-    from mlflow.exceptions import MlflowException
-
-    def once():
-        try:
-            return fn()
-        except MlflowException as exc:
-            if tracking.is_not_found(exc):
-                return None
-            raise
-
-    return call(cfg, once, doing)
-
-
-def alias_version(cfg: Config, name: str, alias: str):
-    """The version holding ``alias``, or None only when the registry says there is none."""
-    c = tracking.client(cfg)
-    return _absent_is_none(
-        cfg, lambda: c.get_model_version_by_alias(name, alias), f"reading alias {alias!r} of {name!r}"
-    )
-
-
-def get_version(cfg: Config, name: str, version: str):
-    """Model version ``version`` of ``name``, or None only when the registry says it does not exist."""
-    c = tracking.client(cfg)
-    return _absent_is_none(cfg, lambda: c.get_model_version(name, str(version)), f"reading {name!r} version {version}")
-
-
-def model_tags(cfg: Config, name: str) -> dict[str, str] | None:
-    """The registered model's tags, or None when the model does not exist."""
-    c = tracking.client(cfg)
-    model = _absent_is_none(cfg, lambda: c.get_registered_model(name), f"reading registered model {name!r}")
-    return None if model is None else dict(model.tags or {})
-
-
-def aliases(cfg: Config, name: str) -> dict[str, str]:
-    """alias -> version of the registered model (empty when the model does not exist)."""
-    c = tracking.client(cfg)
-    model = _absent_is_none(cfg, lambda: c.get_registered_model(name), f"reading registered model {name!r}")
-    return {} if model is None else {a: str(v) for a, v in (model.aliases or {}).items()}
 
 
 def ensure_model(cfg: Config, name: str, description: str = "") -> None:
@@ -120,7 +59,7 @@ def ensure_model(cfg: Config, name: str, description: str = "") -> None:
             if "already exists" not in str(exc).lower() and getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
 
-    call(cfg, create, f"creating registered model {name!r}")
+    reads.call(cfg, create, f"creating registered model {name!r}")
 
 
 # -- one writer of a model's aliases at a time ------------------------------------------------
@@ -186,7 +125,7 @@ class Lease:
         )
 
     def _read(self) -> dict | None:
-        tags = model_tags(self.cfg, self.name)
+        tags = reads.model_tags(self.cfg, self.name)
         if tags is None:
             raise TrackingError(f"registered model {self.name!r} does not exist: nothing to lock")
         try:
@@ -213,7 +152,7 @@ class Lease:
             held = self._read()
             if self._free(held):
                 t0 = time.monotonic()
-                call(
+                reads.call(
                     self.cfg, lambda: c.set_registered_model_tag(self.name, LEASE, self._claim()), "claiming the lease"
                 )
                 took = time.monotonic() - t0
@@ -301,9 +240,9 @@ def _apply(cfg: Config, name: str, changes: dict[str, str | None], lock) -> None
                     if not tracking.is_not_found(exc):
                         raise
 
-            call(cfg, drop, f"removing alias {alias!r}")
+            reads.call(cfg, drop, f"removing alias {alias!r}")
         else:
-            call(
+            reads.call(
                 cfg,
                 lambda a=alias, v=version: c.set_registered_model_alias(name, a, str(v)),
                 f"moving alias {alias!r} to v{version}",
@@ -323,32 +262,28 @@ def move_aliases(
     travels with the intent, for whoever finishes the change)."""
     import uuid
 
-    from tasks.tracking import history
-
     c = tracking.client(cfg)
-    record = {"who": history.who(), "flow_run_id": tracking.prefect_flow_run_id() or "", **record}
+    record = {"who": history.who(), "flow_run_id": prefect_flow_run_id() or "", **record}
     intent = {"id": uuid.uuid4().hex, "changes": changes, "record": record, "written": time.time()}
     lock.verify()
-    call(cfg, lambda: c.set_registered_model_tag(name, PENDING, json.dumps(intent)), "recording the alias change")
+    reads.call(cfg, lambda: c.set_registered_model_tag(name, PENDING, json.dumps(intent)), "recording the alias change")
     _finish(cfg, name, intent, lock, on_done)
 
 
 def _finish(cfg: Config, name: str, intent: dict, lock, on_done) -> None:
-    from tasks.tracking import history
-
     c = tracking.client(cfg)
     _apply(cfg, name, intent["changes"], lock)
     history.append(cfg, name, intent, lock)  # once per intent, also when recover() finishes it
     if on_done is not None:
         on_done(intent)
     lock.verify()
-    call(cfg, lambda: c.delete_registered_model_tag(name, PENDING), "clearing the recorded alias change")
+    reads.call(cfg, lambda: c.delete_registered_model_tag(name, PENDING), "clearing the recorded alias change")
 
 
 def recover(cfg: Config, name: str, lock, on_done: Callable[[dict], None] | None = None) -> dict | None:
     """Roll forward an alias change a crashed writer left half done (call under the lock).
     Returns the intent that was finished, if any."""
-    tags = model_tags(cfg, name)
+    tags = reads.model_tags(cfg, name)
     if not tags or PENDING not in tags:
         return None
     try:
@@ -358,7 +293,7 @@ def recover(cfg: Config, name: str, lock, on_done: Callable[[dict], None] | None
     if not isinstance(intent, dict) or not isinstance(intent.get("changes"), dict):
         logger.warning("unreadable pending alias change on %r removed: %r", name, tags[PENDING][:200])
         c = tracking.client(cfg)
-        call(cfg, lambda: c.delete_registered_model_tag(name, PENDING), "clearing an unreadable alias change")
+        reads.call(cfg, lambda: c.delete_registered_model_tag(name, PENDING), "clearing an unreadable alias change")
         return None
     logger.warning(
         "finishing an alias change of %r that an interrupted run left half done: %s",

@@ -27,7 +27,7 @@ import pandas as pd
 
 from tasks.core.config import Config
 from tasks.data.sources import dvc_hash
-from tasks.tracking import registry
+from tasks.tracking import reads
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def facts(cfg: Config) -> Facts:
     """The facts of :func:`decide` from the registry (read fail-closed) and the data on disk."""
     name = cfg.register.model_name
     version = current_data_version(cfg)
-    champion = registry.alias_version(cfg, name, cfg.promote.alias)
+    champion = reads.alias_version(cfg, name, cfg.promote.alias)
     tags = (champion.tags or {}) if champion else {}
     return Facts(
         champion=str(champion.version) if champion else None,
@@ -139,7 +139,7 @@ def changed_settings(cfg: Config, run_id: str) -> tuple[str, ...]:
     from tasks.tracking import client as tracking
 
     c = tracking.client(cfg)
-    run = registry.call(cfg, lambda: c.get_run(run_id), f"reading the champion's run {run_id}")
+    run = reads.call(cfg, lambda: c.get_run(run_id), f"reading the champion's run {run_id}")
     before = dict(run.data.params or {})
     now = {k: v[:6000] for k, v in cfg.flat_params().items()}
     return tuple(
@@ -155,7 +155,7 @@ def tried_before(cfg: Config, data_version: str, params_hash: str) -> str | None
 
     c = tracking.client(cfg)
     name = cfg.register.model_name
-    found = registry.call(
+    found = reads.call(
         cfg,
         lambda: c.search_model_versions(f"name='{name}'", max_results=10_000),
         f"listing versions of {name!r}",
@@ -168,7 +168,7 @@ def tried_before(cfg: Config, data_version: str, params_hash: str) -> str | None
     if not same:
         return None
     newest = max(same, key=lambda v: int(v.version))
-    holder = registry.alias_version(cfg, name, cfg.promote.alias)  # fails closed, like facts()
+    holder = reads.alias_version(cfg, name, cfg.promote.alias)  # fails closed, like facts()
     decision = (newest.tags or {}).get("promotion.decision") or "no decision recorded"
     if holder is not None and str(holder.version) == str(newest.version):
         decision = f"{decision}, champion now"
@@ -197,13 +197,13 @@ def drift_check(cfg: Config, training_inputs: Callable[[Config], pd.DataFrame]) 
     from tasks.data import drift
     from tasks.tracking import lineage
 
-    champion = registry.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)  # fails closed
+    champion = reads.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)  # fails closed
     if champion is None or not champion.run_id:
         return None, {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(
-                registry.call(
+                reads.call(
                     cfg,
                     lambda: download_artifacts(
                         run_id=champion.run_id, artifact_path="data", dst_path=tmp, tracking_uri=cfg.tracking_uri()
@@ -248,6 +248,6 @@ def tag_drift(cfg: Config, version: str, figures: dict[str, float]) -> None:
     c = tracking.client(cfg)
     name = cfg.register.model_name
     for k, v in figures.items():
-        registry.call(
+        reads.call(
             cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, f"drift.{k}", f"{v:g}"), "tagging drift"
         )

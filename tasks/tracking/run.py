@@ -28,6 +28,7 @@ from typing import Any
 
 from tasks.core import retry
 from tasks.core.config import Config
+from tasks.core.context import prefect_flow_run_id
 from tasks.core.errors import TrackingError, ValidationFailed
 from tasks.core.paths import atomic_write_json
 from tasks.core.signals import exit_code_for
@@ -49,7 +50,7 @@ def healed_tags(old: dict[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     if old.get(END_REASON) or old.get(FAILURE):
         out["s2s.previous_end"] = (old.get(END_REASON) or old.get(FAILURE) or "")[:5000]
-    now = tracking.prefect_flow_run_id()
+    now = prefect_flow_run_id()
     before = old.get(FLOW_RUN)
     if now and now != before:
         ids = [x for x in (old.get(FLOW_RUNS) or before or "").split(",") if x]
