@@ -97,6 +97,7 @@ def convert(model_dir: str | Path, cache: str | Path) -> Path:
     Written to a temporary folder and renamed into place: a killed conversion leaves no entry."""
     out = Path(cache) / content_hash(model_dir)[:24]
     if (out / "model.bin").is_file():
+        os.utime(out)  # used now: the newest to keep when the cache is pruned
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
@@ -111,7 +112,29 @@ def convert(model_dir: str | Path, cache: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("converted %s for CTranslate2 (%s)", model_dir, out.name)
+    prune(Path(cache), keep=KEEP, protect=out)
     return out
+
+
+KEEP = 4  # converted models kept per project: the candidate, the champion and the last few
+
+
+def prune(cache: Path, keep: int = KEEP, protect: Path | None = None, stale_s: float = 3600.0) -> list[str]:
+    """Remove all but the ``keep`` most recently used converted models (never ``protect``), and
+    conversions left half-done by a killed process more than ``stale_s`` ago. Returns the names
+    removed. The cache grew by a model's size on every run before (3 MB a run for the tiny one)."""
+    import time
+
+    entries = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")] if cache.is_dir() else []
+    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    doomed = [p for p in entries[keep:] if p != protect]
+    now = time.time()
+    doomed += [p for p in cache.glob(".converting-*") if now - p.stat().st_mtime > stale_s] if cache.is_dir() else []
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    if doomed:
+        logger.info("pruned %d converted model(s) from %s (kept the %d most recently used)", len(doomed), cache, keep)
+    return [p.name for p in doomed]
 
 
 def generation_settings(model_dir: str | Path) -> dict:
