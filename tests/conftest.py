@@ -61,6 +61,22 @@ def dvc_env() -> dict:
     return env
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_with_its_test():
+    """``mlflow.set_tracking_uri`` (the serving tests, in-process CLI calls) writes
+    MLFLOW_TRACKING_URI into this worker's environment; a later test's child `s2s` would inherit
+    it and use another test's store (the store check refuses it by name). Each test leaves the
+    environment as it found it."""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {k: os.environ.get(k) for k in keys}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A tiny project folder; S2S_ROOT points at it for the duration of the test."""

@@ -89,7 +89,10 @@ def _remember(cfg: Config, registry_id: str, how: str) -> None:
     except (OSError, ValueError):
         data = {}
     data[store_key(cfg)] = {"id": registry_id, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "how": how}
-    atomic_write_json(path, data)
+    try:
+        atomic_write_json(path, data)
+    except OSError as exc:  # a read-only project (a serving container): checked, not remembered
+        logger.warning("could not record registry %s in %s (%s): this store is not pinned", registry_id, path, exc)
 
 
 # -- health ------------------------------------------------------------------------------------
