@@ -392,14 +392,7 @@ def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_ne
         finally:
             del os.environ["MLFLOW_TRACKING_URI"]
         flags = ["--set", "register.model_name=headless"]
-        first = subprocess.run(
-            [venv_bin("s2s"), "promote", v1, "--force", "--reason", "t", *flags],
-            cwd=project,
-            env=direct,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        first = run_cli("promote", v1, "--force", "--reason", "t", *flags, cwd=project, env=direct, timeout=120)
         assert first.returncode == 0, first.stdout + first.stderr
         proxy.fault(r"registered-models/set-tag .*s2s\.history\.head", "hang")
         proc = subprocess.Popen(
@@ -416,28 +409,12 @@ def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_ne
         proxy.clear()
         tags = c.get_registered_model("headless").tags
         assert "s2s.history.000002" in tags and tags["s2s.history.head"].startswith("1:")
-        seen = subprocess.run(
-            [venv_bin("s2s"), "history", "--verify", *flags],
-            cwd=project,
-            env=direct,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        seen = run_cli("history", "--verify", *flags, cwd=project, env=direct, timeout=120)
         assert seen.returncode == 0, seen.stdout + seen.stderr
         assert "was written but not its head" in seen.stdout and "does NOT verify" not in seen.stdout
-        back = subprocess.run(
-            [venv_bin("s2s"), "rollback", *flags], cwd=project, env=direct, capture_output=True, text=True, timeout=120
-        )
+        back = run_cli("rollback", *flags, cwd=project, env=direct, timeout=120)
         assert back.returncode == 0, back.stdout + back.stderr
-        after = subprocess.run(
-            [venv_bin("s2s"), "history", "--verify", *flags],
-            cwd=project,
-            env=direct,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        after = run_cli("history", "--verify", *flags, cwd=project, env=direct, timeout=120)
         assert after.returncode == 0 and "note" not in after.stdout, after.stdout
         assert c.get_registered_model("headless").tags["s2s.history.head"].startswith("3:")
     finally:

@@ -55,11 +55,11 @@ def report_error(exc: PipelineError) -> int:
 
 def stage_process(name: str, body: Callable[[Any, argparse.Namespace], Any], argv: list[str] | None = None) -> int:
     """The process frame every ``dvc repro`` stage shares (``python -m tasks.<stage>``, and the
-    guard's ``python -m tasks.core.paths``).
+    guard's ``python -m tasks.guard``).
 
     Flags (``--pipeline``, ``--set``, ``--wait``, ``-v``), logging, signal handling, the
     configuration, and errors turned into one message and an exit status. ``body(cfg, args)`` does
-    the work. The guard (``python -m tasks.core.paths``) is this and nothing more; the six stages
+    the work. The guard (``python -m tasks.guard``) is this and nothing more; the six stages
     run through ``tasks/stage_runner.py``, which adds the project lock, the MLflow run the process
     owns and retries."""
     parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}", description=f"Run the {name} stage.")

@@ -25,12 +25,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tasks.core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from tasks.core.config import Config
+# tasks.core.config.Config: loading a configuration runs this module's check, so config imports
+# this module and this module names the type without importing it (no import circle)
+Config = Any
 
 MARKER = ".s2s-owned"
 MARKER_TEXT = "created by s2s-pipeline; the pipeline may replace or delete this folder\n"
@@ -238,7 +239,7 @@ GUARD_FILE = Path(STATE_DIR) / "guard.json"
 
 
 def write_guard(cfg: Config) -> Path:
-    """Record the checked folders. dvc.yaml's first stage runs this (``python -m tasks.core.paths``),
+    """Record the checked folders. dvc.yaml's first stage runs this (``python -m tasks.guard``),
     so a bad ``paths.*`` edit stops ``dvc repro`` before DVC removes the outputs of any stage."""
     checked = {k: cfg.relative(v) for k, v in output_settings(cfg).items()}
     from tasks.core.project import code_fingerprint, is_checkout
@@ -246,12 +247,3 @@ def write_guard(cfg: Config) -> Path:
     if not is_checkout(cfg.root):  # the code is the installed package: its fingerprint stands for it
         checked["code"] = code_fingerprint()
     return atomic_write_json(cfg.root / GUARD_FILE, checked)
-
-
-if __name__ == "__main__":
-    # The guard stage: no project lock, no MLflow run, only the check and its record. This block is
-    # the script ``python -m tasks.core.paths``, which nothing imports; the module itself is imported
-    # by the configuration the entry point loads, so the entry point is imported here, not above.
-    from tasks.core.entry import stage_process
-
-    raise SystemExit(stage_process("guard", lambda cfg, _args: write_guard(cfg)))

@@ -174,11 +174,9 @@ def not_ours(cfg: Config, why: str, known: dict[str, Any]) -> TrackingError:
     )
 
 
-def check_identity(cfg: Config, c: MlflowClient, was_empty: bool) -> str:
+def check_identity(cfg: Config, c: MlflowClient) -> str:
     """The store's id, after checking it is the project's (a store seen first is adopted)."""
     known = recorded(cfg)
-    if was_empty and known:
-        raise not_ours(cfg, "it is empty (emptied, deleted or replaced)", known)
     found = store_id(c)
     if known and found is None:
         raise not_ours(cfg, "it has no registry id (emptied or replaced)", known)
@@ -352,10 +350,10 @@ def ensure(cfg: Config, make_client) -> None:
         why = sqlite_health(db)
         if why:
             raise corrupt(cfg, why)
-    was_empty = _empty_sqlite(db)
-    if was_empty and recorded(cfg):  # before MLflow opens it, which would create an empty registry
-        raise not_ours(cfg, "it is empty (emptied, deleted or replaced)", recorded(cfg))
-    check_identity(cfg, make_client(), was_empty)
+    known = recorded(cfg)
+    if known and _empty_sqlite(db):  # before MLflow opens it, which would create an empty registry
+        raise not_ours(cfg, "it is empty (emptied, deleted or replaced)", known)
+    check_identity(cfg, make_client())
     if db is not None:
         check_place(cfg)
     _checked.add(uri)
