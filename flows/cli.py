@@ -616,7 +616,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="show every log line live (they always go to the log file under .s2s/logs/)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_pipeline_commands(sub)
+    _add_decision_commands(sub)
+    _add_history_commands(sub)
+    _add_model_commands(sub)
+    return parser
 
+
+def _add_pipeline_commands(sub) -> None:
+    """run, init, deploy, worker, train: start work."""
     run = sub.add_parser("run", help="run a pipeline now (default: the 'default' pipeline)")
     run.add_argument("--force", action="store_true", help="re-run every stage even if dvc.lock says it is current")
     run.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
@@ -659,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
+
+def _add_decision_commands(sub) -> None:
+    """promote, register, evaluate, rollback, approve, data: decide what serves."""
     promote = sub.add_parser("promote", help="promote a registered version by hand (through the gates unless --force)")
     promote.add_argument("version", help="the model version to promote")
     promote.add_argument("--force", action="store_true", help="skip the gates (recorded on the version)")
@@ -714,6 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_add.add_argument("--pipeline", help="only this pipeline (default: every pipeline reading PATH)")
     data_add.set_defaults(func=cmd_data_add)
 
+
+def _add_history_commands(sub) -> None:
+    """history, registry, compare: what the registry holds and how it got there."""
     hist = sub.add_parser("history", help="the champion history: every alias move, what served when and why")
     hist.add_argument("--at", help="what was champion at this time (ISO, UTC unless given), and why")
     hist.add_argument(
@@ -738,6 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(compare)
     compare.set_defaults(func=cmd_compare)
 
+
+def _add_model_commands(sub) -> None:
+    """predict, serve: use a registered model."""
     predict = sub.add_parser("predict", help="generate with a registered model (the champion by default)")
     predict.add_argument("text", nargs="*", help="input texts (read from stdin, one per line, if none)")
     predict.add_argument("--model", help="registered model name (default: the pipeline's model_name)")
@@ -780,7 +797,6 @@ def build_parser() -> argparse.ArgumentParser:
         )
     add_config_flags(serve)
     serve.set_defaults(func=cmd_serve)
-    return parser
 
 
 # `s2s serve` flags over the params.yaml `serve` section (tasks/serving/http_server.Limits)
