@@ -73,10 +73,17 @@ def _record_path(cfg: Config) -> Path:
 
 def recorded(cfg: Config) -> dict[str, Any] | None:
     """What the project recorded about the configured store (its id, since when), or None."""
+    path = _record_path(cfg)
     try:
-        data = json.loads(_record_path(cfg).read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:  # unreadable is not "no registry recorded": that would adopt any store
+        raise TrackingError(
+            f"{path} (which registry this project uses) cannot be read: {exc}. Restore it, or delete it "
+            "and run `s2s registry adopt` to record the store configured now",
+            transient=False,
+        ) from None
     entry = data.get(store_key(cfg)) if isinstance(data, dict) else None
     return entry if isinstance(entry, dict) and entry.get("id") else None
 
