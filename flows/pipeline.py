@@ -23,6 +23,7 @@ from flows.stages import for_pipeline, promote_version_task
 from flows.summary import RunSummary, stage_figure
 from tasks import promote as promote_stage
 from tasks import register as register_stage
+from tasks import train as train_stage
 from tasks.core import locks, logs, notify, signals
 from tasks.core.config import Config, load_config
 from tasks.core.errors import ValidationFailed
@@ -61,9 +62,11 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
         write_guard(cfg)
         cache.record("guard")
 
-    def stage(name: str, cached, *args, still=None):
+    def stage(name: str, cached, *args, still=None, finished=None):
         """Run stage ``name``, or reuse its recorded result when DVC says its inputs did not
-        change and ``still(result)`` confirms the tracking store holds what it names."""
+        change and ``still(result)`` confirms the tracking store holds what it names, or keep the
+        result ``finished()`` finds: the stage completed for these inputs, but the run that ran it
+        was stopped before recording it (not with --force)."""
         number = f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}"
         signals.check()  # a stop that arrived since the last stage, even one whose exception was lost
         if cache.up_to_date(name):
@@ -73,6 +76,10 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
                 skipped.append(name)
                 return result
             logs.progress("%s: its recorded result names what the tracking store no longer holds: running it", number)
+        if finished is not None and not force and (result := finished()) is not None:
+            logs.progress("%s: finished for these settings and data before its run was stopped: kept", number)
+            cache.record(name)
+            return result
         start = time.perf_counter()
         logs.adopt_libraries()  # what the previous stage imported (transformers...) logs through ours
         logs.progress("%s: running", number)
@@ -99,6 +106,7 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
             ingested,
             run,
             still=lambda r: tracking.run_exists(cfg, r.run_id),
+            finished=lambda: train_stage.finished_unrecorded(cfg, ingested),
         )
         run.continue_run(trained.run_id)  # later stages log to the training's run, cached or not
         if trained.resumed_flow_run and "train" not in skipped:

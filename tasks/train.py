@@ -35,6 +35,7 @@ from tasks.tracking.run import RunHandle, log_validation
 
 logger = logging.getLogger(__name__)
 
+KEPT = "its finished model"  # TrainResult.resumed_from of a finished training kept after a kill
 RUN_META = "s2s_run.json"  # beside the checkpoints: which settings + data + MLflow run they belong to
 # what a checkpoint needs before it can be resumed from; trainer_state.json is written last
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
@@ -92,6 +93,41 @@ def last_complete_checkpoint(folder: Path, clean: bool = True) -> Path | None:
             logger.warning("removing incomplete checkpoint %s (interrupted while it was written)", ckpt)
             paths.remove_inside(folder, ckpt)
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def fingerprint_of(cfg: Config, ingested: IngestResult) -> str:
+    """The settings and the data a training is for: what its checkpoints and its result carry."""
+    return f"{cfg.params_hash()}:{ingested.data_version}"
+
+
+def finished_unrecorded(cfg: Config, ingested: IngestResult) -> TrainResult | None:
+    """A training that finished for these very settings and data, whose pipeline was stopped
+    (kill -9, power loss) before it recorded the stage: kept, not redone. None when there is none,
+    its model is not all there, or its MLflow run finished (a pipeline that completed: whether to
+    train again is then the stage cache's and the retrain rules' call)."""
+    from tasks.tracking import client as tracking
+    from tasks.tracking.run import FLOW_RUN
+
+    reports = cfg.path("reports")
+    if not (reports / TrainResult.FILE).is_file():
+        return None
+    try:
+        result = TrainResult.load(reports)
+    except DataError:
+        return None
+    model = cfg.resolve(result.model_dir)
+    if result.fingerprint != fingerprint_of(cfg, ingested) or not result.run_id:
+        return None
+    if not (model / "config.json").is_file() or not any(model.glob("*.safetensors")):
+        return None
+    if not tracking.run_exists(cfg, result.run_id):
+        return None
+    run = tracking.client(cfg).get_run(result.run_id)
+    if run.info.status == "FINISHED":
+        return None
+    result.resumed_from = KEPT
+    result.resumed_flow_run = (run.data.tags or {}).get(FLOW_RUN, "")
+    return result
 
 
 def resume_point(cfg: Config, fingerprint: str, clean: bool = True) -> tuple[Path | None, str | None]:
@@ -463,7 +499,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         logger.warning("no validation rows: evaluation, early stopping and best-model selection are off")
 
     ckpt_dir = cfg.path("checkpoints")
-    fingerprint = f"{cfg.params_hash()}:{ingested.data_version}"
+    fingerprint = fingerprint_of(cfg, ingested)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * t.gradient_accumulation * world)))
     args = training_arguments(cfg, runtime, steps_per_epoch, ckpt_dir, has_eval=valid_ds is not None)
@@ -566,6 +602,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         metrics=metrics,
         resumed_from=resume_from.name if resume_from is not None else "",
         resumed_flow_run=(run.previous_flow_run or "") if resume_from is not None else "",
+        fingerprint=fingerprint,
     )
     result.save(cfg.path("reports"))
     paths.remove_owned(ckpt_dir)  # finished and recorded: a re-run starts fresh

@@ -59,3 +59,41 @@ def test_a_run_killed_in_training_is_healed_without_debris(tmp_path, prefect_ser
         (t.name, t.state.type) for t in tasks
     ]
     assert new.state.type == StateType.COMPLETED
+
+
+def test_a_training_finished_when_the_run_was_killed_is_kept_not_redone(tmp_path):
+    """kill -9 right after the training saved its result, before the flow recorded the stage in
+    dvc.lock: the next run keeps that model (same settings and data) and trains nothing."""
+    import time
+
+    import yaml
+
+    root = make_clone(tmp_path / "proj")
+    cfg = load_config(root=root)
+    result = root / "reports" / "training.json"
+
+    def recorded_train():
+        lock = root / "dvc.lock"
+        return (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get("train") if lock.is_file() else None
+
+    lock_before = recorded_train()
+    proc, log = start_run(root)
+    deadline = time.monotonic() + 600
+    while not result.is_file():  # polled tightly: the window before dvc.lock records it is short
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "timed out waiting for the training to finish"
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert recorded_train() == lock_before, "the kill came after the stage was recorded: not the window under test"
+    trained_in = __import__("json").loads(result.read_text())["run_id"]
+
+    again = run_cli("run", cwd=root, env={"S2S_ROOT": str(root)}, timeout=900)
+    out = again.stdout + again.stderr
+    assert again.returncode in (0, 3), out[-3000:]
+    assert "train: finished for these settings and data before its run was stopped: kept" in out, out[-3000:]
+    assert "train: running" not in out, out[-3000:]
+    assert "training resumed from its finished model" in again.stdout
+    (run,) = runs(cfg)  # no second training run
+    assert run.info.run_id == trained_in and run.info.status == "FINISHED"
+    assert recorded_train() not in (None, lock_before)  # now recorded

@@ -78,6 +78,7 @@ class TrainResult(StageResult):
     metrics: dict[str, float] = field(default_factory=dict)
     resumed_from: str = ""  # the checkpoint a killed training went on from
     resumed_flow_run: str = ""  # the flow run that was training before (closed by the flow)
+    fingerprint: str = ""  # the settings and data it was trained on (train.fingerprint)
 
 
 @dataclass
