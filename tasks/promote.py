@@ -221,9 +221,9 @@ def _record(
     basis: str,
     extra: dict[str, str] | None = None,
 ) -> None:
-    """The decision, its reasons and the champion before, on the version: written before any alias moves."""
+    """The reasons and the champion before, on the version: written before any alias moves. The
+    decision itself is written with the alias change (``_apply``), so it is never said without it."""
     tags = {
-        "promotion.decision": "promoted" if decision.promote else "rejected",
         "promotion.reasons": "; ".join(decision.reasons)[:5000],
         "promotion.champion_before": previous or "none",
         "promotion.compared_on": basis,
@@ -274,6 +274,7 @@ def _apply(
             op, version, previous, "promoted" if decision.promote else "rejected", decision.reasons, intervals, basis
         ),
         lock,
+        tags={version: {"promotion.decision": "promoted" if decision.promote else "rejected"}},
     )
     return PromoteResult(
         model_name=name,
@@ -335,7 +336,6 @@ def _await(
         basis,
         {
             **extra,
-            "promotion.decision": "awaiting_approval",
             "promotion.flow_run": flow_run,
             "promotion.prefect_api": _prefect_api(),
             "promotion.pipeline": cfg.pipeline,
@@ -350,6 +350,7 @@ def _await(
         {PENDING_APPROVAL: version},
         _history_record("await", version, previous, "awaiting approval", reasons, intervals, basis),
         lock,
+        tags={version: {"promotion.decision": "awaiting_approval"}},
     )
     return PromoteResult(
         model_name=name,

@@ -477,11 +477,54 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
 
         with owned(cfg) as owner:
             return train(cfg, ingested, owner.run(ingested.data_version))
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
-
-    logs.adopt_libraries()  # transformers, imported just now, logs through the project's handlers
+    logs.adopt_libraries()  # transformers, imported by the stage, logs through the project's handlers
     started = time.perf_counter()
     main = is_main_process()
+    tokenizer, train_ds, valid_ds = _datasets(cfg, ingested)
+    runtime = Runtime.resolve(cfg.train.mixed_precision, cfg.train.quantization)
+    fingerprint = fingerprint_of(cfg, ingested)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    t = cfg.train
+    steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * t.gradient_accumulation * world)))
+    args = training_arguments(cfg, runtime, steps_per_epoch, cfg.path("checkpoints"), has_eval=valid_ds is not None)
+    with args.main_process_first(desc="checkpoints"):  # rank 0 cleans up first; then every rank reads
+        resume_from, run_id = resume_point(cfg, fingerprint, clean=main)
+    with args.main_process_first(desc="base model"):  # rank 0 writes it, the others then read it
+        model = _model(cfg, tokenizer, runtime, main)
+    if resume_from is not None:
+        _announce_resume(cfg, resume_from)
+    if main:
+        _open_record(cfg, ingested, run, runtime, world, (resume_from, run_id), fingerprint)
+    trainer = _trainer(cfg, model, args, tokenizer, (train_ds, valid_ds), runtime, run if main else None)
+    monitor = _system_metrics(cfg, run.run_id) if main else None
+    try:  # checkpoints stay on every way out but success: the next run resumes from them
+        with signals.graceful():  # SIGTERM / Ctrl-C: checkpoint, stop, then raise Interrupted
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        if monitor is not None:
+            monitor.finish()
+    if not main:  # other ranks are done: rank 0 writes the outputs
+        return TrainResult(
+            model_dir=cfg.relative(cfg.path("model")),
+            run_id="",
+            data_version=ingested.data_version,
+            base_model=t.model,
+            metrics={},
+        )
+    result = _close_record(cfg, ingested, trainer, tokenizer, runtime, output, run, resume_from, fingerprint)
+    logger.info(
+        "train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
+        output.global_step,
+        time.perf_counter() - started,
+        result.metrics["train_tokens_per_s"],
+        result.metrics["train_loss_final"],
+        result.model_dir,
+    )
+    return result
+
+
+def _datasets(cfg: Config, ingested: IngestResult):
+    """(tokenizer, tokenized train split, tokenized validation split or None)."""
     t = cfg.train
     train_df = load_split(ingested, "train", columns=["text", "target"])
     if t.max_train_samples:
@@ -491,57 +534,59 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
     if not (tok_dir / "tokenizer_config.json").exists():
         raise DataError(f"{tok_dir} is missing: run the validate stage first (it prepares the tokenizer)")
     tokenizer = modeling.load_tokenizer(str(tok_dir))
-
-    runtime = Runtime.resolve(t.mixed_precision, t.quantization)
     train_ds = tokenize(train_df, tokenizer, t.max_seq_length, t.max_target_length)
     valid_ds = tokenize(valid_df, tokenizer, t.max_seq_length, t.max_target_length) if len(valid_df) else None
     if valid_ds is None and t.eval_strategy != "no":
         logger.warning("no validation rows: evaluation, early stopping and best-model selection are off")
+    return tokenizer, train_ds, valid_ds
 
-    ckpt_dir = cfg.path("checkpoints")
-    fingerprint = fingerprint_of(cfg, ingested)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * t.gradient_accumulation * world)))
-    args = training_arguments(cfg, runtime, steps_per_epoch, ckpt_dir, has_eval=valid_ds is not None)
-    with args.main_process_first(desc="checkpoints"):  # rank 0 cleans up first; then every rank reads
-        resume_from, run_id = resume_point(cfg, fingerprint, clean=main)
 
+def _model(cfg: Config, tokenizer, runtime: Runtime, main: bool):
+    """The base model, checked against the runtime and the tokenizer, frozen and wrapped as set."""
     quant = quantization_config(cfg, runtime)
-    with args.main_process_first(desc="base model"):  # rank 0 writes it, the others then read it
-        model = modeling.load_base_model(
-            cfg, tokenizer, write=main, **({"quantization_config": quant} if quant else {})
-        )
+    model = modeling.load_base_model(cfg, tokenizer, write=main, **({"quantization_config": quant} if quant else {}))
     runtime.check_model(model.config.model_type)
     modeling.check_compatible(model, tokenizer)
     freeze(model, cfg)
-    if t.peft:
-        model = apply_peft(model, cfg)
+    return apply_peft(model, cfg) if cfg.train.peft else model
 
-    if resume_from is not None:
-        logs.progress("train: resuming %s from %s", cfg.pipeline, resume_from)
-        logs.explain_once(
-            "transformers.trainer",
-            "There were missing keys in the checkpoint model loaded",
-            "resuming: the tied embedding weights are not stored twice in a checkpoint; they are restored "
-            "from the weight they are tied to (transformers reports them as 'missing keys')",
-        )
-    if main:
-        if not (run_id and resume_from and run.adopt(run_id, {"resumed_from": resume_from.name})):
-            log_inputs(cfg, ingested, run)
-        run.set_tags({"device": f"{runtime.device}x{runtime.n_devices * world}/{runtime.precision}"})
-        paths.mark(ckpt_dir)
-        paths.atomic_write_json(ckpt_dir / RUN_META, {"fingerprint": fingerprint, "run_id": run.run_id})
 
-    mlflow_cb, speed_cb, stop_cb = callbacks(cfg, run if main else None)
+def _announce_resume(cfg: Config, resume_from: Path) -> None:
+    logs.progress("train: resuming %s from %s", cfg.pipeline, resume_from)
+    logs.explain_once(
+        "transformers.trainer",
+        "There were missing keys in the checkpoint model loaded",
+        "resuming: the tied embedding weights are not stored twice in a checkpoint; they are restored "
+        "from the weight they are tied to (transformers reports them as 'missing keys')",
+    )
+
+
+def _open_record(cfg: Config, ingested, run: RunHandle, runtime: Runtime, world: int, resume, fingerprint: str):
+    """The run's inputs (or the resumed run adopted), its device, and which run the checkpoints
+    about to be written belong to."""
+    resume_from, run_id = resume
+    if not (run_id and resume_from and run.adopt(run_id, {"resumed_from": resume_from.name})):
+        log_inputs(cfg, ingested, run)
+    run.set_tags({"device": f"{runtime.device}x{runtime.n_devices * world}/{runtime.precision}"})
+    ckpt_dir = cfg.path("checkpoints")
+    paths.mark(ckpt_dir)
+    paths.atomic_write_json(ckpt_dir / RUN_META, {"fingerprint": fingerprint, "run_id": run.run_id})
+
+
+def _trainer(cfg: Config, model, args, tokenizer, splits, runtime: Runtime, run: RunHandle | None):
+    """The Seq2SeqTrainer with the project's callbacks (``run`` None on ranks other than 0)."""
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, PrinterCallback
+
+    t = cfg.train
+    train_ds, valid_ds = splits
     extra = []
-    if t.tensorboard and main:  # AutoTrain's `log: tensorboard`: event files too; MLflow stays the record
+    if t.tensorboard and run is not None:  # AutoTrain's `log: tensorboard`: event files too; MLflow stays the record
         from tensorboardX import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         extra.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(cfg.path("reports") / "tensorboard"))))
     if valid_ds is not None and t.eval_strategy != "no" and t.early_stopping_patience > 0:
         extra.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
-    generating = args.predict_with_generate
     trainer = trainer_class(t.length_grouping)(
         model=model,
         args=args,
@@ -552,31 +597,21 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
             tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=8 if runtime.device == "cuda" else None
         ),
         processing_class=tokenizer,
-        compute_metrics=compute_scores(cfg, tokenizer) if generating else None,
-        callbacks=[mlflow_cb, speed_cb, stop_cb, *extra],
+        compute_metrics=compute_scores(cfg, tokenizer) if args.predict_with_generate else None,
+        callbacks=[*callbacks(cfg, run), *extra],
     )
     trainer.remove_callback(PrinterCallback)  # prints every log dict: the log file has them (TrainingBar)
-    monitor = _system_metrics(cfg, run.run_id) if main else None
-    try:  # checkpoints stay on every way out but success: the next run resumes from them
-        with signals.graceful():  # SIGTERM / Ctrl-C: checkpoint, stop, then raise Interrupted
-            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    finally:
-        if monitor is not None:
-            monitor.finish()
+    return trainer
 
-    if not main:  # other ranks are done: rank 0 writes the outputs
-        return TrainResult(
-            model_dir=cfg.relative(cfg.path("model")),
-            run_id="",
-            data_version=ingested.data_version,
-            base_model=t.model,
-            metrics={},
-        )
+
+def _close_record(cfg: Config, ingested, trainer, tokenizer, runtime: Runtime, output, run, resume_from, fingerprint):
+    """Save the model, log the run's final figures, curves and data profile, and write the
+    stage's result; the checkpoints then go (a re-run starts fresh)."""
     out = save_final(cfg, trainer, tokenizer, runtime)
     runtime_s = float(output.metrics.get("train_runtime", 0.0)) or 1e-9
     tokens = float(trainer.state.num_input_tokens_seen or 0)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    metrics = {
+    figures = {
         "train_loss_final": float(output.training_loss),
         "train_steps": float(output.global_step),
         "train_runtime_s": runtime_s,
@@ -584,13 +619,13 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         "n_parameters": float(n_params),
     }
     if (u := mfu(runtime, n_params, tokens / runtime_s)) is not None:
-        metrics["train_mfu"] = u
+        figures["train_mfu"] = u
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     if evals:
-        metrics["eval_loss_final"] = float(evals[-1]["eval_loss"])
+        figures["eval_loss_final"] = float(evals[-1]["eval_loss"])
     if trainer.state.best_model_checkpoint:
-        metrics["best_step"] = float(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1])
-    run.log_metrics(metrics, step=output.global_step)
+        figures["best_step"] = float(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1])
+    run.log_metrics(figures, step=output.global_step)
     write_curves(cfg, trainer.state.log_history, run)
     log_data_profile(cfg, ingested, tokenizer, run)  # what a later drift check compares with
     run.flush()  # every buffered step metric is in before training counts as done
@@ -598,22 +633,14 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
         model_dir=cfg.relative(out),
         run_id=run.run_id,
         data_version=ingested.data_version,
-        base_model=t.model,
-        metrics=metrics,
+        base_model=cfg.train.model,
+        metrics=figures,
         resumed_from=resume_from.name if resume_from is not None else "",
         resumed_flow_run=(run.previous_flow_run or "") if resume_from is not None else "",
         fingerprint=fingerprint,
     )
     result.save(cfg.path("reports"))
-    paths.remove_owned(ckpt_dir)  # finished and recorded: a re-run starts fresh
-    logger.info(
-        "train: %d steps in %.1fs (%.0f tokens/s), final loss %.3f, model at %s",
-        output.global_step,
-        time.perf_counter() - started,
-        metrics["train_tokens_per_s"],
-        metrics["train_loss_final"],
-        out,
-    )
+    paths.remove_owned(cfg.path("checkpoints"))  # finished and recorded: a re-run starts fresh
     return result
 
 

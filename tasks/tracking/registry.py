@@ -256,15 +256,19 @@ def move_aliases(
     record: dict[str, Any],
     lock,
     on_done: Callable[[dict], None] | None = None,
+    tags: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Apply ``changes`` (alias -> version, None removes) atomically with respect to crashes:
-    intent first, then the aliases in order, then the intent cleared. ``record`` says why (it
-    travels with the intent, for whoever finishes the change)."""
+    intent first, then the aliases in order, then ``tags`` (version -> tags that say the change
+    happened, e.g. the decision), then the intent cleared. ``record`` says why (it travels with
+    the intent, for whoever finishes the change)."""
     import uuid
 
     c = tracking.client(cfg)
     record = {"who": history.who(), "flow_run_id": prefect_flow_run_id() or "", **record}
     intent = {"id": uuid.uuid4().hex, "changes": changes, "record": record, "written": time.time()}
+    if tags:
+        intent["tags"] = tags
     lock.verify()
     reads.call(cfg, lambda: c.set_registered_model_tag(name, PENDING, json.dumps(intent)), "recording the alias change")
     _finish(cfg, name, intent, lock, on_done)
@@ -273,6 +277,12 @@ def move_aliases(
 def _finish(cfg: Config, name: str, intent: dict, lock, on_done) -> None:
     c = tracking.client(cfg)
     _apply(cfg, name, intent["changes"], lock)
+    for version, tags in (intent.get("tags") or {}).items():  # said only once the aliases moved
+        for k, v in tags.items():
+            lock.verify()
+            reads.call(
+                cfg, lambda v_=version, k=k, v=v: c.set_model_version_tag(name, v_, k, v), "recording the decision"
+            )
     history.append(cfg, name, intent, lock)  # once per intent, also when recover() finishes it
     if on_done is not None:
         on_done(intent)
