@@ -4,11 +4,12 @@ starts in a fraction of a second."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from tasks.core.entry import add_config_flags, report_error, setup_logging
-from tasks.core.errors import PipelineError
+from tasks.core.errors import PipelineError, storage_failure
 
 
 def _prepare_env() -> None:
@@ -828,6 +829,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         code = signals.exit_code_for(exc)
         if code is None:
+            if (storage := storage_failure(exc)) is not None:  # not a bug: one message, the trace in the log
+                logging.getLogger(__name__).info("the failed write", exc_info=exc)  # file only
+                return report_error(storage)
             raise
         # stopped on request: everything was released on the way out. Exit now, without the
         # interpreter's shutdown hooks, which could wait on a Prefect server that is gone.

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tasks.core.errors import PipelineError
+from tasks.core.errors import PipelineError, storage_failure
 
 
 def setup_logging(command: str = "run", verbose: bool = False, streams: bool = True) -> None:
@@ -82,6 +82,8 @@ def stage_process(name: str, body: Callable[[Any, argparse.Namespace], Any], arg
     except BaseException as exc:
         code = signals.exit_code_for(exc)
         if code is None:
+            if (storage := storage_failure(exc)) is not None:
+                return report_error(storage)
             raise
         print(f"{name}: {exc or 'interrupted'}; nothing half-written was kept", file=sys.stderr)
         return code

@@ -1,7 +1,8 @@
 """Errors a user can cause and fix. Each message says what was found and what to change.
 
 Entry points (the CLI, ``python -m tasks.<stage>``) print these as one readable message and exit
-non-zero; anything else is a bug and keeps its traceback.
+non-zero; so does a write that failed for lack of room (``storage_failure``); anything else is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -40,3 +41,53 @@ class TrackingError(PipelineError):
     def __init__(self, message: str, transient: bool = False):
         super().__init__(message)
         self.transient = transient
+
+
+class StorageError(PipelineError):
+    """A write failed for lack of room: the disk is full, a quota is used up, or the process's
+    file size limit (``ulimit -f``) was reached."""
+
+
+# what torch and safetensors say when their writer hits a full disk or a size limit (a C++
+# stream error, not an OSError, so its errno is lost)
+_WRITER_FAILURES = ("iostream error", "unexpected pos", "failed writing file", "PytorchStreamWriter", "No space left")
+
+
+def storage_failure(exc: BaseException, root=None) -> StorageError | None:
+    """The storage fault behind ``exc`` (anywhere in its chain) as one message naming the cause
+    and the fix, or None when it is not one. ``root``: the folder whose disk to measure."""
+    import errno
+    import os
+    import resource
+    import shutil
+
+    seen, at, chain = set(), exc, []
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        chain.append(at)
+        at = at.__cause__ or at.__context__
+    codes = {getattr(e, "errno", None) for e in chain if isinstance(e, OSError)}
+    writer = any(isinstance(e, RuntimeError) and any(m in str(e) for m in _WRITER_FAILURES) for e in chain)
+    if not (codes & {errno.ENOSPC, errno.EDQUOT, errno.EFBIG} or writer):
+        return None
+    where = str(root or os.getcwd())
+    named = next((e.filename for e in chain if isinstance(e, OSError) and getattr(e, "filename", None)), None)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if errno.EFBIG in codes or (limit != resource.RLIM_INFINITY and errno.ENOSPC not in codes):
+        cause = f"a file reached this process's file size limit (ulimit -f: {limit} bytes)"
+        fix = "raise the limit (ulimit -f unlimited)"
+    elif errno.EDQUOT in codes:
+        cause = "the disk quota is used up"
+        fix = "free space within the quota"
+    else:
+        cause = "the disk is full" + (f" ({free / 1e6:.0f} MB free on the file system of {where})" if free else "")
+        fix = "free space (or point paths.* in params.yaml at a larger disk)"
+    first = str(chain[-1]).strip().splitlines()[0][:200] if str(chain[-1]).strip() else type(chain[-1]).__name__
+    return StorageError(
+        f"writing {named or 'a file'} failed: {cause} ({first}); {fix}, then run again: "
+        "a training goes on from its last complete checkpoint"
+    )
