@@ -33,6 +33,7 @@ from tasks.core.errors import DataError, ValidationFailed
 from tasks.core.results import SPLITS, VALIDATION_DOCS, VALIDATION_REPORT, IngestResult, load_split
 from tasks.data.text import blank_mask
 from tasks.modeling import models as modeling
+from tasks.modeling.runtime import T5_FAMILY
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ REPORT, DOCS = VALIDATION_REPORT, VALIDATION_DOCS
 EXAMPLES = 5  # offending rows shown per failed check
 # C0 controls except tab/newline/carriage return, DEL, and U+FFFD (what a wrong decoding leaves)
 CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
-T5_FAMILY = ("t5", "mt5", "umt5", "longt5")
 
 
 @dataclass
