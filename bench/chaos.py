@@ -41,10 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from tasks.core.results import STAGES as RESULT_STAGES
 from tests.projects import make_clone
 from tests.services import MlflowServer, alive, bin_path, children
 
-STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
+STAGES = list(RESULT_STAGES)
 SMALL = {
     "train": {
         "max_steps": 60,

@@ -24,18 +24,16 @@ from flows.summary import RunSummary, stage_figure
 from tasks import promote as promote_stage
 from tasks import register as register_stage
 from tasks import train as train_stage
-from tasks.core import locks, logs, notify, signals
+from tasks.core import locks, logs, notify, results, signals
 from tasks.core.config import Config, load_config
 from tasks.core.errors import ValidationFailed
 from tasks.core.paths import write_guard
-from tasks.core.results import EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
+from tasks.core.results import STAGES, EvaluateResult, IngestResult, PromoteResult, RegisterResult, TrainResult
 from tasks.core.secrets import install_redaction, load_secret_blocks
 from tasks.tracking import client as tracking
 from tasks.tracking import reads
 from tasks.tracking import retrain as retraining
 from tasks.tracking.run import RunOwner, log_validation, owned
-
-STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")
 
 
 def run_stages(cfg: Config, force: bool = False) -> RunSummary:
@@ -80,6 +78,7 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
             logs.progress("%s: finished for these settings and data before its run was stopped: kept", number)
             cache.record(name)
             return result
+        results.clear_after(reports, name)  # what follows is decided again, or not at all
         start = time.perf_counter()
         logs.adopt_libraries()  # what the previous stage imported (transformers...) logs through ours
         logs.progress("%s: running", number)

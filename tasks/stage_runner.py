@@ -48,6 +48,9 @@ def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None
                     return run(cfg, owner)
 
             signals.check()
+            from tasks.core.results import clear_after
+
+            clear_after(cfg.path("reports"), name)  # the later decisions are made again, or not at all
             retry.call(attempt, retry_delays(cfg), f"the {name} stage")
             signals.check()  # a stop whose exception was lost (tasks/core/signals.py): not a success
 

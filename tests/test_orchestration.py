@@ -254,3 +254,22 @@ def test_lineage_in_mlflows_own_views(clone, flowed_clone, tmp_path):
     text = re.sub(r"<[^>]+>", " ", model_page)
     assert "rougeL" in text and "test" in text, text[:3000]
     assert summary.data_version[:8] in run_page or "train" in re.sub(r"<[^>]+>", " ", run_page)
+
+
+def test_a_failed_run_leaves_no_earlier_decision_that_reads_as_its_own(clone):
+    """Rejected data after a completed run: the evaluation, registration and promotion results of
+    the run before are gone (the registry and `s2s history` keep what was decided); the training
+    result stays (its stage is not what failed). Last in the module: it changes the shared clone."""
+    from flows.pipeline import training_pipeline
+    from tasks.core.errors import ValidationFailed
+    from tasks.core.results import DECISIONS, TrainResult
+
+    reports = clone / "reports"
+    assert all((reports / r.FILE).is_file() for r in DECISIONS)
+    rows = ["text,target"] + [f"report {i} on the weather in Lyon,summary {i}" for i in range(100)]
+    rows[7] = "a report whose summary is missing,"
+    (clone / "data" / "bad.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValidationFailed):
+        training_pipeline(overrides=["ingest.source=data/bad.csv"])
+    assert [r.FILE for r in DECISIONS if (reports / r.FILE).exists()] == []
+    assert (reports / TrainResult.FILE).is_file()

@@ -644,7 +644,9 @@ class Config:
             else:
                 out[prefix] = "" if value is None else str(value)
 
-        for name in ("ingest", "validate", "train", "evaluate", "register", "promote"):
+        from tasks.core.results import STAGES
+
+        for name in STAGES:  # the params.yaml sections that shape a model, one per stage
             walk(name, self.raw.get(name, {}))
         return out
 

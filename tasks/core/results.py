@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from tasks.core.errors import DataError
 
 SPLITS = ("train", "validation", "test")
+STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")  # in the order they run
 VALIDATION_REPORT = "validation.json"  # under paths.reports, with the GX Data Docs beside it
 VALIDATION_DOCS = "validation_docs"
 T = TypeVar("T", bound="StageResult")
@@ -132,3 +133,21 @@ def load_split(ingested: IngestResult, name: str, columns: list[str] | None = No
     # the manifest lives beside the splits: where it was read from (or written to) is where they are
     folder = getattr(ingested, "_folder", None) or Path(ingested.data_dir)
     return pd.read_parquet(Path(folder) / ingested.splits[name], columns=columns)
+
+
+# the decisions a later stage writes about the model: gone once an earlier stage runs again, so a
+# run that fails or is killed before them leaves no earlier run's decision that reads as its own
+DECISIONS = (EvaluateResult, RegisterResult, PromoteResult)
+
+
+def clear_after(reports: Path, stage: str) -> list[str]:
+    """Remove the results of the decision stages after ``stage`` (the stage about to run);
+    returns the file names removed."""
+    later = [r for r in DECISIONS if STAGES.index(r.STAGE) > STAGES.index(stage)]
+    removed = []
+    for result in later:
+        path = reports / result.FILE
+        if path.is_file():
+            path.unlink()
+            removed.append(result.FILE)
+    return removed
