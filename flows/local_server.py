@@ -44,7 +44,15 @@ class TemporaryServer:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/api"
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **PRIVATE_SETTINGS}
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # the API address its /ui-settings hands a UI: by default PREFECT_API_URL, else the
+            # default port 4200 (uvicorn's --port is not a Prefect setting), never this port
+            "PREFECT_SERVER_UI_API_URL": self.url,
+            **PRIVATE_SETTINGS,
+        }
         self.proc = subprocess.Popen(
             [
                 sys.executable,

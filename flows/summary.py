@@ -138,9 +138,16 @@ class RunSummary:
         return self.wall_seconds if self.wall_seconds is not None else sum(self.stage_seconds.values())
 
     def ui_command(self) -> str:
+        """How to look at this version in the MLflow UI, the UI in model-training mode."""
+        from tasks.tracking import lineage
+
+        page = lineage.model_page(self.model_name, self.version)
         if self.tracking_uri.startswith(("http://", "https://")):
-            return f"open {self.tracking_uri}"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1 --port 5000"
+            return f"open {self.tracking_uri.rstrip('/')}/#/{page}"
+        return (
+            f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1 --port 5000, "
+            f"then open http://127.0.0.1:5000/#/{page}"
+        )
 
     def _read_back(self) -> str:
         if self.alias_now is None:

@@ -136,8 +136,8 @@ model.predict(["your input text"])
 """
 
 
-def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], card: str = ""):
-    """Save the pyfunc wrapper around ``model_dir`` and log it as a LoggedModel of ``run_id``.
+def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], card: str = "", name: str = "model"):
+    """Save the pyfunc wrapper around ``model_dir`` and log it as a LoggedModel ``name`` of ``run_id``.
 
     The client-side equivalent of ``mlflow.pyfunc.log_model``, which only works through the
     process-global fluent state. Returns the LoggedModel.
@@ -149,7 +149,7 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], ca
     c = tracking.client(cfg)
     logged = c.create_logged_model(
         tracking.experiment_id(cfg, c),
-        name="model",
+        name=name,
         source_run_id=run_id,
         model_type="seq2seq",
     )
@@ -261,7 +261,17 @@ def _new_version(
     examples = [t.removeprefix(cfg.ingest.source_prefix) for t in load_split(ingested, evaluated.split)["text"][:2]]
     exported = exported_model(cfg, trained)
     card = model_card(cfg, trained, evaluated, ingested, exported)
-    logged = reads.call(cfg, lambda: log_pyfunc(cfg, trained.run_id, exported, examples, card), "logging the model")
+    # named after the version it becomes: the next number, as registrations of this model are
+    # serialized by its lock (a version deleted at the top, or one registered without the lock,
+    # shifts it: then the mlflow.modelVersions tag set below is what links the two)
+    expected = next_version(cfg, c, name)
+    logged = reads.call(
+        cfg,
+        lambda: log_pyfunc(
+            cfg, trained.run_id, exported, examples, card, name=lineage.logged_model_name(name, expected)
+        ),
+        "logging the model",
+    )
     linked = lineage.model_metrics(evaluated.metrics, logged.model_id, trained.run_id, ingested.data_version, "test")
     reads.call(  # the model page shows them as metrics, measured on the test dataset
         cfg, lambda: c.log_batch(trained.run_id, metrics=linked), "logging the model's metrics"
@@ -279,7 +289,35 @@ def _new_version(
         ),
         f"creating a version of {name!r}",
     )
-    return str(mv.version)
+    version = str(mv.version)
+    if version != expected:
+        logger.warning("register: logged model %s became %s version %s", logged.name, name, version)
+    link_logged_model(cfg, c, logged.model_id, name, version)
+    return version
+
+
+def next_version(cfg: Config, c, name: str) -> str:
+    """The number the next version of ``name`` gets when nothing else registers meanwhile."""
+    latest = reads.call(
+        cfg,
+        lambda: c.search_model_versions(f"name='{name}'", max_results=1, order_by=["version_number DESC"]),
+        f"reading the latest version of {name!r}",
+    )
+    return str(int(latest[0].version) + 1 if latest else 1)
+
+
+def link_logged_model(cfg: Config, c, model_id: str, name: str, version: str) -> None:
+    """Tag the LoggedModel with the registered version it is (``mlflow.modelVersions``, the
+    experiment's Models list shows it), unless the tracking server already did."""
+    model = reads.call(cfg, lambda: c.get_logged_model(model_id), "reading the logged model")
+    existing = (model.tags or {}).get(lineage.MODEL_VERSIONS_TAG)
+    value = lineage.model_versions_tag(existing, name, version)
+    if value != existing:
+        reads.call(
+            cfg,
+            lambda: c.set_logged_model_tags(model_id, {lineage.MODEL_VERSIONS_TAG: value}),
+            "linking the logged model to its version",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

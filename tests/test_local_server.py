@@ -47,3 +47,19 @@ def test_a_flow_runs_against_the_temporary_server(tmp_path, monkeypatch):
     finally:
         server.stop()
     assert server.proc.poll() is not None
+
+
+def test_the_temporary_server_tells_a_ui_its_own_address(tmp_path, monkeypatch):
+    """/ui-settings is what Prefect's UI reads for the API address; on any port it is this server's."""
+    import json
+    import urllib.request
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = local_server.TemporaryServer()
+    try:
+        server.wait()
+        with urllib.request.urlopen(server.url.removesuffix("/api") + "/ui-settings", timeout=10) as response:
+            assert json.load(response)["api_url"] == server.url
+    finally:
+        server.stop()

@@ -108,8 +108,8 @@ def experiment_id(cfg: Config, c: MlflowClient | None = None) -> str:
         tags = lineage.experiment_tags(cfg)
         exp = c.get_experiment_by_name(name)
         if exp is not None:
-            if (exp.tags or {}).get(lineage.KIND_TAG) is None:  # made by an older version: mark it
-                for k, v in tags.items():
+            for k, v in tags.items():  # made by an older version, or the metrics changed since
+                if (exp.tags or {}).get(k) != v:
                     c.set_experiment_tag(exp.experiment_id, k, v)
             return exp.experiment_id
         location = None if cfg.tracking_uri().startswith("http") else cfg.artifact_location()

@@ -6,8 +6,19 @@
   experiment's Datasets view show which data version a model saw (mlflow#867).
 - The evaluation metrics are logged on the LoggedModel and linked to the test dataset (MLflow 3),
   so the model page shows them as metrics, per dataset, not as a pile of ``metric.*`` tags.
-- The experiment is tagged as a model-training experiment (``mlflow.experimentKind``) so the UI
-  opens in that mode, with the pipeline's primary metric as its primary metric.
+- The experiment opens in MLflow's model-training mode, on its runs with the metrics as columns.
+  MLflow 3.x UIs up to about 3.9 read the mode from the experiment's ``mlflow.experimentKind`` tag
+  (:data:`KIND`). Later ones (3.17 included) ignore that tag: the mode is a global switch of
+  the UI, read from the page address's ``workflowType`` parameter, else from the browser's local
+  storage (``mlflow.workflowType``), else ``genai`` (server/js: WorkflowTypeContext.tsx,
+  useExperimentKind in ExperimentKindUtils.ts). So every UI address the project gives out
+  (:func:`experiment_page`, :func:`model_page`) carries ``workflowType`` =
+  :data:`WORKFLOW_TYPE`, the UI's name for the same kind.
+- The runs list shows the metrics only as chosen columns; the experiment carries a shared view
+  (tag ``mlflow.sharedViewState.<key>``, the UI's "share view") with the evaluation metrics as
+  columns, sorted by the primary metric, and :func:`experiment_page` opens it.
+- Logged models are named after the registered model and version (:func:`logged_model_name`)
+  and carry the ``mlflow.modelVersions`` tag that links them to it.
 """
 
 from __future__ import annotations
@@ -18,15 +29,71 @@ from tasks.core.config import Config
 from tasks.core.results import SPLITS, IngestResult, load_split
 
 KIND_TAG = "mlflow.experimentKind"
-KIND = "custom_model_development"
+KIND = "custom_model_development"  # model training ("Machine learning" in the UI)
+WORKFLOW_TYPE = "machine_learning"  # the newer UIs' name for KIND (their "genai" is genai_development)
 PRIMARY_TAG = "mlflow.experiment.primaryMetric.name"
+VIEW_KEY = "s2s-runs"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # what the UI reads for a logged model's registered versions
 CONTEXT = {"train": "training", "validation": "validation", "test": "testing"}
 
 
 def experiment_tags(cfg: Config) -> dict[str, str]:
-    """What every experiment of the project carries from its creation (the primary metric is set
-    by the evaluate stage, the one that reads the gates)."""
-    return {KIND_TAG: KIND}
+    """What every experiment of the project carries (the primary metric's tag is set by the
+    evaluate stage, the one that reads the gates)."""
+    return {KIND_TAG: KIND, VIEW_TAG: runs_view(cfg)}
+
+
+def runs_view(cfg: Config) -> str:
+    """The experiment's shared runs view: the evaluation metrics and the logged model as columns,
+    best primary metric first (the UI's column keys: ``metrics.`name```)."""
+    import json
+
+    from tasks import metrics
+
+    primary = cfg.primary_metric
+    higher = getattr(metrics.get(primary), "higher_is_better", True)
+    names = list(metrics.metrics(cfg.evaluate.metrics))
+    return json.dumps(
+        {
+            "selectedColumns": [f"metrics.`{n}`" for n in names] + ["attributes.`Models`"],
+            "orderByKey": f"metrics.`{primary}`",
+            "orderByAsc": higher is False,
+        }
+    )
+
+
+def experiment_page(experiment_id: str) -> str:
+    """The UI address (after ``#/``) of the experiment's runs, in model-training mode, with the
+    metrics as columns."""
+    return f"experiments/{experiment_id}/runs?workflowType={WORKFLOW_TYPE}&viewStateShareKey={VIEW_KEY}"
+
+
+def model_page(name: str, version: str | None = None) -> str:
+    """The UI address (after ``#/``) of a registered model or one of its versions, the UI in
+    model-training mode."""
+    from urllib.parse import quote
+
+    path = f"models/{quote(name, safe='')}" + (f"/versions/{version}" if version is not None else "")
+    return f"{path}?workflowType={WORKFLOW_TYPE}"
+
+
+def logged_model_name(model_name: str, version: str) -> str:
+    """The LoggedModel's name: the registered model and the version it becomes (characters
+    MLflow refuses in a logged model's name become ``-``)."""
+    import re
+
+    return re.sub(r"""[/:.%"']""", "-", f"{model_name}-v{version}")
+
+
+def model_versions_tag(existing: str | None, name: str, version: str) -> str:
+    """The ``mlflow.modelVersions`` value with ``name`` ``version`` added (as the tracking server
+    writes it for a registration through it; a direct database store does not)."""
+    import json
+
+    entries = json.loads(existing) if existing else []
+    entry = {"name": name, "version": int(version)}
+    return json.dumps(entries if entry in entries else [*entries, entry])
 
 
 def digest(data_version: str) -> str:
