@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-fast bench lock clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock clean
 
 install: $(VENV)/.installed
 
@@ -30,10 +30,17 @@ system-deps:
 	  else echo "note: install$$missing (Debian/Ubuntu: sudo apt-get install$$missing) for the browser and tracking-server tests"; fi; \
 	fi
 
-# lint and format check first (seconds), then every test group (unit, integration, system)
+# lint and format check first (seconds), then every test group (unit, integration, system) but
+# the long fault, load and stack runs (marked slow: `make test-slow`, `make test-all`)
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=30 -m "not slow"
+
+test-slow: install system-deps
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=30 -m slow
+
+test-all: install system-deps
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=30
 
 # the fast group alone (well under two minutes): `make test-fast`

@@ -104,6 +104,7 @@ def _shell(command: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # make test-slow
 def test_approve_finds_the_waiting_version_across_pipelines(project, prefect_server):
     """The issue's case: pipeline `other` pauses on its v1 while `default` has a champion v1 and a
     v2 of its own waiting. `s2s approve` with both waiting refuses and lists them; `--list` shows

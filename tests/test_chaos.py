@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]  # make test-slow
 
 
 def test_a_sigkill_in_training_leaves_every_invariant_holding():

@@ -16,7 +16,7 @@ from tasks.register import register
 from tasks.tracking import client as tracking
 from tasks.validate import validate
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]  # make test-slow
 
 
 def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_registers(tmp_path):

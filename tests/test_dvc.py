@@ -117,6 +117,7 @@ def test_exp_run_metrics_diff_and_plots(clone, reproduced):
     assert "loss" in shown and "rougeL" in shown
 
 
+@pytest.mark.slow  # make test-slow
 def test_changed_raw_data_changes_the_version_and_reruns_downstream(clone, reproduced):
     dvc(clone, "repro")  # current first, whatever ran before
     manifest = clone / "data" / "processed" / "manifest.json"

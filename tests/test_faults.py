@@ -186,6 +186,7 @@ def test_a_sigterm_whose_exception_is_discarded_still_stops_the_flow_at_the_next
     assert not marker.exists(), "the flow went on after the SIGTERM"
 
 
+@pytest.mark.slow  # make test-slow
 def test_training_survives_the_tracking_server_stopping_mid_run(tmp_path):
     server = MlflowServer(tmp_path / "mlflow").start()
     try:
@@ -266,6 +267,7 @@ def _versions(cfg, scores: list[float]) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # make test-slow
 def test_registry_errors_fail_closed_and_move_no_alias(registry_server, project, monkeypatch):
     from tasks.core.results import EvaluateResult, RegisterResult
     from tasks.promote import promote

@@ -385,8 +385,15 @@ NAMED = {
 }
 
 
+# each run is a fresh `s2s` process (~10-20 s): make test sends three through the CLI (a shape
+# ingest refuses, one validation refuses, a file that is something else); make test-slow all of them
+IN_CI = ("numbers.csv", "repeated.csv", "page.csv.gz")
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("name", sorted(BAD_FILES))
+@pytest.mark.parametrize(
+    "name", [n if n in IN_CI else pytest.param(n, marks=pytest.mark.slow) for n in sorted(BAD_FILES)]
+)
 def test_bad_files_through_the_cli(tmp_path, name):
     root = make_project(tmp_path / "proj")
     (root / "data" / name).write_bytes(BAD_FILES[name])

@@ -123,17 +123,6 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-@needs_chromium
-def test_model_page_lists_the_champion_version(project, tmp_path):
-    cfg = load_config()
-    _, v1 = new_version(cfg, 0.7)
-    _, v2 = new_version(cfg, 0.9)
-    promote_version(cfg, v1)
-    promote_version(cfg, v2)
-    (dom,) = ui_dom(cfg.tracking_uri(), [f"models/{cfg.register.model_name}"], tmp_path)
-    assert aliases_by_version(dom) == {v2: {"champion"}, v1: {"previous_champion"}}
-
-
 GENAI_ONLY = ("Overview", "Agent versions", "Judges", "Sessions", "Evaluation runs", "Prompts & versions")
 
 

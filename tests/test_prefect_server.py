@@ -108,6 +108,7 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
         assert len(names) == 3
 
 
+@pytest.mark.slow  # make test-slow
 def test_a_worker_runs_the_triggered_default_deployment(server, project):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

@@ -244,6 +244,7 @@ def test_concurrent_promotions_leave_the_best_model_champion(cfg, project):
     assert all(s >= by_version.get(before, 0.0) for before, s in promoted)
 
 
+@pytest.mark.slow  # make test-slow
 def test_concurrent_promotions_in_threads_three_rounds(tmp_path):
     """Twelve promotions at once, three times over (threads race harder than processes: without
     the lock this ends on the wrong champion in most rounds)."""

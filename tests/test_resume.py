@@ -56,6 +56,7 @@ def steps(folder):
     return sorted(int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if complete(c))
 
 
+@pytest.mark.slow  # make test-slow
 def test_sigkill_while_a_checkpoint_is_written_then_resume_matches_an_uninterrupted_run(tmp_path):
     root = make_project(tmp_path / "killed", params=BIG)
     cfg, _ = prepared(root)

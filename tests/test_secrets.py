@@ -124,6 +124,7 @@ def test_compare_prints_no_credentials_of_the_tracking_uri(project):
     assert "Traceback" not in out
 
 
+@pytest.mark.slow  # make test-slow
 @pytest.mark.system
 def test_nothing_the_project_writes_holds_a_credential(tmp_path):
     """A whole run against a real MLflow server with a password in the tracking URI, another in

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, dvc_env, free_port, make_clone, stop_group, venv_bin, wait_healthy
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]  # make test-slow
 
 ADMIN_PASSWORD = "mlflow-admin-Secret-7731"  # the known secret values searched for afterwards
 HUB_TOKEN = "hf_KnownSecretToken4242"

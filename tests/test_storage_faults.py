@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from conftest import make_project, venv_bin
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]  # make test-slow
 
 # ~7 M parameters: model.safetensors ~28 MB fits under the limit, optimizer.pt ~56 MB does not
 WIDE = {

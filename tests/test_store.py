@@ -88,6 +88,7 @@ def test_a_store_copied_without_its_artifacts_is_refused_with_the_fix(trained, t
     assert _fingerprint(trained) == before
 
 
+@pytest.mark.slow  # make test-slow
 def test_an_emptied_replaced_or_damaged_store_is_refused_by_name(trained, tmp_path):
     copy = tmp_path / "p"
     shutil.copytree(trained, copy, symlinks=True)

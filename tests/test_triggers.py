@@ -20,7 +20,7 @@ from test_prefect_server import _client, server  # noqa: F401  (the module's rea
 from tasks.core.config import load_config
 from tasks.tracking import client as tracking
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]  # make test-slow
 
 
 def retrain_runs(url: str) -> list:
