@@ -395,11 +395,26 @@ class Gates(Section):
     on_timeout: Literal["reject", "promote"] = "reject"
 
 
+class Degenerate(Section):
+    """The degenerate-output gate: a candidate whose predictions are blank, loop, all say the same
+    or collapse in length is refused whatever its scores (figures: tasks/metrics/degenerate.py).
+    The defaults pass any model that learned something (the embedded default: 0% empty, 0%
+    repeating) and refuse one that wrote nothing or ``a a a a ...``."""
+
+    refuse: bool = True  # off: the figures are still measured, logged and flagged in the summary
+    max_empty: float = Field(0.1, ge=0.0, le=1.0)  # share of empty / whitespace-only predictions
+    max_repeating: float = Field(0.1, ge=0.0, le=1.0)  # share of predictions looping on a word or phrase
+    # the most common prediction's share beyond the references' own (label-like targets repeat)
+    max_identical_excess: float = Field(0.5, ge=0.0, le=1.0)
+    min_length_ratio: float = Field(0.25, ge=0.0)  # mean prediction words / mean reference words
+
+
 class Promote(Section):
     """Which alias a passing candidate takes, and the gates it must pass."""
 
     alias: str = "champion"
     gates: Gates = Gates()
+    degenerate: Degenerate = Degenerate()
     lock_timeout_s: float = Field(600, gt=0)  # wait this long for another promotion of the same model
 
 
