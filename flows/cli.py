@@ -98,12 +98,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     _require_prefect_server("deploy")
     from flows.deploy import deploy
 
-    names = deploy(pipelines=args.pipelines or None, work_pool=args.work_pool)
+    rows = [("deployment", "work pool", "runs"), *deploy(pipelines=args.pipelines or None, work_pool=args.work_pool)]
     import prefect.settings
 
     print(f"deployed to {prefect.settings.PREFECT_API_URL.value()}:")
-    for name in names:
-        print(f"  {name}")
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for i, row in enumerate(rows):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths))
     print("start a worker for each work pool: s2s worker --pool POOL")
     return 0
 
