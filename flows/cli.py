@@ -612,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune, evaluate, register and promote seq2seq models "
         "(Prefect + DVC + Great Expectations + transformers + MLflow).",
     )
+    from tasks.core import project
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {project.version()}")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -658,14 +661,16 @@ def _add_pipeline_commands(sub) -> None:
     )
     train.add_argument("--config", help="an AutoTrain YAML config (task: seq2seq)")
     train.add_argument("--train", action="store_true", help=argparse.SUPPRESS)
-    from flows.autotrain import cli_flags
+    from flows.autotrain import cli_flags, flag_help
 
+    helps = flag_help()
     for flag, kind in cli_flags().items():
         opt = "--" + flag.replace("_", "-")
+        said = helps[flag].replace("%", "%%")  # argparse formats help with %
         if kind is bool:
-            train.add_argument(opt, dest=flag, action="store_true", default=None)
+            train.add_argument(opt, dest=flag, action="store_true", default=None, help=said)
         else:
-            train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper())
+            train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper(), help=said)
     train.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)

@@ -747,6 +747,47 @@ def read_yaml(path: Path, what: str = "") -> dict[str, Any]:
     return data
 
 
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?P<rest>.*)$")
+_COMMENT = re.compile(r"\s#\s?(?P<text>.*)$")
+
+
+def setting_comments(text: str) -> dict[str, str]:
+    """``section.key`` -> what params.yaml's comment says of it: the comment on its line and the
+    indented continuation lines below it (``#   ...``). params.yaml is the documented config
+    surface; help that quotes it (``s2s train --help``) stays what the file says."""
+    out: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    last: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if last is not None and stripped.startswith("#   "):
+                out[last] += " " + stripped[1:].strip()
+            elif stripped:
+                last = None
+            continue
+        m = _KEY_LINE.match(line)
+        if not m:
+            last = None
+            continue
+        indent = len(m["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m["key"]))
+        dotted = ".".join(k for _, k in stack)
+        rest = m["rest"].lstrip()
+        if rest[:1] in ("'", '"'):  # a quoted value may hold what looks like a comment
+            rest = rest[rest.find(rest[0], 1) + 1 :]
+        comment = _COMMENT.search(" " + rest)
+        if comment and comment["text"].startswith("  ") and last is not None:
+            out[last] += " " + comment["text"].strip()  # the comment above it, continued on this line
+            continue
+        last = dotted if comment else None
+        if comment:
+            out[dotted] = comment["text"].strip()
+    return out
+
+
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():
