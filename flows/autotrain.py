@@ -69,6 +69,12 @@ IGNORED = ("train", "backend")  # `--train` and `backend: local` mean what s2s d
 # AutoTrain flags with no setting behind them (each gets its explanation in to_overrides)
 logger = logging.getLogger(__name__)
 FLAG_ONLY: dict[str, type] = {"log": str, "push_to_hub": bool, "username": str, "token": str}
+FLAG_ONLY_HELP = {
+    "log": "mlflow (always on), tensorboard (event files too: train.tensorboard) or none",
+    "push_to_hub": "declined with a note: the model is registered in MLflow, never published",
+    "username": "accepted and unused (it only names the hub repo AutoTrain would publish to)",
+    "token": "a hub token for private models, used from this process's environment (HF_TOKEN), never stored",
+}
 
 
 def cli_flags() -> dict[str, type]:
@@ -91,6 +97,37 @@ def cli_flags() -> dict[str, type]:
     flags.update({name: kind(setting) for name, setting in OTHER_PARAMS.items() if name != "base_model"})
     flags.update(FLAG_ONLY)
     return flags
+
+
+def setting_of(flag: str) -> str | None:
+    """The ``section.key`` an AutoTrain flag sets (None for the flags with no setting behind them)."""
+    return f"train.{flag}" if flag in TRAIN_PARAMS else OTHER_PARAMS.get(flag)
+
+
+def flag_help() -> dict[str, str]:
+    """Help text for every flag of ``s2s train``: the setting it sets, what params.yaml's comment
+    says of it and the value params.yaml ships; the flags with no setting say what they do."""
+    from tasks.core import project
+    from tasks.core.config import PARAMS_FILE, parse_yaml, setting_comments
+
+    text = (project.templates() / PARAMS_FILE).read_text(encoding="utf-8")
+    comments, shipped = setting_comments(text), parse_yaml(text, PARAMS_FILE)
+
+    def value(setting: str) -> Any:
+        node: Any = shipped
+        for part in setting.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    out = {}
+    for flag in cli_flags():
+        setting = setting_of(flag)
+        if setting is None:
+            out[flag] = FLAG_ONLY_HELP[flag]
+            continue
+        said = comments.get(setting, "")
+        out[flag] = (f"{said} " if said else "") + f"({setting}; params.yaml: {_value(value(setting))})"
+    return out
 
 
 def _value(v: Any) -> str:

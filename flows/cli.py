@@ -99,12 +99,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     _require_prefect_server("deploy")
     from flows.deploy import deploy
 
-    names = deploy(pipelines=args.pipelines or None, work_pool=args.work_pool)
+    rows = [("deployment", "work pool", "runs"), *deploy(pipelines=args.pipelines or None, work_pool=args.work_pool)]
     import prefect.settings
 
     print(f"deployed to {prefect.settings.PREFECT_API_URL.value()}:")
-    for name in names:
-        print(f"  {name}")
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for i, row in enumerate(rows):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths))
     print("start a worker for each work pool: s2s worker --pool POOL")
     return 0
 
@@ -610,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune, evaluate, register and promote seq2seq models "
         "(Prefect + DVC + Great Expectations + transformers + MLflow).",
     )
+    from tasks.core import project
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {project.version()}")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -656,14 +662,16 @@ def _add_pipeline_commands(sub) -> None:
     )
     train.add_argument("--config", help="an AutoTrain YAML config (task: seq2seq)")
     train.add_argument("--train", action="store_true", help=argparse.SUPPRESS)
-    from flows.autotrain import cli_flags
+    from flows.autotrain import cli_flags, flag_help
 
+    helps = flag_help()
     for flag, kind in cli_flags().items():
         opt = "--" + flag.replace("_", "-")
+        said = helps[flag].replace("%", "%%")  # argparse formats help with %
         if kind is bool:
-            train.add_argument(opt, dest=flag, action="store_true", default=None)
+            train.add_argument(opt, dest=flag, action="store_true", default=None, help=said)
         else:
-            train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper())
+            train.add_argument(opt, dest=flag, type=kind, default=None, metavar=flag.upper(), help=said)
     train.add_argument("--wait", action="store_true", help="wait for another run on this project folder to finish")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)

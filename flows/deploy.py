@@ -62,8 +62,10 @@ def ensure_work_pool(name: str) -> None:
         logger.info("created process work pool %r", name)
 
 
-def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
-    """Create or update the three deployments of one pipeline; returns their full names."""
+def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[tuple[str, str, str]]:
+    """Create or update the deployments of one pipeline; returns (full name, work pool, when it
+    runs) for each. Applied one by one, silently: ``Flow.deploy`` would print a table per
+    deployment, the command prints one for them all."""
     from prefect import Flow
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events import DeploymentEventTrigger
@@ -76,7 +78,7 @@ def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
     if spec.heal.rerun_crashed:  # heartbeats let the server see a run whose worker died
         env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(spec.heal.heartbeat_s)
     job = {"working_dir": str(cfg.root), "env": env}
-    names = []
+    deployed = []
     for flow_name, entrypoint in FLOWS.items():
         if flow_name == "watch-data" and not spec.trigger.poll_s:
             continue
@@ -100,7 +102,7 @@ def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
             )
         elif flow_name == "watch-data":
             schedules = [Interval(spec.trigger.poll_s)]
-        flow.deploy(
+        flow.to_deployment(
             name=cfg.pipeline,
             work_pool_name=pool,
             parameters={"pipeline": cfg.pipeline},
@@ -110,15 +112,28 @@ def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[str]:
             job_variables=job,
             tags=["s2s", cfg.pipeline, *spec.tags],
             description=(spec.description or f"{flow_name} of the {cfg.pipeline} pipeline").strip(),
-            build=False,
-            push=False,
-            print_next_steps=False,
-            ignore_warnings=True,
-        )
-        names.append(f"{flow_name}/{cfg.pipeline}")
+        ).apply()
+        deployed.append((f"{flow_name}/{cfg.pipeline}", pool, _when(cfg, flow_name)))
     if spec.heal.rerun_crashed:
         ensure_healing(cfg)
-    return names
+    return deployed
+
+
+def _when(cfg: Config, flow_name: str) -> str:
+    """When a deployment runs, as the table of `s2s deploy` says it."""
+    spec = cfg.spec
+    if flow_name == "watch-data":
+        return f"every {spec.trigger.poll_s} s"
+    if flow_name != "retrain":
+        return "on demand"
+    when = []
+    if spec.schedule is not None:
+        when.append(
+            f"cron {spec.schedule.cron} {spec.schedule.timezone}" + ("" if spec.schedule.active else " (paused)")
+        )
+    if spec.trigger.on_data:
+        when.append("on new data")
+    return ", ".join(when) or "on demand"
 
 
 def _automation(name: str, trigger, actions, description: str) -> None:
@@ -192,8 +207,11 @@ def ensure_healing(cfg: Config) -> None:
     )
 
 
-def deploy(root: Path | None = None, pipelines: list[str] | None = None, work_pool: str | None = None) -> list[str]:
-    """Validate every pipeline (all or nothing), then deploy the chosen ones (default: all)."""
+def deploy(
+    root: Path | None = None, pipelines: list[str] | None = None, work_pool: str | None = None
+) -> list[tuple[str, str, str]]:
+    """Validate every pipeline (all or nothing), then deploy the chosen ones (default: all):
+    (full name, work pool, when it runs) per deployment."""
     configs = validate_all(root)
     chosen = pipelines or list(configs)
     unknown = [p for p in chosen if p not in configs]

@@ -75,6 +75,26 @@ def resumed_text(trained: Any) -> str:
     return f"training resumed from {step}" + (f" of flow run {before} (it crashed; closed)" if before else "")
 
 
+def outputs_text(cfg: Any, evaluated: Any) -> str:
+    """The degenerate-output figures as the summary shows them: flagged DEGENERATE when one crosses
+    its limit (``promote.degenerate``), whether or not the gate refuses it; '' when not measured."""
+    from tasks.promote import degenerate_measures
+
+    figures = (getattr(evaluated, "degenerate", None) or {}).get("figures")
+    if not figures:
+        return ""
+    limits = cfg.promote.degenerate
+    measures = degenerate_measures(figures, limits)
+    failed = [found for bad, _, found, _ in measures if bad]
+    if failed:
+        return "DEGENERATE: " + ", ".join(failed) + ("" if limits.refuse else " (promote.degenerate.refuse is off)")
+    return (
+        f"{figures['empty_share']:.1%} empty, {figures['repeating_share']:.1%} repeating, most common "
+        f"{figures['identical_share']:.1%} (references {figures['reference_identical_share']:.1%}), "
+        f"length {figures['length_ratio']:.2f}x the references'"
+    )
+
+
 @dataclass
 class RunSummary:
     pipeline: str
@@ -98,6 +118,7 @@ class RunSummary:
     primary: str = ""
     awaiting: bool = False  # passed the gates, waits for a person (gates.approval: required)
     resumed: str = ""  # a killed training this run went on with: from which checkpoint, of which flow run
+    outputs: str = ""  # the degenerate-output figures in a line, or what is degenerate about them
 
     @classmethod
     def of(
@@ -126,6 +147,7 @@ class RunSummary:
             primary=evaluated.primary,
             awaiting=promoted.awaiting,
             resumed=resumed_text(trained),
+            outputs=outputs_text(cfg, evaluated),
         )
 
     @property
@@ -182,6 +204,7 @@ class RunSummary:
             f"| registry read-back | {cell(self._read_back().strip(' ()'))} |",
             f"| stages | {cell(stages or 'all up to date')} |",
             *([f"| resumed | {cell(self.resumed)} |"] if self.resumed else []),
+            *([f"| outputs | {cell(self.outputs)} |"] if self.outputs else []),
             *(
                 [
                     f"| compared on | {champion.get('rows')} test rows "
@@ -225,6 +248,7 @@ class RunSummary:
             f"data version : {self.data_version}  (rows train/validation/test = "
             f"{self.rows.get('train', 0)}/{self.rows.get('validation', 0)}/{self.rows.get('test', 0)})",
             "metrics      : " + "  ".join(shown(k, v) for k, v in self.metrics.items() if _in_summary(k)),
+            *([f"outputs      : {self.outputs}"] if self.outputs else []),
             f"model        : {self.model_name} version {self.version} (run {self.run_id})",
             f"gate         : {verdict} -> alias '{self.alias}'" + self._read_back(),
         ]

@@ -2,7 +2,9 @@
 
 Batches are sorted by input length so little time goes into padding; predictions are put back
 in input order before scoring. The metrics are the families ``evaluate.metrics`` names, from the
-registry in ``tasks/metrics/`` (ROUGE-1/2/L/Lsum, sacreBLEU's BLEU and chrF), plus gen_len.
+registry in ``tasks/metrics/`` (ROUGE-1/2/L/Lsum, sacreBLEU's BLEU and chrF), plus gen_len. Beside
+them, the degenerate-output figures (blank, looping, identical, collapsed predictions:
+``tasks/metrics/degenerate.py``) go to MLflow, ``degenerate.json`` and the result promotion reads.
 
 So that promotion compares like with like, the current ``champion`` (if any) is scored by the
 same code on the same rows with the same generation settings, even when the data changed since
@@ -27,6 +29,7 @@ from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import EvaluateResult, IngestResult, TrainResult, load_split
 from tasks.data import rowkey
 from tasks.metrics import bootstrap, score
+from tasks.metrics import degenerate as degeneracy
 from tasks.modeling import ct2
 from tasks.modeling.generation import generate
 from tasks.tracking import lineage, reads
@@ -35,6 +38,7 @@ from tasks.tracking.run import RunHandle, owned
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics.json"  # the DVC metrics file: scores only
+DEGENERATE = "degenerate.json"  # a DVC metrics file too: the degenerate-output figures
 PREDICTIONS = "predictions.jsonl"
 
 
@@ -421,6 +425,9 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     paths.atomic_write_text(pred_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     worst = sorted(rows, key=lambda r: r.get(primary, 0.0))[:3]
     paths.atomic_write_json(reports / METRICS, metrics)
+    prefix = cfg.ingest.source_prefix
+    degenerate = degeneracy.measure([t.removeprefix(prefix) if prefix else t for t in texts], preds, refs)
+    paths.atomic_write_json(reports / DEGENERATE, degenerate["figures"])
     input_lengths = [
         len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.train.max_seq_length)["input_ids"]
     ]
@@ -448,6 +455,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     if champion:
         logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
         run.set_tags({"compared_with_champion": champion["version"]})
+    logged.update(degenerate["figures"])  # MLflow charts them; metrics.json keeps the scores alone
     run.log_metrics(logged)
     run.log_artifact(pred_path, artifact_path="evaluation")
     import pandas as pd
@@ -467,13 +475,15 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
         champion=champion,
         primary=primary,
         by_length=buckets,
+        degenerate=degenerate,
     )
     result.save(reports)
     logger.info(
-        "evaluate on %s (%d examples): %s%s",
+        "evaluate on %s (%d examples): %s; outputs: %s%s",
         split_name,
         len(df),
         ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+        ", ".join(f"{k}={v:.4f}" for k, v in degenerate["figures"].items()),
         f"; champion v{champion['version']}: {primary}={champion['metrics'].get(primary, float('nan')):.4f}"
         if champion
         else "; no champion yet",

@@ -21,7 +21,7 @@ import getpass
 import logging
 from dataclasses import dataclass
 
-from tasks.core.config import Config, Gates
+from tasks.core.config import Config, Degenerate, Gates
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import EvaluateResult, PromoteResult, RegisterResult
 from tasks.tracking import client as tracking
@@ -50,6 +50,7 @@ def decide(
     gates: Gates,
     intervals: dict[str, dict] | None = None,
     paired: dict[str, float] | None = None,
+    outputs: tuple[tuple[bool, str, str], ...] = (),
 ) -> Decision:
     """Pass only if every gate holds. ``champion`` is None when there is none yet.
 
@@ -69,6 +70,8 @@ def decide(
     ``paired``: the candidate's metrics on the rows the champion was re-scored on, when those are
     fewer than the candidate's test rows (the champion trained on the others); the comparisons
     with the champion read these, the absolute bounds the candidate's own.
+
+    ``outputs``: the degenerate-output checks (``degenerate_checks``), (passed, gate, reason) each.
     """
     from tasks import metrics
     from tasks.metrics.bootstrap import Interval
@@ -117,6 +120,9 @@ def decide(
                 f"max.{metric}",
                 f"{metric} {value:.4f} {'<=' if value <= bound + EPS else '>'} {bound} (max)",
             )
+
+    for ok, gate, text in outputs:
+        check(ok, gate, text)
 
     primary = gates.primary or metrics.default_primary(list(metrics.families()))
     candidate = {**candidate, **(paired or {})}  # like with like from here on
@@ -181,6 +187,57 @@ def decide(
     if not reasons:
         reasons.append("no gates configured: promoted unconditionally")
     return Decision(promote=not failed, reasons=tuple(reasons), failed=tuple(failed))
+
+
+def degenerate_checks(report: dict, limits: Degenerate) -> tuple[tuple[bool, str, str], ...]:
+    """The degenerate-output gate on the evaluate stage's figures (tasks/metrics/degenerate.py):
+    (passed, gate, reason) per failed measure, each reason with up to three examples (input
+    shortened, prediction) shared among them; one passing line when none fails. No figures (an
+    evaluation from before they were measured) fails closed: the outputs were never looked at."""
+    figures, examples = report.get("figures") or {}, report.get("examples") or {}
+    if not figures:
+        return ((False, "degenerate", "no degenerate-output figures in the evaluation: re-run evaluate"),)
+    measures = degenerate_measures(figures, limits)
+    failed = [m for m in measures if m[0]]
+    if not failed:
+        return ((True, "degenerate", "outputs not degenerate: " + ", ".join(m[2] for m in measures)),)
+    out, budget = [], 3
+    for _, gate, found, kind in failed:
+        shown = (examples.get(kind) or [])[:budget]
+        budget -= len(shown)
+        cases = ", ".join(f"{e['input']!r} -> {e['prediction']!r}" for e in shown)
+        out.append((False, f"degenerate.{gate}", f"degenerate outputs: {found}" + (f", e.g. {cases}" if cases else "")))
+    return tuple(out)
+
+
+def degenerate_measures(figures: dict[str, float], limits: Degenerate) -> list[tuple[bool, str, str, str]]:
+    """(failed, measure, what was found against its limit, example kind) per measure."""
+    pct = "{:.1%}".format
+    empty, looping = figures["empty_share"], figures["repeating_share"]
+    same, theirs = figures["identical_share"], figures["reference_identical_share"]
+    ratio = figures["length_ratio"]
+    return [
+        (empty > limits.max_empty + EPS, "empty", f"{pct(empty)} empty (max {pct(limits.max_empty)})", "empty"),
+        (
+            looping > limits.max_repeating + EPS,
+            "repeating",
+            f"{pct(looping)} repeating (max {pct(limits.max_repeating)})",
+            "repeating",
+        ),
+        (
+            same - theirs > limits.max_identical_excess + EPS,
+            "identical",
+            f"the most common prediction is {pct(same)} of them (references: {pct(theirs)}, "
+            f"excess max {pct(limits.max_identical_excess)})",
+            "identical",
+        ),
+        (
+            ratio < limits.min_length_ratio - EPS,
+            "length",
+            f"length {ratio:.2f}x the references' (min {limits.min_length_ratio}x)",
+            "short",
+        ),
+    ]
 
 
 # -- registry side effects -----------------------------------------------------------------
@@ -686,7 +743,9 @@ def promote(
                     else f"champion v{previous}: its recorded metrics"
                 )
             gates = _gates(cfg, evaluated.primary)
-            decision = decide(evaluated.metrics, champion, gates, intervals, paired)
+            limits = cfg.promote.degenerate
+            outputs = degenerate_checks(evaluated.degenerate, limits) if limits.refuse else ()
+            decision = decide(evaluated.metrics, champion, gates, intervals, paired, outputs)
             extra = interval_tags(intervals) if gates.confidence is not None else {}
             if decision.promote and gates.approval == "required":
                 result = _await(cfg, lock, name, version, decision, previous, basis, extra, intervals)

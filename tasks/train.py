@@ -24,7 +24,7 @@ from typing import Any
 
 from tasks import metrics
 from tasks.core import logs, paths, signals
-from tasks.core.config import Config
+from tasks.core.config import Config, Train
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
 from tasks.data import drift
@@ -42,6 +42,23 @@ CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 SCHEDULERS = {"cosine_w_restarts": "cosine_with_restarts", "constant_w_warmup": "constant_with_warmup"}
 # bf16 dense peak FLOP/s by GPU name, for model FLOPs utilisation
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
+# A model trained from random weights needs a far higher rate than fine-tuning's 5e-5 (AutoTrain's
+# and train.lr's default): warned at or below SLOW_SCRATCH_LR, pointed at SCRATCH_LR, the rate the
+# embedded default learns at (params.yaml).
+SLOW_SCRATCH_LR = 1e-4
+SCRATCH_LR = 2e-3
+
+
+def learning_rate_warning(t: Train) -> str | None:
+    """What to say before training a model from random weights (``scratch``, ``rnn``) at a
+    fine-tuning learning rate; None when the rate is not that low or the model is pretrained."""
+    if t.model not in modeling.LOCAL_KINDS or t.lr > SLOW_SCRATCH_LR:
+        return None
+    return (
+        f"train.lr={t.lr:g} is a fine-tuning rate, but train.model={t.model} starts from random weights: "
+        f"it will likely learn nothing (blank or repeated outputs); try train.lr={SCRATCH_LR:g} "
+        f"(--set train.lr={SCRATCH_LR:g})"
+    )
 
 
 def is_main_process() -> bool:
@@ -526,6 +543,9 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
 def _datasets(cfg: Config, ingested: IngestResult):
     """(tokenizer, tokenized train split, tokenized validation split or None)."""
     t = cfg.train
+    slow = learning_rate_warning(t)
+    if slow and main:
+        logger.warning(slow)
     train_df = load_split(ingested, "train", columns=["text", "target"])
     if t.max_train_samples:
         train_df = train_df.iloc[: t.max_train_samples]

@@ -66,6 +66,27 @@ def test_summary_reports_every_stage(flow_run):
     assert "data version" in text and "PROMOTED" in text and "mlflow ui --backend-store-uri sqlite:///" in text
 
 
+def test_outputs_are_measured_logged_and_flagged(flow_run):
+    """The degenerate-output figures: beside the scores (metrics.json keeps the scores alone), in
+    MLflow, and a line of the summary; the tiny project runs with the gate off (TINY), so the
+    summary says so when its 12-step model's outputs are degenerate."""
+    root, summary = flow_run
+    reports = root / "reports"
+    figures = json.loads((reports / "degenerate.json").read_text())
+    assert json.loads((reports / "evaluation.json").read_text())["degenerate"]["figures"] == figures
+    assert set(json.loads((reports / "metrics.json").read_text())) == {
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "rougeLsum",
+        "gen_len",
+    }
+    logged = tracking.client(load_config(root=root)).get_run(summary.run_id).data.metrics
+    assert {k: logged[k] for k in figures} == figures
+    line = next(x for x in summary.format().splitlines() if x.startswith("outputs      : "))
+    assert line.endswith("(promote.degenerate.refuse is off)") if "DEGENERATE" in line else "empty" in line
+
+
 def test_champion_loads_and_predicts_in_a_fresh_process(flow_run):
     root, _ = flow_run
     code = (

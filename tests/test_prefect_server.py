@@ -68,6 +68,9 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
         [venv_bin("s2s"), "deploy"], cwd=project, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # one table for every deployment, not Prefect's table per deployment
+    headers = [line for line in proc.stdout.splitlines() if line.split()[:1] == ["deployment"]]
+    assert len(headers) == 1 and "Successfully created" not in proc.stdout + proc.stderr, proc.stdout
     pipes = yaml.safe_load((project / "pipelines.yaml").read_text())
     with _client(server["url"]) as client:
         for name, spec in pipes.items():

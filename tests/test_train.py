@@ -103,6 +103,20 @@ def test_unloadable_model_name_is_a_config_error(tmp_path):
         modeling.load(str(tmp_path / "no-such-model"))
 
 
+@pytest.mark.parametrize(
+    "model, lr, warned",
+    [("scratch", 5e-5, True), ("rnn", 1e-4, True), ("scratch", 2e-3, False), ("google/flan-t5-small", 5e-5, False)],
+)
+def test_a_model_from_scratch_at_a_fine_tuning_rate_is_warned(model, lr, warned):
+    from tasks.core.config import Train
+    from tasks.train import learning_rate_warning
+
+    said = learning_rate_warning(Train(model=model, lr=lr))
+    assert (said is not None) is warned
+    if warned:
+        assert f"train.lr={lr:g}" in said and "learn nothing" in said and "--set train.lr=0.002" in said
+
+
 def test_fp16_on_cpu_is_refused():
     from tasks.modeling.runtime import Runtime
 

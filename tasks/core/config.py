@@ -395,11 +395,26 @@ class Gates(Section):
     on_timeout: Literal["reject", "promote"] = "reject"
 
 
+class Degenerate(Section):
+    """The degenerate-output gate: a candidate whose predictions are blank, loop, all say the same
+    or collapse in length is refused whatever its scores (figures: tasks/metrics/degenerate.py).
+    The defaults pass any model that learned something (the embedded default: 0% empty, 0%
+    repeating) and refuse one that wrote nothing or ``a a a a ...``."""
+
+    refuse: bool = True  # off: the figures are still measured, logged and flagged in the summary
+    max_empty: float = Field(0.1, ge=0.0, le=1.0)  # share of empty / whitespace-only predictions
+    max_repeating: float = Field(0.1, ge=0.0, le=1.0)  # share of predictions looping on a word or phrase
+    # the most common prediction's share beyond the references' own (label-like targets repeat)
+    max_identical_excess: float = Field(0.5, ge=0.0, le=1.0)
+    min_length_ratio: float = Field(0.25, ge=0.0)  # mean prediction words / mean reference words
+
+
 class Promote(Section):
     """Which alias a passing candidate takes, and the gates it must pass."""
 
     alias: str = "champion"
     gates: Gates = Gates()
+    degenerate: Degenerate = Degenerate()
     lock_timeout_s: float = Field(600, gt=0)  # wait this long for another promotion of the same model
 
 
@@ -732,6 +747,47 @@ def read_yaml(path: Path, what: str = "") -> dict[str, Any]:
     if bad:
         raise ConfigError(f"{path}: top-level keys must be names, found {bad[0]!r}")
     return data
+
+
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?P<rest>.*)$")
+_COMMENT = re.compile(r"\s#\s?(?P<text>.*)$")
+
+
+def setting_comments(text: str) -> dict[str, str]:
+    """``section.key`` -> what params.yaml's comment says of it: the comment on its line and the
+    indented continuation lines below it (``#   ...``). params.yaml is the documented config
+    surface; help that quotes it (``s2s train --help``) stays what the file says."""
+    out: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    last: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if last is not None and stripped.startswith("#   "):
+                out[last] += " " + stripped[1:].strip()
+            elif stripped:
+                last = None
+            continue
+        m = _KEY_LINE.match(line)
+        if not m:
+            last = None
+            continue
+        indent = len(m["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, m["key"]))
+        dotted = ".".join(k for _, k in stack)
+        rest = m["rest"].lstrip()
+        if rest[:1] in ("'", '"'):  # a quoted value may hold what looks like a comment
+            rest = rest[rest.find(rest[0], 1) + 1 :]
+        comment = _COMMENT.search(" " + rest)
+        if comment and comment["text"].startswith("  ") and last is not None:
+            out[last] += " " + comment["text"].strip()  # the comment above it, continued on this line
+            continue
+        last = dotted if comment else None
+        if comment:
+            out[dotted] = comment["text"].strip()
+    return out
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,20 @@ PROGRESS = "tasks.progress"  # the stage lines: shown on the console, forwarded 
 LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 OURS = ("tasks", "flows", "__main__")  # __main__: a stage run as `python -m tasks.<stage>`
 KEEP_LOGS = 30  # log files kept per project
+# third-party loggers held to warnings in the log file too: they log at INFO what says nothing about
+# a run. GX's public-API registry notes every closure it skips ("Skipping registering function ...
+# because it is a closure"), hundreds of lines per import: 73% of a default run's log file.
+QUIET = (
+    "httpx",
+    "urllib3",
+    "alembic",
+    "absl",
+    "filelock",
+    "git",
+    "fsspec",
+    "asyncio",
+    "great_expectations._docs_decorators",
+)
 
 _state: dict = {"file": None, "verbose": False, "console": None}
 
@@ -94,7 +108,7 @@ def configure(log_file: Path | None = None, verbose: bool = False) -> None:
         fh.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(fh)
     logging.captureWarnings(True)
-    for noisy in ("httpx", "urllib3", "alembic", "absl", "filelock", "git", "fsspec", "asyncio"):
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     adopt_libraries()
 

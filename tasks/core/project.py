@@ -24,8 +24,9 @@ import yaml
 
 from tasks.core.errors import ConfigError
 
+DIST = "s2s-pipeline"  # the distribution's name (pyproject.toml)
 FILES = ("params.yaml", "pipelines.yaml", "dvc.yaml", "prefect.toml", ".gitignore", ".dvcignore")
-SHARE = Path(sys.prefix) / "share" / "s2s-pipeline"  # where pyproject's data-files put them
+SHARE = Path(sys.prefix) / "share" / DIST  # where pyproject's data-files put them
 
 
 def templates() -> Path:
@@ -34,9 +35,7 @@ def templates() -> Path:
     for folder in (checkout, SHARE):
         if all((folder / f).is_file() for f in FILES):
             return folder
-    raise ConfigError(
-        f"the project templates are not installed (looked in {checkout} and {SHARE}); reinstall s2s-pipeline"
-    )
+    raise ConfigError(f"the project templates are not installed (looked in {checkout} and {SHARE}); reinstall {DIST}")
 
 
 def code_fingerprint() -> dict[str, str]:
@@ -47,11 +46,15 @@ def code_fingerprint() -> dict[str, str]:
         for path in sorted(base.rglob("*.py")):
             h.update(path.relative_to(base.parent).as_posix().encode())
             h.update(path.read_bytes())
+    return {"version": version(), "code_sha256": h.hexdigest()[:16]}
+
+
+def version() -> str:
+    """The installed package's version (its metadata); ``unknown`` when run from an uninstalled copy."""
     try:
-        version = metadata.version("s2s-pipeline")
+        return metadata.version(DIST)
     except metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"version": version, "code_sha256": h.hexdigest()[:16]}
+        return "unknown"
 
 
 def project_dvc_yaml(text: str) -> str:

@@ -96,6 +96,8 @@ class EvaluateResult(StageResult):
     champion: dict[str, Any] | None = None
     primary: str = ""  # the metric promotion compares on (the config resolves it)
     by_length: list[dict[str, Any]] = field(default_factory=list)
+    # {"figures", "examples"}: blank, looping, identical and collapsed outputs (tasks/metrics/degenerate.py)
+    degenerate: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

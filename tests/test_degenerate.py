@@ -1,0 +1,160 @@
+"""Degenerate outputs are caught: blank, looping, one-for-all and collapsed predictions are
+measured (tasks/metrics/degenerate.py), refused by the promotion gate with examples, flagged in
+the run summary; a normal model's outputs pass. Pure functions, no training."""
+
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tasks.core.config import Degenerate, Gates
+from tasks.metrics import degenerate
+from tasks.promote import decide, degenerate_checks
+
+NORMAL = [  # what the embedded default's model writes: one-line summaries, each its own
+    "police arrest man after bank robbery in leeds",
+    "storm closes schools across northern scotland",
+    "council approves new cycle lanes for the city centre",
+    "hospital opens a new cancer ward in cardiff",
+]
+REFS = [
+    "police arrest a man after a bank robbery in leeds",
+    "storm closes schools in northern scotland",
+    "council approves cycle lanes in the city centre",
+    "new cancer ward opens at cardiff hospital",
+]
+INPUTS = [f"report {i}: " + "a long news article about what happened today " * 3 for i in range(4)]
+OPEN = Gates(min_delta=None, confidence=None)  # no score gates: only the outputs decide
+
+
+def figures(preds, refs=REFS):
+    return degenerate.measure(INPUTS[: len(preds)], preds, refs[: len(preds)])["figures"]
+
+
+def test_normal_outputs_measure_clean():
+    f = figures(NORMAL)
+    assert f["empty_share"] == 0 and f["repeating_share"] == 0
+    assert f["identical_share"] == 0.25 and f["reference_identical_share"] == 0.25  # each once
+    assert 0.8 < f["length_ratio"] < 1.2
+
+
+def test_no_predictions_measure_nothing_degenerate():
+    assert degenerate.measure([], [], []) == {
+        "figures": {
+            "empty_share": 0.0,
+            "repeating_share": 0.0,
+            "identical_share": 0.0,
+            "reference_identical_share": 0.0,
+            "length_ratio": 1.0,
+        },
+        "examples": {"empty": [], "repeating": [], "identical": [], "short": []},
+    }
+
+
+def test_all_empty():
+    report = degenerate.measure(INPUTS, ["", " ", "\n", "\t "], REFS)
+    f = report["figures"]
+    assert f["empty_share"] == 1.0 and f["length_ratio"] == 0.0 and f["identical_share"] == 0.0
+    assert len(report["examples"]["empty"]) == degenerate.EXAMPLES  # at most three kept
+
+
+@pytest.mark.parametrize(
+    "text, loops",
+    [
+        ("a a a a a a a a", True),
+        ("a a a a", True),  # one word over half of four
+        ("the the the", False),  # three words: too short to call
+        ("police said x y x y x y x y", True),  # a 3-word sequence three times
+        ("x y z x y z x y z", True),
+        ("police arrest man after bank robbery in leeds", False),
+        ("the man and the dog", False),  # function words repeat in prose
+        ("", False),
+    ],
+)
+def test_repeats(text, loops):
+    assert degenerate.repeats(text.split()) is loops
+
+
+def test_one_prediction_for_every_input():
+    f = figures(["police arrest man"] * 4)
+    assert f["identical_share"] == 1.0 and f["reference_identical_share"] == 0.25
+
+
+def test_examples_are_shortened_inputs_with_their_predictions():
+    report = degenerate.measure(INPUTS, ["a " * 200] * 4, REFS)
+    example = report["examples"]["repeating"][0]
+    assert len(example["input"]) == degenerate.INPUT_CHARS and example["input"].endswith("…")
+    assert example["input"].startswith("report 0:")
+    assert len(example["prediction"]) == degenerate.PREDICTION_CHARS
+
+
+@given(st.lists(st.tuples(st.text(max_size=40), st.text(max_size=40)), max_size=12))
+def test_shares_are_shares(pairs):
+    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    report = degenerate.measure(["x"] * len(pairs), preds, refs)
+    f = report["figures"]
+    for name in ("empty_share", "repeating_share", "identical_share", "reference_identical_share"):
+        assert 0.0 <= f[name] <= 1.0, name
+    assert f["length_ratio"] >= 0.0
+    assert set(f) == {m.name for m in degenerate.FIGURES}
+    assert all(len(v) <= degenerate.EXAMPLES for v in report["examples"].values())
+
+
+# -- the gate -------------------------------------------------------------------------------
+
+
+def test_normal_outputs_pass_the_gate_with_one_line_saying_so():
+    checks = degenerate_checks(degenerate.measure(INPUTS, NORMAL, REFS), Degenerate())
+    decision = decide({}, None, OPEN, outputs=checks)
+    assert decision.promote and decision.failed == ()
+    assert [r for r in decision.reasons if r.startswith("outputs not degenerate: 0.0% empty")]
+
+
+@pytest.mark.parametrize(
+    "preds, failed",
+    [
+        (["", "", "", ""], ("degenerate.empty", "degenerate.length")),
+        (["a a a a a a"] * 4, ("degenerate.repeating", "degenerate.identical")),
+        (["police arrest man in leeds"] * 4, ("degenerate.identical",)),
+        (["police", "storm", "council", "hospital"], ("degenerate.length",)),
+    ],
+)
+def test_degenerate_outputs_are_refused_with_examples(preds, failed):
+    checks = degenerate_checks(degenerate.measure(INPUTS, preds, REFS), Degenerate())
+    decision = decide({}, None, OPEN, outputs=checks)
+    assert not decision.promote and decision.failed == failed
+    said = " ".join(r for r in decision.reasons if r.startswith("degenerate outputs:"))
+    assert said.count(" -> ") == 3, said  # three examples in all, shared among the failed measures
+    assert "'report 0: a long news article" in said and "…'" in said  # inputs shortened
+
+
+def test_limits_are_settings():
+    looping = degenerate.measure(INPUTS, ["a a a a a"] + NORMAL[1:], REFS)  # one in four loops
+    assert degenerate_checks(looping, Degenerate())[0][1] == "degenerate.repeating"
+    assert degenerate_checks(looping, Degenerate(max_repeating=0.25))[0][0]  # at the limit: passes
+
+
+def test_labels_repeat_like_their_references():
+    """A label-like task: the most common prediction is as common as the most common reference."""
+    refs = ["positive", "positive", "positive", "negative"]
+    checks = degenerate_checks(degenerate.measure(INPUTS, ["positive"] * 4, refs), Degenerate())
+    assert checks[0][0], checks
+
+
+def test_no_figures_fail_closed():
+    checks = degenerate_checks({}, Degenerate())
+    assert checks == ((False, "degenerate", "no degenerate-output figures in the evaluation: re-run evaluate"),)
+
+
+def test_the_summary_flags_degenerate_outputs_even_with_the_gate_off():
+    from flows.summary import outputs_text
+
+    def text(preds, refuse=True):
+        cfg = SimpleNamespace(promote=SimpleNamespace(degenerate=Degenerate(refuse=refuse)))
+        return outputs_text(cfg, SimpleNamespace(degenerate=degenerate.measure(INPUTS, preds, REFS)))
+
+    assert text(NORMAL).startswith("0.0% empty, 0.0% repeating, most common 25.0% (references 25.0%)")
+    assert text([""] * 4) == "DEGENERATE: 100.0% empty (max 10.0%), length 0.00x the references' (min 0.25x)"
+    assert text([""] * 4, refuse=False).endswith("(promote.degenerate.refuse is off)")
+    assert outputs_text(None, SimpleNamespace(degenerate={})) == ""  # not measured: no line
