@@ -452,6 +452,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
 
     logged = dict(metrics)
     run.set_experiment_tag(lineage.PRIMARY_TAG, primary)  # the UI's primary metric is the gates'
+    run.set_experiment_tag(lineage.VIEW_TAG, lineage.runs_view(cfg))  # its runs list: these metrics, best first
     if champion:
         logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
         run.set_tags({"compared_with_champion": champion["version"]})

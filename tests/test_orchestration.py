@@ -268,8 +268,13 @@ def test_a_failed_run_leaves_no_earlier_decision_that_reads_as_its_own(clone):
     assert all((reports / r.FILE).is_file() for r in DECISIONS)
     rows = ["text,target"] + [f"report {i} on the weather in Lyon,summary {i}" for i in range(100)]
     rows[7] = "a report whose summary is missing,"
-    (clone / "data" / "bad.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(ValidationFailed):
-        training_pipeline(overrides=["ingest.source=data/bad.csv"])
+    raw = clone / "data" / "sample" / "reports.csv"  # the default source: the run writes reports/
+    original = raw.read_bytes()
+    raw.write_text("\n".join(rows) + "\n")
+    try:
+        with pytest.raises(ValidationFailed):
+            training_pipeline()
+    finally:
+        raw.write_bytes(original)
     assert [r.FILE for r in DECISIONS if (reports / r.FILE).exists()] == []
     assert (reports / TrainResult.FILE).is_file()

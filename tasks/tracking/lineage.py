@@ -39,9 +39,9 @@ CONTEXT = {"train": "training", "validation": "validation", "test": "testing"}
 
 
 def experiment_tags(cfg: Config) -> dict[str, str]:
-    """What every experiment of the project carries (the primary metric's tag is set by the
-    evaluate stage, the one that reads the gates)."""
-    return {KIND_TAG: KIND, VIEW_TAG: runs_view(cfg)}
+    """What every experiment of the project carries (the primary metric's tag and the runs view
+    sorted by it are set by the evaluate stage, the one that reads the gates and the metrics)."""
+    return {KIND_TAG: KIND}
 
 
 def runs_view(cfg: Config) -> str:
