@@ -14,6 +14,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from tasks.core import logs
 from tasks.core.config import Config
 from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
@@ -326,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     def run(cfg: Config, owner) -> RegisterResult:
         reports = cfg.path("reports")
         trained = TrainResult.load(reports)
+        if why := cfg.register.skipped_for_experiment():
+            logs.progress("register: not registered: %s", why)
+            result = RegisterResult(model_name=cfg.register.model_name, version="", model_uri="", run_id="")
+            result.save(reports)
+            return result
         return register(
             cfg,
             trained,

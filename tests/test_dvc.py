@@ -1,5 +1,7 @@
 """`dvc repro` runs the same stages from dvc.yaml in a fresh git clone; a re-run does nothing."""
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -8,6 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import dvc_env, make_clone, venv_bin
+
+from tasks.core.config import load_config
+from tasks.tracking import client as tracking
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("flowed_clone")]  # one worker: one shared flow run
 
@@ -88,28 +93,29 @@ def test_exp_run_metrics_diff_and_plots(clone, reproduced):
     """What a DVC user does: commit a baseline, try a setting with `dvc exp run -S`, compare."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     dvc(clone, "repro")
-    subprocess.run(
-        [
-            *git,
-            "add",
-            "-f",
-            "dvc.lock",
-            "reports/metrics.json",
-            "reports/plots/train.csv",
-            "reports/plots/eval.csv",
-            "reports/plots/scores.csv",
-        ],
-        cwd=clone,
-        check=True,
-    )
+    subprocess.run([*git, "add", "dvc.lock", "reports"], cwd=clone, check=True)  # what .gitignore lets in
     subprocess.run([*git, "commit", "-qm", "baseline"], cwd=clone, check=True)
+    tracked = subprocess.run(["git", "ls-files", "reports"], cwd=clone, capture_output=True, text=True).stdout.split()
+    assert {"reports/metrics.json", "reports/degenerate.json", "reports/plots/scores.csv"} <= set(tracked), tracked
+    cfg = load_config(root=clone)
+    before = tracking.client(cfg).search_model_versions(f"name='{cfg.register.model_name}'")
     exp = dvc(clone, "exp", "run", "-S", "train.lr=0.01")
+    # the team's registry is left alone (register.in_experiments: false), and the reports say why
+    after = tracking.client(cfg).search_model_versions(f"name='{cfg.register.model_name}'")
+    assert len(after) == len(before), [v.version for v in after]
+    promotion = json.loads((clone / "reports" / "promotion.json").read_text())
+    assert not promotion["promoted"] and "a DVC experiment" in promotion["reasons"][0], promotion
     assert ran(exp)[:1] == ["train"] and "ingest" not in ran(exp)  # only train and what follows
     assert yaml.safe_load((clone / "params.yaml").read_text())["train"]["lr"] == 0.01
     diff = json.loads(dvc(clone, "metrics", "diff", "--all", "--json").stdout)["reports/metrics.json"]
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"} <= set(diff)
     assert all(set(v) >= {"old", "new"} for v in diff.values())
     assert any(v["old"] != v["new"] for v in diff.values())  # another learning rate, another model
+    # `dvc exp show`: figures for the baseline commit and the experiment alike, no "!" (not found)
+    rows = list(csv.DictReader(io.StringIO(dvc(clone, "exp", "show", "--csv").stdout)))
+    rouge = next(k for k in rows[0] if k.split(":")[-1] == "rougeL")
+    shown_rows = [r for r in rows if r.get("typ") != "workspace"]
+    assert len(shown_rows) >= 2 and all(r[rouge] not in ("", "!") for r in shown_rows), rows
     plots = json.loads(dvc(clone, "plots", "show", "--json").stdout)["data"]
     assert any("train.csv" in key for key in plots) and any("eval.csv" in key for key in plots)
     assert any("scores.csv" in key for key in plots)

@@ -374,6 +374,18 @@ class Register(Section):
 
     model_name: str = "s2s-default"
     lora_export: Literal["merged", "adapter"] = "merged"  # with train.peft: what the version holds
+    in_experiments: bool = False  # `dvc exp run`: register (and promote) the experiment's model too
+
+    def skipped_for_experiment(self) -> str | None:
+        """Why this process registers nothing: it is a stage of a DVC experiment (DVC sets
+        DVC_EXP_BASELINE_REV) and ``in_experiments`` is off. None otherwise."""
+        if self.in_experiments or not os.environ.get("DVC_EXP_BASELINE_REV"):
+            return None
+        name = os.environ.get("DVC_EXP_NAME") or "this one"
+        return (
+            f"a DVC experiment ({name}): its model stays out of the team's registry "
+            "(register.in_experiments: false); `dvc exp apply` it and `s2s run` to register it"
+        )
 
 
 class Gates(Section):
