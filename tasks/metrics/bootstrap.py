@@ -4,7 +4,7 @@ The candidate and the champion are scored on the same frozen rows, so their per-
 are paired. Resampling rows (with replacement, seeded) and recomputing the mean difference on
 each resample gives the distribution of "candidate minus champion" the test split supports; its
 percentile interval at ``confidence`` is what the certified gates compare with ``min_delta`` and
-the regression tolerances (tasks/promote.py).
+the regression tolerances (tasks/promotion/gates.py).
 
 For metrics whose score is the mean of per-example scores (ROUGE, gen_len) the interval is for
 the metric itself. For corpus-level metrics (BLEU, chrF) it is for the mean sentence-level score,
