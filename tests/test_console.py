@@ -86,8 +86,10 @@ def test_deploy_prints_one_table(monkeypatch, capsys):
         ("training-pipeline/default", "s2s", "on demand"),
         ("promotion/default", "s2s", "on demand"),
     ]
-    monkeypatch.setattr(cli, "_prepare_env", lambda: None)  # it sets environment variables for good
-    monkeypatch.setattr(cli, "_require_prefect_server", lambda command: None)
+    from flows.cli import pipeline_cmds  # where cmd_deploy looks its helpers up
+
+    monkeypatch.setattr(pipeline_cmds, "_prepare_env", lambda: None)  # it sets environment variables for good
+    monkeypatch.setattr(pipeline_cmds, "_require_prefect_server", lambda command: None)
     monkeypatch.setattr(flows.deploy, "deploy", lambda pipelines=None, work_pool=None: rows)
     assert cli.cmd_deploy(argparse.Namespace(pipelines=[], work_pool=None)) == 0
     out = capsys.readouterr().out.splitlines()
