@@ -169,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     def run(cfg: Config, owner) -> PromoteResult:
         reports = cfg.path("reports")
         registered = RegisterResult.load(reports)
+        if why := cfg.register.skipped_for_experiment():
+            result = PromoteResult(
+                model_name=registered.model_name, version="", promoted=False, reasons=[why], failed=[], alias=""
+            )
+            result.save(reports)
+            return result
         return promote(cfg, registered, EvaluateResult.load(reports), owner.attach(registered.run_id))
 
     return stage_main("promote", run, argv)
