@@ -95,6 +95,22 @@ def outputs_text(cfg: Any, evaluated: Any) -> str:
     )
 
 
+def bounds_hint(cfg: Any, failed: list[str], metrics: dict[str, float]) -> str:
+    """For a candidate refused by an absolute bound (``min.rouge1``...): where the bounds are set
+    and the values that would have let it through; '' when no bound failed."""
+    bounds = [f for f in failed if f.split(".")[0] in ("min", "max") and f.split(".", 1)[1] in metrics]
+    if not bounds:
+        return ""
+    needed = ", ".join(
+        f"{b} {'<=' if b.startswith('min.') else '>='} {metrics[b.split('.', 1)[1]]:.4f}" for b in bounds
+    )
+    first = bounds[0]
+    return (
+        f"bounds are set in pipelines.yaml ({cfg.pipeline}: gates: min/max; params.yaml promote.gates for "
+        f"every pipeline), for one run with --set promote.gates.{first}=VALUE; this candidate needs {needed}"
+    )
+
+
 @dataclass
 class RunSummary:
     pipeline: str
@@ -119,6 +135,7 @@ class RunSummary:
     awaiting: bool = False  # passed the gates, waits for a person (gates.approval: required)
     resumed: str = ""  # a killed training this run went on with: from which checkpoint, of which flow run
     outputs: str = ""  # the degenerate-output figures in a line, or what is degenerate about them
+    bounds_hint: str = ""  # failed absolute bounds: where they are set and what this candidate would need
 
     @classmethod
     def of(
@@ -148,6 +165,7 @@ class RunSummary:
             awaiting=promoted.awaiting,
             resumed=resumed_text(trained),
             outputs=outputs_text(cfg, evaluated),
+            bounds_hint=bounds_hint(cfg, promoted.failed, evaluated.metrics),
         )
 
     @property
@@ -268,6 +286,8 @@ class RunSummary:
                 ),
             )
         lines += [f"               - {r}" for r in self.reasons]
+        if self.bounds_hint:
+            lines.append(f"               {self.bounds_hint}")
         overhead = self.total_seconds - sum(self.stage_seconds.values())
         lines.append(
             "stages       : "

@@ -340,13 +340,35 @@ def _run_suites(cfg: Config, frames: dict[str, tuple[pd.DataFrame, str | None]],
             for exp_result in suite_result.results:
                 check = _to_check(split_name, exp_result, df)
                 if check.dimension == "truncation":
-                    check.note = note
+                    check.note = "; ".join(filter(None, [token_hint(cfg, df, check), note]))
                 checks.append(check)
     context.build_data_docs(site_names=["report"])  # once, for every split (per checkpoint it took seconds)
     if staging.is_dir():
         paths.replace_dir(staging, docs_dir)
     checks.sort(key=lambda c: (SPLIT_ORDER.get(c.split, 9), c.column or "", c.dimension))
     return checks
+
+
+TOKEN_SETTINGS = {"text": "max_seq_length", "target": "max_target_length"}  # train.<key>, s2s train --<key>
+
+
+def token_hint(cfg: Config, df: pd.DataFrame, check: Check) -> str | None:
+    """For a failed truncation check: the column's token lengths (p50/p95/p99) and a value of its
+    setting that keeps 99% of the rows whole, with where to set it."""
+    if check.success or check.column not in TOKEN_SETTINGS:
+        return None
+    lengths = df[f"{check.column}_tokens"].dropna().to_numpy()
+    if not len(lengths):
+        return None
+    p50, p95, p99 = (int(np.ceil(np.percentile(lengths, q))) for q in (50, 95, 99))
+    key = TOKEN_SETTINGS[check.column]
+    keep = int(np.ceil(p99 / 8) * 8)  # a multiple of 8 (what tensor cores pad to)
+    now = getattr(cfg.train, key)
+    return (
+        f"token lengths p50/p95/p99 = {p50}/{p95}/{p99} (limit {now}); to keep 99% of rows whole set "
+        f"train.{key}: {keep} in params.yaml (s2s train --{key.replace('_', '-')} {keep}), "
+        "or raise validate.max_truncation_rate to accept the cut"
+    )
 
 
 def _to_check(split_name: str, res, df: pd.DataFrame) -> Check:

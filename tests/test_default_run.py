@@ -39,6 +39,10 @@ def test_default_run_is_promoted_and_a_crippled_run_is_not(tmp_path):
     bad = run_cli("run", "--set", "train.max_steps=1", "--set", "evaluate.max_samples=60", cwd=root, env=env)
     assert bad.returncode == 3, bad.stdout[-3000:] + bad.stderr[-3000:]
     assert "gate         : NOT PROMOTED -> alias 'challenger'" in bad.stdout
+    # the refusal says where the bounds live and what this candidate would have needed
+    hint = re.search(r"bounds are set in pipelines.yaml \(default: gates: min/max.*candidate needs (.*)", bad.stdout)
+    assert hint and "--set promote.gates.min." in hint.group(0), bad.stdout[-3000:]
+    assert re.fullmatch(r"(min\.\w+ <= \d\.\d{4}(, )?)+", hint.group(1)), hint.group(1)
     client = tracking.client(load_config(root=root))
     assert client.get_model_version_by_alias("s2s-default", "champion").version == 1
     assert client.get_model_version_by_alias("s2s-default", "challenger").version == 2

@@ -59,6 +59,9 @@ def test_train_outside_a_project_starts_one(tmp_path):
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "NOT PROMOTED" in proc.stdout
     assert "started one in" in proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+    # nobody chose the model or the prefix: both are said, with how to choose
+    assert "model: scratch (the default" in proc.stderr and "--model NAME" in proc.stderr, proc.stderr
+    assert "prefix: 'summarize: ' is put before every input" in proc.stderr, proc.stderr
     root = tmp_path / "demo"
     assert (root / "params.yaml").is_file() and (root / ".git").is_dir() and (root / ".dvc").is_dir()
     assert not (root / "data" / "sample").exists()  # the user's data, not the sample

@@ -2,6 +2,7 @@
 numbers in the raw file and the setting to change; tokenizer/model mismatches are caught."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -110,6 +111,19 @@ def test_truncation_rate_above_tolerance(project):
     assert "[train text] at most 128 tokens: FAILED (truncation)" in msg
     assert "setting: train.max_seq_length / validate.max_truncation_rate" in msg
     assert "text_tokens=" in msg
+    # the figures and a value that passes: set it, and the same data passes the check
+    hint = re.search(r"p50/p95/p99 = (\d+)/(\d+)/(\d+) \(limit 128\); .* set train.max_seq_length: (\d+)", msg)
+    assert hint, msg
+    p50, p95, p99, keep = map(int, hint.groups())
+    assert p50 <= p95 <= p99 <= keep and keep % 8 == 0 and p99 > 128
+    assert f"s2s train --max-seq-length {keep}" in msg
+    cfg, ingested = run(
+        csv(project, GOOD + [f"{long},s{i}" for i in range(5)]),
+        "validate.max_truncation_rate=0.01",
+        f"train.max_seq_length={keep}",
+    )
+    result = validate(cfg, ingested)
+    assert not [c for c in result.checks if c.dimension == "truncation" and not c.success], result
 
 
 def test_truncation_within_tolerance_passes(project):

@@ -131,7 +131,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         logs.configure(logs.log_file_for(folder, "train"))
     args.overrides = overrides + args.overrides  # explicit --set wins
     args.force = False
+    _say_defaults(args.pipeline, args.overrides)
     return cmd_run(args)
+
+
+def _say_defaults(pipeline: str, overrides: list[str]) -> None:
+    """The model and the input prefix a training uses, said when nobody chose them."""
+    from tasks.core.config import load_config
+    from tasks.core.errors import PipelineError
+
+    chosen = {o.split("=", 1)[0] for o in overrides}
+    try:
+        cfg = load_config(pipeline, overrides)
+    except PipelineError:
+        return  # the run says what is wrong with the settings
+    if "train.model" not in chosen:
+        print(
+            f"model: {cfg.train.model} (the default: a small model initialised here, no pretrained weights; "
+            "--model NAME or a folder for a pretrained one)",
+            file=sys.stderr,
+        )
+    if "ingest.source_prefix" not in chosen and cfg.ingest.source_prefix:
+        print(
+            f"prefix: {cfg.ingest.source_prefix!r} is put before every input (params.yaml ingest.source_prefix; "
+            "--set ingest.source_prefix= for none)",
+            file=sys.stderr,
+        )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
