@@ -62,7 +62,9 @@ OTHER_PARAMS = {
     "generation_num_beams": "evaluate.num_beams",
     "source_prefix": "ingest.source_prefix",
 }
-BOOLEAN_FLAGS = ("peft", "auto_find_batch_size")
+# AutoTrain options that turn a setting off: true here is false there
+INVERTED = {"disable_gradient_checkpointing": "train.gradient_checkpointing"}
+BOOLEAN_FLAGS = ("peft", "auto_find_batch_size", *INVERTED)
 IGNORED = ("train", "backend")  # `--train` and `backend: local` mean what s2s does anyway
 
 
@@ -95,13 +97,14 @@ def cli_flags() -> dict[str, type]:
 
     flags = {name: bool if name in BOOLEAN_FLAGS else kind(f"train.{name}") for name in TRAIN_PARAMS}
     flags.update({name: kind(setting) for name, setting in OTHER_PARAMS.items() if name != "base_model"})
+    flags.update({name: bool for name in INVERTED})
     flags.update(FLAG_ONLY)
     return flags
 
 
 def setting_of(flag: str) -> str | None:
     """The ``section.key`` an AutoTrain flag sets (None for the flags with no setting behind them)."""
-    return f"train.{flag}" if flag in TRAIN_PARAMS else OTHER_PARAMS.get(flag)
+    return f"train.{flag}" if flag in TRAIN_PARAMS else OTHER_PARAMS.get(flag) or INVERTED.get(flag)
 
 
 def flag_help() -> dict[str, str]:
@@ -126,7 +129,9 @@ def flag_help() -> dict[str, str]:
             out[flag] = FLAG_ONLY_HELP[flag]
             continue
         said = comments.get(setting, "")
-        out[flag] = (f"{said} " if said else "") + f"({setting}; params.yaml: {_value(value(setting))})"
+        turns = f"turns {setting} off: " if flag in INVERTED else ""
+        out[flag] = f"{turns}{said} " if said or turns else ""
+        out[flag] += f"({setting}; params.yaml: {_value(value(setting))})"
     return out
 
 
@@ -165,13 +170,19 @@ def to_overrides(params: dict[str, Any]) -> list[str]:
             if value and not os.environ.get("HF_TOKEN"):
                 os.environ["HF_TOKEN"] = str(value)  # this process only; scrubbed from every log
             continue
-        if name in TRAIN_PARAMS:
+        if name in INVERTED:
+            if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
+                raise ConfigError(f"{key}={value!r}: true or false")
+            on = not (value if isinstance(value, bool) else str(value).lower() == "true")
+            out.append(f"{INVERTED[name]}={str(on).lower()}")
+        elif name in TRAIN_PARAMS:
             out.append(f"train.{name}={_value(value)}")
         elif name in OTHER_PARAMS:
             out.append(f"{OTHER_PARAMS[name]}={_value(value)}")
         else:
             raise ConfigError(
-                f"unknown AutoTrain option {key!r}; known: {', '.join(sorted((*TRAIN_PARAMS, *OTHER_PARAMS)))}"
+                f"unknown AutoTrain option {key!r}; known: "
+                + ", ".join(sorted((*TRAIN_PARAMS, *OTHER_PARAMS, *INVERTED)))
             )
     if any(o.startswith("register.model_name=") for o in out):
         name = next(o for o in out if o.startswith("register.model_name=")).split("=", 1)[1]

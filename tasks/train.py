@@ -387,6 +387,9 @@ def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, outp
         disable_tqdm=True,  # our TrainingBar instead, without the per-step dicts on the console
         dataloader_num_workers=0,
         save_only_model=False,
+        gradient_checkpointing=t.gradient_checkpointing,
+        # non-reentrant: gradients reach LoRA weights even when the embeddings are frozen
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
     )
 
 
@@ -567,6 +570,11 @@ def _model(cfg: Config, tokenizer, runtime: Runtime, main: bool):
     model = modeling.load_base_model(cfg, tokenizer, write=main, **({"quantization_config": quant} if quant else {}))
     runtime.check_model(model.config.model_type)
     modeling.check_compatible(model, tokenizer)
+    if cfg.train.gradient_checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"train.gradient_checkpointing: the {model.config.model_type} model cannot recompute its "
+            "activations; set it false (AutoTrain: disable_gradient_checkpointing: true)"
+        )
     freeze(model, cfg)
     return apply_peft(model, cfg) if cfg.train.peft else model
 

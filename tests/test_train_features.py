@@ -164,3 +164,24 @@ def test_packed_encoding_ignores_padding():
     assert torch.allclose(alone.logits[0], together.logits[1], atol=1e-6)
     assert model.generate(batch, mask, max_new_tokens=4).shape[0] == 2
     assert model.generate(batch, mask, max_new_tokens=4, num_beams=3).shape[0] == 2
+
+
+def test_gradient_checkpointing_gives_the_same_training(tmp_path):
+    """Activations recomputed in the backward pass: the same gradients, so the same losses step
+    by step (AutoTrain's default; disable_gradient_checkpointing maps onto it)."""
+    from flows.autotrain import to_overrides
+
+    assert to_overrides({"disable_gradient_checkpointing": False}) == ["train.gradient_checkpointing=true"]
+    assert to_overrides({"disable_gradient_checkpointing": True}) == ["train.gradient_checkpointing=false"]
+    steps = {"max_steps": 4, "eval_strategy": "no", "logging_steps": 1}
+    plain_cfg, _ = run(tmp_path / "plain", **steps)
+    ckpt_cfg, result = run(tmp_path / "ckpt", gradient_checkpointing=True, **steps)
+    assert result.metrics["train_steps"] == 4
+    plain = [float(r["loss"]) for r in curve(plain_cfg)]
+    recomputed = [float(r["loss"]) for r in curve(ckpt_cfg)]
+    assert len(plain) == 4 and recomputed == pytest.approx(plain, rel=1e-4, abs=1e-5)
+
+
+def test_gradient_checkpointing_on_a_model_without_it_is_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="train.gradient_checkpointing: the .* model cannot recompute"):
+        run(tmp_path, model="rnn", gradient_checkpointing=True, max_steps=2, eval_strategy="no")
