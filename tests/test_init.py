@@ -27,6 +27,10 @@ def test_init_then_run_then_dvc_sees_everything_current(tmp_path):
     for name in ("params.yaml", "pipelines.yaml", "dvc.yaml", ".git", ".dvc", "data/sample/reports.csv"):
         assert (root / name).exists(), name
     assert "tasks/" not in (root / "dvc.yaml").read_text()  # the code is the installed package
+    # the first commit holds it all: runs name a commit from the start
+    log = subprocess.run(["git", "log", "--oneline"], cwd=root, capture_output=True, text=True).stdout.splitlines()
+    assert len(log) == 1 and "s2s init" in log[0], log
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout == ""
     # a second init refuses and changes nothing
     again = run_cli("init", "proj", cwd=tmp_path, env=_without_root())
     assert again.returncode != 0 and "already holds a project" in again.stderr and "Traceback" not in again.stderr

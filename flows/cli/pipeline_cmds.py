@@ -126,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         folder = Path.cwd() / (re.sub(r"[^A-Za-z0-9_.-]+", "-", named.strip("'\"")).strip("-.") or "s2s-project")
         if not (folder / "params.yaml").is_file():
             project.init(folder)
+            project.first_commit(folder)
             print(f"no project here: started one in {folder} (s2s init)", file=sys.stderr)
         os.environ["S2S_ROOT"] = str(folder)
         logs.configure(logs.log_file_for(folder, "train"))
@@ -161,7 +162,7 @@ def _say_defaults(pipeline: str, overrides: list[str]) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """A ready project anywhere: project files, git, DVC, the sample data."""
-    from tasks.core.project import init
+    from tasks.core.project import first_commit, init
 
     folder = init(args.folder)
     if not args.no_sample:
@@ -169,6 +170,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
         (folder / "data" / "sample").mkdir(parents=True)
         write_csv(generate(), folder / "data" / "sample" / "reports.csv")
+    first_commit(folder)
     print(
         f"created {folder}: params.yaml, pipelines.yaml, dvc.yaml, git and DVC"
         + (", the sample data (data/sample/reports.csv)" if not args.no_sample else "")

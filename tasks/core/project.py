@@ -98,6 +98,30 @@ def init(folder: Path) -> Path:
     return folder
 
 
+def first_commit(folder: Path) -> str:
+    """Commit everything ``init`` (and the caller) wrote, so runs name a commit from the start
+    (their ``git_commit`` tag). With no git identity configured, the commit is made as
+    ``s2s init`` and that is said. Returns the commit's short hash."""
+
+    def git(*args: str, identity: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *identity, *args], cwd=folder, capture_output=True, text=True)
+
+    git("add", "-A")
+    proc = git("commit", "-q", "-m", "s2s init: a new project")
+    if proc.returncode and "identity" in (proc.stderr + proc.stdout).lower():
+        print("git has no user.name / user.email here: the first commit is by 's2s init'", file=sys.stderr)
+        proc = git(
+            "commit",
+            "-q",
+            "-m",
+            "s2s init: a new project",
+            identity=("-c", "user.name=s2s init", "-c", "user.email=s2s@localhost"),
+        )
+    if proc.returncode:
+        raise ConfigError(f"`git commit` failed in {folder}: {(proc.stderr or proc.stdout).strip()[:300]}")
+    return git("rev-parse", "--short", "HEAD").stdout.strip()
+
+
 def is_checkout(root: Path) -> bool:
     """The project is the source checkout itself (its dvc.yaml lists the code by path)."""
     return (root / "tasks" / "__init__.py").is_file()
