@@ -408,30 +408,34 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     if cfg.evaluate.compare_champion:
         champion = score_champion(cfg, texts, refs, (metrics, per_example, preds))
     champion_scores = champion.pop("_by_row") if champion else None
-
-    reports = cfg.path("reports")
-    reports.mkdir(parents=True, exist_ok=True)
-    pred_path = reports / PREDICTIONS
-    rows = []
-    for i, (src, ref, pred) in enumerate(zip(texts, refs, preds)):
-        row = {
+    rows = [
+        {
             "source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
             "input": src,
             "reference": ref,
             "prediction": pred,
             **{k: round(v[i], 4) for k, v in per_example.items()},
         }
-        rows.append(row)
-    paths.atomic_write_text(pred_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    worst = sorted(rows, key=lambda r: r.get(primary, 0.0))[:3]
-    paths.atomic_write_json(reports / METRICS, metrics)
+        for i, (src, ref, pred) in enumerate(zip(texts, refs, preds))
+    ]
     prefix = cfg.ingest.source_prefix
     degenerate = degeneracy.measure([t.removeprefix(prefix) if prefix else t for t in texts], preds, refs)
-    paths.atomic_write_json(reports / DEGENERATE, degenerate["figures"])
     input_lengths = [
         len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.train.max_seq_length)["input_ids"]
     ]
     buckets = length_buckets(input_lengths, per_example[primary], champion_scores, cfg.evaluate.length_buckets)
+    result = EvaluateResult(
+        split=split_name,
+        n_examples=len(df),
+        metrics=metrics,
+        predictions_path=cfg.relative(cfg.path("reports") / PREDICTIONS),
+        worst=sorted(rows, key=lambda r: r.get(primary, 0.0))[:3],
+        champion=champion,
+        primary=primary,
+        by_length=buckets,
+        degenerate=degenerate,
+    )
+    pngs = _write_reports(cfg, result, rows)
     settings = {
         "split": split_name,
         "n_examples": len(df),
@@ -441,44 +445,8 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
         "metrics": list(cfg.evaluate.metrics),
         "primary_metric": primary,
     }
-    plot_dir = reports / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    # `dvc plots show/diff`: one bar per score, compared across revisions and experiments
-    scored = {k: v for k, v in metrics.items() if _scored(k)}
-    paths.atomic_write_text(
-        plot_dir / "scores.csv", "metric,score\n" + "".join(f"{k},{v}\n" for k, v in scored.items())
-    )
-    pngs = plots(cfg, plot_dir, metrics, champion, buckets)
-
-    logged = dict(metrics)
-    run.set_experiment_tag(lineage.PRIMARY_TAG, primary)  # the UI's primary metric is the gates'
-    run.set_experiment_tag(lineage.VIEW_TAG, lineage.runs_view(cfg))  # its runs list: these metrics, best first
-    if champion:
-        logged.update({f"champion_{k}": v for k, v in champion["metrics"].items()})
-        run.set_tags({"compared_with_champion": champion["version"]})
-    logged.update(degenerate["figures"])  # MLflow charts them; metrics.json keeps the scores alone
-    run.log_metrics(logged)
-    run.log_artifact(pred_path, artifact_path="evaluation")
-    import pandas as pd
-
-    run.log_table(pd.DataFrame(rows), "evaluation/predictions_table.json")
-    run.log_dict(generation, "evaluation/generation_config.json")
-    run.log_dict({**settings, "by_input_length": buckets}, "evaluation/settings.json")
-    for png in pngs:
-        run.log_artifact(png, artifact_path="plots")
-    # written last: its presence says the stage finished, tracking included
-    result = EvaluateResult(
-        split=split_name,
-        n_examples=len(df),
-        metrics=metrics,
-        predictions_path=cfg.relative(pred_path),
-        worst=worst,
-        champion=champion,
-        primary=primary,
-        by_length=buckets,
-        degenerate=degenerate,
-    )
-    result.save(reports)
+    _log_run(cfg, run, result, rows, generation, settings, pngs)
+    result.save(cfg.path("reports"))  # written last: its presence says the stage finished, tracking included
     logger.info(
         "evaluate on %s (%d examples): %s; outputs: %s%s",
         split_name,
@@ -490,6 +458,46 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
         else "; no champion yet",
     )
     return result
+
+
+def _write_reports(cfg: Config, result: EvaluateResult, rows: list[dict]) -> list:
+    """The predictions, metrics.json, degenerate.json and the plots DVC and MLflow show; returns
+    the PNG plots written."""
+    reports = cfg.path("reports")
+    reports.mkdir(parents=True, exist_ok=True)
+    pred_path = reports / PREDICTIONS
+    paths.atomic_write_text(pred_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    paths.atomic_write_json(reports / METRICS, result.metrics)
+    paths.atomic_write_json(reports / DEGENERATE, result.degenerate["figures"])
+    plot_dir = reports / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    # `dvc plots show/diff`: one bar per score, compared across revisions and experiments
+    scored = {k: v for k, v in result.metrics.items() if _scored(k)}
+    paths.atomic_write_text(
+        plot_dir / "scores.csv", "metric,score\n" + "".join(f"{k},{v}\n" for k, v in scored.items())
+    )
+    return plots(cfg, plot_dir, result.metrics, result.champion, result.by_length)
+
+
+def _log_run(cfg: Config, run: RunHandle, result: EvaluateResult, rows, generation, settings, pngs) -> None:
+    """The run's evaluation metrics (the champion's on the same rows beside them, the
+    degenerate-output figures), the predictions, the settings and the plots."""
+    import pandas as pd
+
+    logged = dict(result.metrics)
+    run.set_experiment_tag(lineage.PRIMARY_TAG, result.primary)  # the UI's primary metric is the gates'
+    run.set_experiment_tag(lineage.VIEW_TAG, lineage.runs_view(cfg))  # its runs list: these metrics, best first
+    if result.champion:
+        logged.update({f"champion_{k}": v for k, v in result.champion["metrics"].items()})
+        run.set_tags({"compared_with_champion": result.champion["version"]})
+    logged.update(result.degenerate["figures"])  # MLflow charts them; metrics.json keeps the scores alone
+    run.log_metrics(logged)
+    run.log_artifact(cfg.resolve(result.predictions_path), artifact_path="evaluation")
+    run.log_table(pd.DataFrame(rows), "evaluation/predictions_table.json")
+    run.log_dict(generation, "evaluation/generation_config.json")
+    run.log_dict({**settings, "by_input_length": result.by_length}, "evaluation/settings.json")
+    for png in pngs:
+        run.log_artifact(png, artifact_path="plots")
 
 
 def main(argv: list[str] | None = None) -> int:
