@@ -185,75 +185,89 @@ def callbacks(cfg: Config, run: RunHandle | None):
         "eval_loss": "eval_loss",
         **{f"eval_{m}": f"eval_{m}" for m in metrics.metrics()},
     }
+    # transformers' callback base class is imported here, not at module import (stage start-up)
+    mixin = {"__module__": __name__}
+    step_metrics = type("MlflowMetrics", (_MlflowMetrics, TrainerCallback), mixin)(run, names)
+    bar = type("TrainingBar", (_TrainingBar, TrainerCallback), mixin)()
+    stop = type("StopOnSignal", (_StopOnSignal, TrainerCallback), mixin)()
+    return step_metrics, bar, stop
 
-    class MlflowMetrics(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if run is None or not state.is_world_process_zero or not logs:
-                return
-            metrics = {
-                names[k]: float(v)
-                for k, v in logs.items()
-                if k in names and isinstance(v, (int, float)) and math.isfinite(float(v))
-            }
-            if "loss" in logs and state.num_input_tokens_seen:
-                metrics["tokens_seen"] = float(state.num_input_tokens_seen)
-            if metrics:
-                run.log_metrics(metrics, step=state.global_step, buffered=True)
 
-    class TrainingBar(TrainerCallback):
-        """One live bar (on a terminal): steps, ETA, input tokens (padding excluded) per second and
-        the latest loss. The per-step log dicts transformers prints go to the log file instead."""
+class _MlflowMetrics:
+    """Step metrics to the run (rank 0; buffered through tracking outages)."""
 
-        bar = None
-        postfix: dict = {}
+    def __init__(self, run: RunHandle | None, names: dict[str, str]):
+        self.run, self.names = run, names
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            from tqdm.auto import tqdm
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.run is None or not state.is_world_process_zero or not logs:
+            return
+        figures = {
+            self.names[k]: float(v)
+            for k, v in logs.items()
+            if k in self.names and isinstance(v, (int, float)) and math.isfinite(float(v))
+        }
+        if "loss" in logs and state.num_input_tokens_seen:
+            figures["tokens_seen"] = float(state.num_input_tokens_seen)
+        if figures:
+            self.run.log_metrics(figures, step=state.global_step, buffered=True)
 
-            self.t0, self.seen0 = time.perf_counter(), state.num_input_tokens_seen
-            if state.is_world_process_zero:
-                self.bar = tqdm(
-                    total=state.max_steps,
-                    initial=state.global_step,
-                    desc="train",
-                    unit="step",
-                    disable=None,
-                    dynamic_ncols=True,
-                    leave=False,
-                )
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.bar is None:
-                return
-            elapsed = time.perf_counter() - self.t0
-            self.bar.update(state.global_step - self.bar.n)
-            if elapsed > 0:
-                self.postfix["tok/s"] = f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"
-                self.bar.set_postfix(self.postfix, refresh=False)
+class _TrainingBar:
+    """One live bar (on a terminal): steps, ETA, input tokens (padding excluded) per second and
+    the latest loss. The per-step log dicts transformers prints go to the log file instead."""
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
-                logger.info("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
-                if "loss" in logs:
-                    self.postfix["loss"] = f"{logs['loss']:.3f}"
+    bar = None
 
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.close()
+    def __init__(self):
+        self.postfix: dict = {}
 
-    class StopOnSignal(TrainerCallback):
-        """SIGTERM / Ctrl-C: save a checkpoint at the end of this step and stop (signals.graceful)."""
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if signals.stop_requested():
-                control.should_save = True
-                control.should_training_stop = True
-                # at the end of train() transformers deletes the newest checkpoint when it is not
-                # the best and save_total_limit is 1: that would be the one saved for the stop
-                args.save_total_limit = None
-            return control
+        self.t0, self.seen0 = time.perf_counter(), state.num_input_tokens_seen
+        if state.is_world_process_zero:
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                desc="train",
+                unit="step",
+                disable=None,
+                dynamic_ncols=True,
+                leave=False,
+            )
 
-    return MlflowMetrics(), TrainingBar(), StopOnSignal()
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is None:
+            return
+        elapsed = time.perf_counter() - self.t0
+        self.bar.update(state.global_step - self.bar.n)
+        if elapsed > 0:
+            self.postfix["tok/s"] = f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"
+            self.bar.set_postfix(self.postfix, refresh=False)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            logger.info("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+            if "loss" in logs:
+                self.postfix["loss"] = f"{logs['loss']:.3f}"
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _StopOnSignal:
+    """SIGTERM / Ctrl-C: save a checkpoint at the end of this step and stop (signals.graceful)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if signals.stop_requested():
+            control.should_save = True
+            control.should_training_stop = True
+            # at the end of train() transformers deletes the newest checkpoint when it is not
+            # the best and save_total_limit is 1: that would be the one saved for the stop
+            args.save_total_limit = None
+        return control
 
 
 def compute_scores(cfg: Config, tokenizer):
