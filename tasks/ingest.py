@@ -71,21 +71,8 @@ def clean(df: pd.DataFrame, cfg: Config, origin: str) -> tuple[pd.DataFrame, dic
     if ic.max_samples is not None and len(out) > ic.max_samples:
         out = out.iloc[: ic.max_samples]
         counts["max_samples_dropped"] = counts["read"] - len(out)
-    trimmed = 0
     if ic.strip:
-        for col in ("text", "target"):
-            values = out[col]
-            if values.dtype != object:  # an all-string column: whole-column Arrow kernels
-                stripped = values.str.strip()
-                trimmed += int(stripped.ne(values).fillna(False).sum())
-                out[col] = stripped
-                continue
-            is_str = values.map(type).eq(str)
-            if is_str.any():
-                stripped = values[is_str].astype(str).str.strip()
-                trimmed += int(stripped.ne(values[is_str].astype(str)).sum())
-                out.loc[is_str, col] = stripped
-        counts["trimmed"] = trimmed
+        counts["trimmed"] = _strip(out)
     # one Unicode form, so "é" typed two ways is one token sequence and one duplicate
     normalized = 0
     for col in ("text", "target"):
@@ -97,19 +84,42 @@ def clean(df: pd.DataFrame, cfg: Config, origin: str) -> tuple[pd.DataFrame, dic
         out = out[~_duplicate_pairs(out["text"], out["target"])]
         counts["duplicates_dropped"] = before - len(out)
     if ic.source_prefix:
-        text = out["text"]
-        is_str = text.map(type).eq(str) if text.dtype == object else text.notna()
-        strings = text.where(is_str).astype("str")
-        has = strings.str.startswith(ic.source_prefix).fillna(False).astype(bool)
-        counts["already_prefixed"] = int(has.sum())
-        # blank inputs stay blank: a prefix would hide them from the emptiness check
-        todo = is_str & ~has & ~_blank(strings)
-        if text.dtype != object:
-            out["text"] = text.where(~todo, ic.source_prefix + strings)
-        else:
-            out.loc[todo, "text"] = ic.source_prefix + strings[todo]
+        counts["already_prefixed"] = _prefix(out, ic.source_prefix)
     counts["kept"] = len(out)
     return out.reset_index(drop=True), counts
+
+
+def _strip(out: pd.DataFrame) -> int:
+    """Trim both columns' strings in place (other values as they are); returns how many changed."""
+    trimmed = 0
+    for col in ("text", "target"):
+        values = out[col]
+        if values.dtype != object:  # an all-string column: whole-column Arrow kernels
+            stripped = values.str.strip()
+            trimmed += int(stripped.ne(values).fillna(False).sum())
+            out[col] = stripped
+            continue
+        is_str = values.map(type).eq(str)
+        if is_str.any():
+            stripped = values[is_str].astype(str).str.strip()
+            trimmed += int(stripped.ne(values[is_str].astype(str)).sum())
+            out.loc[is_str, col] = stripped
+    return trimmed
+
+
+def _prefix(out: pd.DataFrame, prefix: str) -> int:
+    """Put ``prefix`` before every non-blank input that lacks it, in place; returns how many had it."""
+    text = out["text"]
+    is_str = text.map(type).eq(str) if text.dtype == object else text.notna()
+    strings = text.where(is_str).astype("str")
+    has = strings.str.startswith(prefix).fillna(False).astype(bool)
+    # blank inputs stay blank: a prefix would hide them from the emptiness check
+    todo = is_str & ~has & ~_blank(strings)
+    if text.dtype != object:
+        out["text"] = text.where(~todo, prefix + strings)
+    else:
+        out.loc[todo, "text"] = prefix + strings[todo]
+    return int(has.sum())
 
 
 def _duplicate_pairs(text: pd.Series, target: pd.Series) -> np.ndarray:
