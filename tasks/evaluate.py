@@ -31,7 +31,7 @@ from tasks.data import rowkey
 from tasks.metrics import bootstrap, score
 from tasks.metrics import degenerate as degeneracy
 from tasks.modeling import ct2
-from tasks.modeling.generation import generate
+from tasks.modeling.generation import decoding, generate
 from tasks.tracking import lineage, reads
 from tasks.tracking.run import RunHandle, owned
 
@@ -65,12 +65,14 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
     inputs = [prefix + t.removeprefix(current) if current and prefix != current else t for t in texts]
     ev = cfg.evaluate
     backend = backend_for(cfg, model_dir)
-    # the same decoding for every model and backend: the candidate and the champion alike
+    # the same decoding for every model and backend: the candidate and the champion alike, and
+    # the version when it is served (generation.decoding)
+    d = decoding(cfg)
     same = dict(
-        batch_size=ev.batch_size,
-        num_beams=ev.num_beams,
-        max_new_tokens=ev.generation_max_length,
-        max_source=cfg.train.max_seq_length,
+        batch_size=d["batch_size"],
+        num_beams=d["num_beams"],
+        max_new_tokens=d["max_new_tokens"],
+        max_source=d["max_source_length"],
         desc=desc,
     )
     if backend == "ct2":

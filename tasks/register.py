@@ -44,15 +44,9 @@ def pip_requirements(adapter: bool = False, converted: bool = False) -> list[str
 
 
 def serving_settings(cfg: Config) -> dict:
-    return {
-        "source_prefix": cfg.ingest.source_prefix,
-        "num_beams": cfg.evaluate.num_beams,
-        "max_new_tokens": cfg.evaluate.generation_max_length,
-        "max_source_length": cfg.train.max_seq_length,
-        "batch_size": cfg.evaluate.batch_size,
-        "backend": cfg.evaluate.backend,  # S2S_BACKEND at load time wins
-        "compute_type": cfg.evaluate.compute_type,
-    }
+    from tasks.modeling.generation import decoding
+
+    return decoding(cfg)
 
 
 def exported_model(cfg: Config, trained: TrainResult) -> str:

@@ -9,6 +9,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def decoding(cfg) -> dict:
+    """How every model of a pipeline generates: the candidate and the champion in evaluation, and
+    the registered version when served (register writes this into the version's settings file;
+    the pyfunc reads it back as is). One home for these values."""
+    return {
+        "source_prefix": cfg.ingest.source_prefix,
+        "num_beams": cfg.evaluate.num_beams,
+        "max_new_tokens": cfg.evaluate.generation_max_length,
+        "max_source_length": cfg.train.max_seq_length,
+        "batch_size": cfg.evaluate.batch_size,
+        "backend": cfg.evaluate.backend,  # S2S_BACKEND at load time wins
+        "compute_type": cfg.evaluate.compute_type,
+    }
+
+
 def decode(tokenizer, ids) -> list[str]:
     """Decode generated or label ids; -100 (the loss's ignore index) is mapped to pad first."""
     arr = np.asarray(ids)

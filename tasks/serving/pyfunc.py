@@ -75,7 +75,7 @@ class Seq2SeqGenerator(PythonModel):
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
         import torch
 
-        s = {**self.settings, **(params or {})}
+        s = {**self.settings, **(params or {})}  # written by register (tasks/modeling/generation.decoding)
         prefix = s.get("source_prefix", "")
         texts = [t if not prefix or t.startswith(prefix) else prefix + t for t in model_input]
         if self.backend == "ct2":
@@ -85,10 +85,10 @@ class Seq2SeqGenerator(PythonModel):
                 self.translator,
                 self.tokenizer,
                 texts,
-                batch_size=int(s.get("batch_size", 32)),
-                num_beams=int(s.get("num_beams", 1)),
-                max_new_tokens=int(s.get("max_new_tokens", 64)),
-                max_source=int(s.get("max_source_length", 512)),
+                batch_size=int(s["batch_size"]),
+                num_beams=int(s["num_beams"]),
+                max_new_tokens=int(s["max_new_tokens"]),
+                max_source=int(s["max_source_length"]),
                 length_penalty=float(self.generation.get("length_penalty", 1.0)),
                 no_repeat_ngram_size=int(self.generation.get("no_repeat_ngram_size") or 0),
                 decoder_start_counts=self.decoder_start_counts,
@@ -96,18 +96,18 @@ class Seq2SeqGenerator(PythonModel):
             )[0]
         out: list[str] = []
         with torch.inference_mode():
-            for i in range(0, len(texts), int(s.get("batch_size", 32))):
+            for i in range(0, len(texts), int(s["batch_size"])):
                 batch = self.tokenizer(
-                    texts[i : i + int(s.get("batch_size", 32))],
+                    texts[i : i + int(s["batch_size"])],
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
-                    max_length=int(s.get("max_source_length", 512)),
+                    max_length=int(s["max_source_length"]),
                 )
                 ids = self.model.generate(
                     **batch,
-                    num_beams=int(s.get("num_beams", 1)),
-                    max_new_tokens=int(s.get("max_new_tokens", 64)),
+                    num_beams=int(s["num_beams"]),
+                    max_new_tokens=int(s["max_new_tokens"]),
                     do_sample=False,
                 )
                 out.extend(t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True))
