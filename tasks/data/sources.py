@@ -227,7 +227,10 @@ def _read_jsonl(path: str, raw: bytes) -> pd.DataFrame:
         except pa.ArrowInvalid:
             pass  # a parse error or a column of mixed types: the strict path below says which
     records = []
-    for number, line in enumerate(raw.decode("utf-8-sig").splitlines(), 1):
+    # JSON Lines end at "\n" (or "\r\n") only: str.splitlines() would also cut at U+0085, U+2028
+    # and other characters a JSON string may hold unescaped
+    for number, line in enumerate(raw.decode("utf-8-sig").split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         records.append(json_record(path, number, line))
