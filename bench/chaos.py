@@ -257,7 +257,8 @@ class Harness:
         if self.mode == "term" and hit != "after the end":
             note += f"stopped in {time.monotonic() - t0:.1f} s"
             if proc.returncode != 143 or time.monotonic() - t0 > 30:
-                note += " (expected 143 within 30 s)"
+                tail = " | ".join(log.read_text().strip().splitlines()[-6:])
+                note += f" (expected 143 within 30 s); its last lines: {tail[-1500:]}"
         return hit, proc.returncode, note
 
 

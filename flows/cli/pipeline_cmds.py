@@ -100,40 +100,96 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """AutoTrain-style training: flags or an AutoTrain YAML config, then the whole pipeline.
-    Outside a project it starts one, as AutoTrain does: ``./<project-name>`` (``s2s init``)."""
+    """AutoTrain-style training: flags or an AutoTrain YAML config become the project's settings
+    (tasks/core/project_settings.py), then the pipeline runs. Outside a project it starts one, as
+    AutoTrain does: ``./<project-name>``. An unchanged second ``s2s train`` trains nothing."""
     import re
     from pathlib import Path
 
     from flows.autotrain import cli_flags, config_overrides, to_overrides
+    from tasks.core import project_settings
     from tasks.core.config import find_root
     from tasks.core.errors import ConfigError
 
     flags = {k: v for k, v in vars(args).items() if k in cli_flags() and v not in (None, False)}
-    overrides = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
+    settings = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
     # a data path is relative to where the command runs, wherever the project is
-    for i, item in enumerate(overrides):
+    for i, item in enumerate(settings):
         key, _, value = item.partition("=")
         local = Path(value.strip("'\"")).expanduser()
         if key == "ingest.source" and not local.is_absolute() and local.exists():
-            overrides[i] = f"ingest.source={local.resolve()}"
+            settings[i] = f"ingest.source={local.resolve()}"
+    named = next((o.split("=", 1)[1] for o in settings if o.startswith("register.model_name=")), None)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", (named or "").strip("'\"")).strip("-.")
+    started = False
     try:
-        find_root()
+        root = find_root()
     except ConfigError:
         from tasks.core import logs, project
 
-        named = next((o.split("=", 1)[1] for o in overrides if o.startswith("register.model_name=")), "s2s-project")
-        folder = Path.cwd() / (re.sub(r"[^A-Za-z0-9_.-]+", "-", named.strip("'\"")).strip("-.") or "s2s-project")
-        if not (folder / "params.yaml").is_file():
-            project.init(folder)
-            project.first_commit(folder)
-            print(f"no project here: started one in {folder} (s2s init)", file=sys.stderr)
-        os.environ["S2S_ROOT"] = str(folder)
-        logs.configure(logs.log_file_for(folder, "train"))
-    args.overrides = overrides + args.overrides  # explicit --set wins
+        root = Path.cwd() / (slug or "s2s-project")
+        if not (root / "params.yaml").is_file():
+            project.init(root)
+            started = True
+            print(f"no project here: started one in {root} (s2s init)", file=sys.stderr)
+        os.environ["S2S_ROOT"] = str(root)
+        logs.configure(logs.log_file_for(root, "train"))
+    own = started or project_settings.MARK in str(_default_description(root))
+    name = slug or (args.pipeline if args.pipeline != "default" else "s2s-project")
+    written = project_settings.write(root, name, settings, own=own)
+    if started:
+        from tasks.core import project
+
+        project.first_commit(root)
+    elif written.changed:
+        print(f"s2s train: wrote {', '.join(written.changed)} in {root} (commit them to keep this)", file=sys.stderr)
+    args.pipeline = written.pipeline
     args.force = False
-    _say_defaults(args.pipeline, args.overrides)
-    return cmd_run(args)
+    _say_defaults(args.pipeline, settings + args.overrides)
+    done = None if started else _trained_before(args.pipeline, args.overrides)
+    if done:
+        print(f"s2s train: nothing to train: {done}")
+        code = 0
+    else:
+        code = cmd_run(args)
+    print(f"run it again: cd {root} && " + "   or: ".join(written.commands), file=sys.stderr)
+    return code
+
+
+def _default_description(root) -> str:
+    from tasks.core.config import DEFAULT_PIPELINE, load_pipelines
+
+    try:
+        return str(load_pipelines(root).get(DEFAULT_PIPELINE, {}).get("description", ""))
+    except Exception:  # the run reports a broken pipelines.yaml by name
+        return ""
+
+
+def _trained_before(pipeline: str, overrides: list[str]) -> str | None:
+    """``v1, promoted, champion now ...`` when a version was registered on this data and these
+    settings already; None when not (or when that cannot be known before ingest)."""
+    from tasks.core.config import load_config
+    from tasks.core.errors import PipelineError
+    from tasks.tracking import retrain as retraining
+
+    try:
+        cfg = load_config(pipeline, overrides)
+        store = cfg.sqlite_path()
+        if store is not None and not store.exists():
+            return None  # no registry yet
+        version = retraining.current_data_version(cfg)
+        if version is None:
+            return None
+        tried = retraining.tried_before(cfg, version, cfg.params_hash())
+    except PipelineError:
+        return None  # the run says what is wrong
+    if tried is None:
+        return None
+    return (
+        f"this data (version {version}) and these settings (params hash {cfg.params_hash()}) were trained "
+        f"already: {cfg.register.model_name} {tried}. Change either, or `s2s run"
+        f"{'' if pipeline == 'default' else ' --pipeline ' + pipeline} --force` to train again"
+    )
 
 
 def _say_defaults(pipeline: str, overrides: list[str]) -> None:
