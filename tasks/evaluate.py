@@ -194,7 +194,9 @@ def score_champion(cfg: Config, texts: list[str], refs: list[str], cand: tuple[d
             logger.warning("champion v%s trained on every test row: promotion compares recorded metrics", version)
             return None
         sub_texts, sub_refs = [texts[i] for i in keep], [refs[i] for i in keep]
-        champ_metrics, champ_per, *_ = run_model(cfg, folder, sub_texts, sub_refs, prefix, f"champion v{version}")
+        champ_metrics, champ_per, champ_preds, *_ = run_model(
+            cfg, folder, sub_texts, sub_refs, prefix, f"champion v{version}"
+        )
     left_out = len(texts) - len(keep)
     if left_out:
         logger.warning(
@@ -221,9 +223,11 @@ def score_champion(cfg: Config, texts: list[str], refs: list[str], cand: tuple[d
     if confidence is not None:  # the certified gates' evidence: paired, same rows
         champion["intervals"] = bootstrap.intervals(cand_per, champ_per, confidence)
     by_row: list[float | None] = [None] * len(texts)
+    preds_by_row: list[str | None] = [None] * len(texts)
     for j, i in enumerate(keep):
         by_row[i] = champ_per.get(primary, [None] * len(keep))[j]
-    champion["_by_row"] = by_row
+        preds_by_row[i] = champ_preds[j]
+    champion["_by_row"], champion["_preds_by_row"] = by_row, preds_by_row
     return champion
 
 
@@ -410,6 +414,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     if cfg.evaluate.compare_champion:
         champion = score_champion(cfg, texts, refs, (metrics, per_example, preds))
     champion_scores = champion.pop("_by_row") if champion else None
+    champion_preds = champion.pop("_preds_by_row") if champion else None
     rows = [
         {
             "source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
@@ -420,6 +425,10 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
         }
         for i, (src, ref, pred) in enumerate(zip(texts, refs, preds))
     ]
+    if champion:  # the champion on the same row, where it was scored (the promotion report reads these)
+        for row, champ_score, pred in zip(rows, champion_scores, champion_preds):
+            if champ_score is not None:
+                row[f"champion_{primary}"], row["champion_prediction"] = round(champ_score, 4), pred
     prefix = cfg.ingest.source_prefix
     degenerate = degeneracy.measure([t.removeprefix(prefix) if prefix else t for t in texts], preds, refs)
     input_lengths = [

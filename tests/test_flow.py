@@ -156,6 +156,24 @@ def test_second_run_scores_the_champion_on_the_same_rows(flow_run, monkeypatch):
     assert compared_on.startswith(f"champion v{first.version} re-scored on the same ")
     assert f"same {evaluation['champion']['rows']} test rows" in compared_on
     assert "## Evaluation" in version.description and "data version" in version.description
+    # the promotion report: a page on the run, the decision in the version's description, the same as text
+    rows = [json.loads(line) for line in (reports / "predictions.jsonl").read_text().splitlines()]
+    paired = [r for r in rows if "champion_rougeL" in r]
+    assert len(paired) == evaluation["champion"]["rows"] and all("champion_prediction" in r for r in paired)
+    page = (reports / "promotion_report.html").read_text()
+    decision = json.loads((reports / "promotion.json").read_text())
+    for needle in ("<h2>Gates</h2>", f"Against champion v{first.version}", "Where it loses most", "paired interval"):
+        assert needle in page, needle
+    assert page.count("<tr><td>") >= len(decision["reasons"])  # every reason is a row of the gate table
+    assert "promotion/promotion_report.html" in {a.path for a in client.list_artifacts(second.run_id, "promotion")}
+    description = version.description
+    assert description.count("## Promotion decision") == 1
+    assert ("**PROMOTED**" if decision["promoted"] else "**NOT PROMOTED**") in description
+    assert f"/runs/{second.run_id}/artifactPath/promotion/promotion_report.html" in description
+    proc = run_cli("compare", "--with", "champion", "--set", "train.max_steps=4", cwd=root, env={"S2S_ROOT": str(root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"vs champion v{first.version} on the same {evaluation['champion']['rows']} test rows" in proc.stdout
+    assert "paired interval" in proc.stdout and "decision: " in proc.stdout, proc.stdout
 
 
 def test_registered_model_carries_a_model_card(flow_run):

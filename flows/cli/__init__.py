@@ -104,12 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()
     try:
         return args.func(args)
-    except PipelineError as exc:
-        return report_error(exc)
     except BrokenPipeError:  # `s2s compare | head`: the reader has all it wanted
         os._exit(0)
     except BaseException as exc:
         code = signals.exit_code_for(exc)
+        if code is None and (asked := signals.stop_requested()) is not None:
+            # a stop that surfaced as another error on its way out (Prefect's CrashedRun for a
+            # flow it saw crash, a failure wrapped around the interrupted call): the stop is the cause
+            logging.getLogger(__name__).info("the stop surfaced as", exc_info=exc)  # file only
+            code, exc = 128 + asked, signals.Interrupted(asked)
+        if code is None and isinstance(exc, PipelineError):
+            return report_error(exc)
         if code is None:
             if (storage := storage_failure(exc)) is not None:  # not a bug: one message, the trace in the log
                 logging.getLogger(__name__).info("the failed write", exc_info=exc)  # file only

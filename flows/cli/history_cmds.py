@@ -15,6 +15,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tasks.promote import compare
 
     cfg = load_config(args.pipeline, args.overrides)
+    if getattr(args, "with_", None) == "champion":
+        return _compare_with_champion(cfg)
     rows = compare(cfg, args.limit)
     if not rows:
         print(f"{cfg.register.model_name} has no registered versions yet")
@@ -33,6 +35,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print("  ".join("-" * w for w in widths))
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return 0
+
+
+def _compare_with_champion(cfg) -> int:
+    """The newest evaluated candidate of this pipeline against the champion it was scored with."""
+    import json
+
+    from tasks.promotion import report
+
+    reports = cfg.path("reports")
+    try:
+        evaluation, rows = report.load(reports)
+    except FileNotFoundError:
+        print(f"no evaluated candidate in {reports} yet: run the pipeline (s2s run) first")
+        return 1
+    decision = version = None
+    if (reports / "promotion.json").is_file():
+        decision = json.loads((reports / "promotion.json").read_text(encoding="utf-8"))
+        version = decision.get("version")
+    elif (reports / "registration.json").is_file():
+        version = json.loads((reports / "registration.json").read_text(encoding="utf-8")).get("version")
+    print(f"{cfg.register.model_name}: the newest candidate ({reports})")
+    print(report.text(report.compare(evaluation, rows), decision, version))
+    if (reports / "promotion_report.html").is_file():
+        print(f"report: {reports / 'promotion_report.html'}")
     return 0
 
 
@@ -157,5 +184,12 @@ def _add_history_commands(sub) -> None:
 
     compare = sub.add_parser("compare", help="registered versions side by side: metrics, data versions, aliases")
     compare.add_argument("--limit", type=int, default=10, help="newest N versions (default: %(default)s)")
+    compare.add_argument(
+        "--with",
+        dest="with_",
+        choices=["champion"],
+        help="the newest candidate against the champion on the same test rows: metrics with paired "
+        "intervals, where it wins and loses most, the gate decision (the promotion report, as text)",
+    )
     add_config_flags(compare)
     compare.set_defaults(func=cmd_compare)

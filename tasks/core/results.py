@@ -115,6 +115,7 @@ class RegisterResult(StageResult):
 class PromoteResult(StageResult):
     FILE: ClassVar[str] = "promotion.json"
     STAGE: ClassVar[str] = "promote"
+    ALSO: ClassVar[tuple[str, ...]] = ("promotion_report.html",)  # written beside it (tasks/promote)
     model_name: str
     version: str
     promoted: bool
@@ -148,8 +149,9 @@ def clear_after(reports: Path, stage: str) -> list[str]:
     later = [r for r in DECISIONS if STAGES.index(r.STAGE) > STAGES.index(stage)]
     removed = []
     for result in later:
-        path = reports / result.FILE
-        if path.is_file():
-            path.unlink()
-            removed.append(result.FILE)
+        for file in (result.FILE, *getattr(result, "ALSO", ())):
+            path = reports / file
+            if path.is_file():
+                path.unlink()
+                removed.append(file)
     return removed

@@ -100,13 +100,16 @@ def promote(
     with registry.locked_model(cfg, name) as lock:
         current = reads.alias_version(cfg, name, cfg.promote.alias)  # re-read inside the lock
         previous = str(current.version) if current else None
+        decision = None
         if previous == version:
             prior = reads.aliases(cfg, name).get(PREVIOUS)
             result = _already(cfg, name, version, prior)
         else:
-            result = _gate(cfg, lock, name, version, evaluated, current)
+            result, decision = _gate(cfg, lock, name, version, evaluated, current)
     if run is not None:
         run.set_tags({"promotion.decision": "promoted" if result.promoted else "rejected"})
+    if decision is not None:
+        _report(cfg, run, result, evaluated, decision, current)
     result.save(cfg.path("reports"))
     logger.info(
         "promote: %s v%s %s (%s)",
@@ -118,7 +121,7 @@ def promote(
     return result
 
 
-def _gate(cfg: Config, lock, name: str, version: str, evaluated: EvaluateResult, current) -> PromoteResult:
+def _gate(cfg: Config, lock, name: str, version: str, evaluated: EvaluateResult, current):
     """Decide on the candidate against ``current`` (the champion or None), then record the
     decision and move the aliases, or put the version on hold for a person's approval."""
     previous = str(current.version) if current else None
@@ -133,7 +136,65 @@ def _gate(cfg: Config, lock, name: str, version: str, evaluated: EvaluateResult,
     else:
         result = _apply(cfg, lock, name, version, decision, previous, basis, extra, intervals)
     result.intervals = intervals or {}
-    return result
+    return result, decision
+
+
+REPORT = PromoteResult.ALSO[0]
+
+
+def _report(cfg: Config, run: RunHandle | None, result: PromoteResult, evaluated: EvaluateResult, decision, current):
+    """The promotion report (tasks/promotion/report.py): ``reports/promotion_report.html``, logged
+    on the candidate's run, and the decision in the version's description, linked to it. The
+    decision is already recorded: a failure here is a warning, never a different outcome."""
+    import dataclasses
+    import json
+
+    from tasks.core import paths
+    from tasks.promotion import report
+    from tasks.tracking import client as tracking
+
+    name, version = result.model_name, result.version
+    try:
+        path = cfg.resolve(evaluated.predictions_path)
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    except (OSError, ValueError):
+        rows = []  # the figures are still reported, without examples
+    comparison = report.compare(dataclasses.asdict(evaluated), rows)
+    c = tracking.client(cfg)
+    try:
+        mv = reads.call(cfg, lambda: c.get_model_version(name, version), f"reading {name} v{version}")
+        data = {
+            f"candidate v{version}": (mv.tags or {}).get("data_version"),
+            **({f"champion v{current.version}": (current.tags or {}).get("data_version")} if current else {}),
+        }
+        page = report.render_html(
+            comparison,
+            model=name,
+            version=version,
+            promoted=result.promoted,
+            checks=list(decision.checks),
+            degenerate=evaluated.degenerate,
+            data_versions=data,
+        )
+        out = cfg.path("reports") / REPORT
+        paths.atomic_write_text(out, page)
+        link = None
+        if run is not None:
+            run.log_artifact(out, artifact_path="promotion")
+            experiment = reads.call(cfg, lambda: c.get_run(mv.run_id).info.experiment_id, "reading the run")
+            link = (
+                f"[promotion/{REPORT}](#/experiments/{experiment}/runs/{mv.run_id}/artifactPath/promotion/"
+                f"{REPORT}?workflowType=machine_learning) in the candidate's run"
+            )
+        card = (mv.description or "").split("\n## Promotion decision", 1)[0].rstrip("\n") + "\n"
+        section = report.description_section(result.promoted, list(result.reasons), comparison, link)
+        reads.call(
+            cfg,
+            lambda: c.update_model_version(name, version, description=card + section),
+            f"writing the decision into {name} v{version}'s description",
+        )
+    except Exception as exc:  # cosmetic: the decision and aliases are recorded already
+        logger.warning("promote: the promotion report of %s v%s was not written: %s", name, version, exc)
 
 
 def _champion(version: str, evaluated: EvaluateResult, current):

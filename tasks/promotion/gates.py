@@ -21,6 +21,8 @@ class Decision:
     promote: bool
     reasons: tuple[str, ...]
     failed: tuple[str, ...] = ()  # names of the gates that failed
+    # each reason with its gate and outcome: (gate or "", True/False, or None for a note, text)
+    checks: tuple[tuple[str, bool | None, str], ...] = ()
 
 
 @dataclass
@@ -29,14 +31,17 @@ class _Verdict:
 
     reasons: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    checks: list[tuple[str, bool | None, str]] = field(default_factory=list)
 
     def check(self, ok: bool, gate: str, text: str) -> None:
         self.reasons.append(text)
+        self.checks.append((gate, bool(ok), text))
         if not ok:
             self.failed.append(gate)
 
     def note(self, text: str) -> None:  # a reason that is no gate (a comparison skipped)
         self.reasons.append(text)
+        self.checks.append(("", None, text))
 
 
 def decide(
@@ -90,7 +95,12 @@ def decide(
             _regression(verdict, metric, tolerance, candidate, champion, gates, intervals)
     if not verdict.reasons:
         verdict.note("no gates configured: promoted unconditionally")
-    return Decision(promote=not verdict.failed, reasons=tuple(verdict.reasons), failed=tuple(verdict.failed))
+    return Decision(
+        promote=not verdict.failed,
+        reasons=tuple(verdict.reasons),
+        failed=tuple(verdict.failed),
+        checks=tuple(verdict.checks),
+    )
 
 
 # -- the gates -------------------------------------------------------------------------------
