@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from tasks.core.results import STAGES as RESULT_STAGES
+from tasks.tracking import version_tags
 from tests.projects import make_clone
 from tests.services import MlflowServer, alive, bin_path, children
 
@@ -169,7 +170,7 @@ class Harness:
         model = c.get_registered_model("s2s-default") if versions else None
         aliases = {a: str(v) for a, v in ((model.aliases or {}).items() if model else [])}
         champion = aliases.get("champion")
-        tags = c.get_model_version("s2s-default", champion).tags if champion else {}
+        tags = version_tags.facts(c.get_model_version("s2s-default", champion)) if champion else {}
         ok["champion-ok"] = champion is None or tags.get("promotion.decision") == "promoted"
         before = tags.get("promotion.champion_before", "none")
         ok["previous-ok"] = before in ("none", champion) or aliases.get("previous_champion") == before

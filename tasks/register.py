@@ -1,7 +1,8 @@
 """Stage 5, register: log the trained model as an MLflow pyfunc and create a model version.
 
-The version carries the tags a reviewer needs to trust it: data version (DVC hash), git commit,
-params hash, pipeline, Prefect flow run id, and every evaluation metric.
+The version carries the tags a reviewer needs to trust it (tasks/tracking/version_tags.py): data
+version (DVC hash), git commit, params hash, pipeline, Prefect flow run id; its scores are the
+metrics of its run and logged model, and its model card is the description.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 from tasks.modeling import ct2
 from tasks.tracking import client as tracking
-from tasks.tracking import lineage, reads, registry
+from tasks.tracking import lineage, reads, registry, version_tags
 from tasks.tracking.run import RunHandle
 
 logger = logging.getLogger(__name__)
@@ -201,9 +202,7 @@ def register(
     transient (retried); the trained model stays on disk meanwhile."""
     name = cfg.register.model_name
     c = tracking.client(cfg)
-    tags = tracking.run_tags(cfg, ingested.data_version)
-    tags.update({f"metric.{k}": str(v) for k, v in evaluated.metrics.items()})
-    tags["run_id"] = trained.run_id
+    tags = version_tags.from_run(tracking.run_tags(cfg, ingested.data_version))
     key = tags["registration_key"] = registration_key(cfg, trained, evaluated)
     try:
         registry.ensure_model(cfg, name, f"seq2seq model of the {cfg.pipeline!r} pipeline")

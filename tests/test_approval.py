@@ -16,7 +16,7 @@ from conftest import run_cli, venv_bin
 
 from tasks.core.config import load_config
 from tasks.tracking import client as tracking
-from tasks.tracking import history
+from tasks.tracking import history, version_tags
 
 pytestmark = pytest.mark.system
 
@@ -63,7 +63,7 @@ def test_approval_pauses_the_flow_and_the_answer_decides(project, prefect_server
     assert summary.reasons[-1] == "approved by alice: reviewed the samples"
     cfg = load_config(overrides=[gates])
     name = cfg.register.model_name
-    tags = tracking.client(cfg).get_model_version(name, summary.version).tags
+    tags = version_tags.facts(tracking.client(cfg).get_model_version(name, summary.version))
     assert tags["promotion.approved_by"] == "alice" and tags["promotion.decision"] == "promoted"
     ops = [(e["op"], e["champion_after"]) for e in history.entries(cfg, name)]
     assert ops == [("await", None), ("approve", summary.version)]

@@ -25,6 +25,7 @@ from services import alive, children
 from tasks.core.config import load_config
 from tasks.core.errors import TrackingError
 from tasks.tracking import client as tracking
+from tasks.tracking import version_tags
 
 pytestmark = pytest.mark.system
 
@@ -244,6 +245,7 @@ def registry_server(tmp_path_factory):
 
 
 def _versions(cfg, scores: list[float]) -> list[str]:
+    from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
     c = tracking.client(cfg)
@@ -255,14 +257,11 @@ def _versions(cfg, scores: list[float]) -> list[str]:
     out = []
     for score in scores:
         run = c.create_run(tracking.experiment_id(cfg, c))
+        scores = {"rougeL": score, "rouge1": score, "gen_len": 18.0}
+        c.log_batch(run.info.run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in scores.items()])
         c.set_terminated(run.info.run_id)
-        tags = {"metric.rougeL": str(score), "metric.rouge1": str(score), "metric.gen_len": "18.0"}
         out.append(
-            str(
-                c.create_model_version(
-                    name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
-                ).version
-            )
+            str(c.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version)
         )
     return out
 
@@ -384,6 +383,8 @@ def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_ne
     """SIGKILL of a real `s2s promote` while the proxy holds its write of the history head: the
     entry is in, the head one behind. `--verify` says so as a note (exit 0); the next writer
     finishes the change and writes the head past it."""
+    from tasks.tracking import history
+
     proxy = FaultProxy(registry_server.url)
     try:
         env = {**os.environ, "S2S_ROOT": str(project), "MLFLOW_TRACKING_URI": proxy.url}
@@ -398,7 +399,7 @@ def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_ne
         flags = ["--set", "register.model_name=headless"]
         first = run_cli("promote", v1, "--force", "--reason", "t", *flags, cwd=project, env=direct, timeout=120)
         assert first.returncode == 0, first.stdout + first.stderr
-        proxy.fault(r"registered-models/set-tag .*s2s\.history\.head", "hang")
+        proxy.fault(r"experiments/set-experiment-tag .*s2s\.history\.head", "hang")
         proc = subprocess.Popen(
             [venv_bin("s2s"), "promote", v2, "--force", "--reason", "test", *flags],
             cwd=project,
@@ -411,7 +412,7 @@ def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_ne
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proxy.clear()
-        tags = c.get_registered_model("headless").tags
+        tags = c.get_experiment_by_name(history.store_name("headless")).tags
         assert "s2s.history.000002" in tags and tags["s2s.history.head"].startswith("1:")
         seen = run_cli("history", "--verify", *flags, cwd=project, env=direct, timeout=120)
         assert seen.returncode == 0, seen.stdout + seen.stderr
@@ -420,7 +421,8 @@ def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_ne
         assert back.returncode == 0, back.stdout + back.stderr
         after = run_cli("history", "--verify", *flags, cwd=project, env=direct, timeout=120)
         assert after.returncode == 0 and "note" not in after.stdout, after.stdout
-        assert c.get_registered_model("headless").tags["s2s.history.head"].startswith("3:")
+        assert c.get_experiment_by_name(history.store_name("headless")).tags["s2s.history.head"].startswith("3:")
+        assert not any(k.startswith(history.PREFIX) for k in c.get_registered_model("headless").tags)
     finally:
         proxy.close()
 
@@ -465,7 +467,7 @@ def test_promotions_racing_from_several_processes_on_a_shared_server(registry_se
     assert str(c.get_model_version_by_alias("raced", "champion").version) == versions[1]
     by_version = dict(zip(versions, scores))
     for v in versions:
-        tags = c.get_model_version("raced", v).tags
+        tags = version_tags.facts(c.get_model_version("raced", v))
         if tags["promotion.decision"] == "promoted" and tags["promotion.champion_before"] != "none":
             assert by_version[v] >= by_version[tags["promotion.champion_before"]]
     assert "s2s.lease" not in c.get_registered_model("raced").tags

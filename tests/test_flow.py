@@ -10,6 +10,7 @@ from conftest import make_project, run_cli
 from tasks.core.config import load_config
 from tasks.core.errors import ValidationFailed
 from tasks.tracking import client as tracking
+from tasks.tracking import version_tags
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +37,18 @@ def test_flow_registers_a_tagged_version_with_the_champion_alias(flow_run):
     version = client.get_model_version_by_alias("s2s-default", "champion")
     assert str(version.version) == summary.version == "1"
     tags = version.tags
-    for key in ("data_version", "git_commit", "params_hash", "pipeline", "prefect_flow_run_id", "run_id"):
+    for key in ("data_version", "git_commit", "params_hash", "pipeline", "prefect_flow_run_id", "registration_key"):
         assert tags.get(key), key
+    assert len(tags) <= 8, sorted(tags)  # a version page that reads at a glance
+    assert version.run_id and "metric.rougeL" not in tags  # the scores are metrics, not tags
     assert (
         tags["data_version"]
         == summary.data_version
         == json.loads((root / "data" / "processed" / "manifest.json").read_text())["data_version"]
     )
-    assert float(tags["metric.rougeL"]) == summary.metrics["rougeL"]
+    assert version_tags.metrics_of(cfg, version)["rougeL"] == summary.metrics["rougeL"]
     assert tags["promotion.decision"] == "promoted"
+    assert version_tags.facts(version)["promotion.champion_before"] == "none"
     # the Prefect flow run id on the version is a real flow run of the server
     import anyio
     from prefect import get_client
@@ -54,7 +58,7 @@ def test_flow_registers_a_tagged_version_with_the_champion_alias(flow_run):
             return (await pc.read_flow_run(tags["prefect_flow_run_id"])).state.type.value
 
     assert anyio.run(flow_run_name) in ("COMPLETED", "RUNNING")
-    run = client.get_run(tags["run_id"])
+    run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len", "train_loss"} <= set(run.data.metrics)
 
@@ -152,7 +156,8 @@ def test_second_run_scores_the_champion_on_the_same_rows(flow_run, monkeypatch):
     evaluation_files = {a.path for a in client.list_artifacts(second.run_id, "evaluation")}
     assert {"evaluation/predictions_table.json", "evaluation/generation_config.json"} <= evaluation_files
     version = client.get_model_version("s2s-default", second.version)
-    compared_on = version.tags["promotion.compared_on"]
+    assert len(version.tags) <= 8, sorted(version.tags)
+    compared_on = version_tags.facts(version)["promotion.compared_on"]
     assert compared_on.startswith(f"champion v{first.version} re-scored on the same ")
     assert f"same {evaluation['champion']['rows']} test rows" in compared_on
     assert "## Evaluation" in version.description and "data version" in version.description

@@ -51,6 +51,29 @@ def test_every_alias_move_is_one_chained_entry(moved):
     assert chain[2]["reasons"][0].startswith("forced by") and chain[2]["reasons"][0].endswith("hotfix")
     assert all(e["who"] and e["time"] and e["data_version"] == "" for e in chain)  # these versions carry no data tag
     assert history.verify(cfg, name)[0] == []
+    client = tracking.client(cfg)  # kept off the registered model's page, in its own experiment
+    assert not any(k.startswith(history.PREFIX) for k in client.get_registered_model(name).tags)
+    assert client.get_experiment_by_name(history.store_name(name)).tags[history.HEAD] == history.head_of(chain[-1])
+
+
+def test_a_history_an_older_version_kept_on_the_model_is_read_then_moved_whole(moved):
+    """Stores written before the history had its own experiment hold it as registered-model
+    tags: it is read from there, verifies, and the next alias change moves it (then appends)."""
+    cfg, name, (v1, v2, v3) = moved
+    client = tracking.client(cfg)
+    exp_id = history.store_id(cfg, name)
+    old = {k: v for k, v in client.get_experiment(exp_id).tags.items() if k.startswith(history.PREFIX)}
+    for k, v in old.items():  # the layout of a store an older s2s wrote
+        client.set_registered_model_tag(name, k, v)
+        client.delete_experiment_tag(exp_id, k)
+    assert [e["seq"] for e in history.entries(cfg, name)] == [1, 2, 3, 4]
+    assert history.verify(cfg, name)[0] == []
+    promote_version(cfg, v3, force=True, reason="again")
+    chain = history.entries(cfg, name)
+    assert [e["seq"] for e in chain] == [1, 2, 3, 4, 5] and history.verify(cfg, name)[0] == []
+    assert not any(k.startswith(history.PREFIX) for k in client.get_registered_model(name).tags)
+    moved_tags = client.get_experiment(exp_id).tags
+    assert all(moved_tags[k] == v for k, v in old.items() if k != history.HEAD)
 
 
 def test_history_at_a_time_and_verify_through_the_cli(moved, project):
@@ -77,16 +100,16 @@ def test_verify_detects_a_tampered_entry(moved, project, tamper):
     if tamper == "edit":  # what served and why, rewritten in the middle of the history
         entry = {k: v for k, v in chain[1].items() if k != "_key"}
         entry["reasons"] = ["all gates passed"]
-        client.set_registered_model_tag(name, chain[1]["_key"], json.dumps(entry))
+        client.set_experiment_tag(history.store_id(cfg, name), chain[1]["_key"], json.dumps(entry))
         expected = "entry 2"
     elif tamper == "remove":
-        client.delete_registered_model_tag(name, chain[2]["_key"])
+        client.delete_experiment_tag(history.store_id(cfg, name), chain[2]["_key"])
         expected = "entry 4"
     else:  # the last entry edited and re-hashed, the head left alone
         entry = {k: v for k, v in chain[3].items() if k != "_key"}
         entry["who"] = "someone-else"
         entry["hash"] = history.entry_hash(entry)
-        client.set_registered_model_tag(name, chain[3]["_key"], json.dumps(entry))
+        client.set_experiment_tag(history.store_id(cfg, name), chain[3]["_key"], json.dumps(entry))
         expected = history.HEAD
     problems = history.verify(cfg, name)[0]
     assert problems and any(expected in p for p in problems), problems
@@ -134,8 +157,8 @@ def test_a_consistent_rewrite_passes_the_chain_but_not_the_exported_anchor(moved
         entry = {k: v for k, v in old.items() if k != "_key"}
         entry["who"], entry["prev"] = "forger@elsewhere", prev
         entry["hash"] = prev = history.entry_hash(entry)
-        c.set_registered_model_tag(name, old["_key"], json.dumps(entry))
-    c.set_registered_model_tag(name, history.HEAD, history.head_of(entry))
+        c.set_experiment_tag(history.store_id(cfg, name), old["_key"], json.dumps(entry))
+    c.set_experiment_tag(history.store_id(cfg, name), history.HEAD, history.head_of(entry))
     assert history.verify(cfg, name)[0] == []  # consistent: the chain alone cannot tell
     for against in (str(anchor), f"git:s2s-history/{name}/4"):
         proc = run_cli("history", "--verify", "--against", against, cwd=project, env=env)

@@ -12,6 +12,7 @@ from conftest import dvc_env, venv_bin
 
 from tasks.core.config import load_config
 from tasks.tracking import client as tracking
+from tasks.tracking import version_tags
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("flowed_clone")]  # one worker: one shared flow run
 STAGES = ["ingest", "validate", "train", "evaluate", "register", "promote"]
@@ -173,7 +174,7 @@ def test_retrain_skips_unchanged_data_and_runs_on_new_data(clone):
         raw.write_text(original)
     assert summary is not None and summary.skipped == [] and len(versions(clone)) == len(before) + 1
     cfg = load_config(root=clone)
-    tags = tracking.client(cfg).get_model_version(cfg.register.model_name, summary.version).tags
+    tags = version_tags.facts(tracking.client(cfg).get_model_version(cfg.register.model_name, summary.version))
     assert float(tags["drift.input_length_psi"]) >= cfg.drift.length_psi, tags
 
 

@@ -10,6 +10,7 @@ from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import EvaluateResult, RegisterResult
 from tasks.promote import compare, decide, promote, promote_version, rollback
 from tasks.tracking import client as tracking
+from tasks.tracking import version_tags
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,8 @@ def test_no_gates_says_so():
 
 
 def new_version(cfg, rougeL, rouge1=None):
-    """A registered version whose recorded metrics are ``rougeL`` / ``rouge1`` (no weights needed)."""
+    """A registered version whose run's metrics are ``rougeL`` / ``rouge1`` (no weights needed)."""
+    from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
     client = tracking.client(cfg)
@@ -82,13 +84,9 @@ def new_version(cfg, rougeL, rouge1=None):
     except MlflowException:
         pass
     run = client.create_run(tracking.experiment_id(cfg, client))
-    tags = {
-        "metric.rougeL": str(rougeL),
-        "metric.rouge1": str(rouge1 if rouge1 is not None else rougeL),
-        "metric.rouge2": str(rougeL),
-        "metric.gen_len": "18.0",
-    }
-    v = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags)
+    scores = {"rougeL": rougeL, "rouge1": rouge1 if rouge1 is not None else rougeL, "rouge2": rougeL, "gen_len": 18.0}
+    client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in scores.items()])
+    v = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     return run.info.run_id, str(v.version)
 
 
@@ -125,7 +123,7 @@ def test_promote_moves_champion_and_keeps_the_previous_one(cfg):
     )
     assert not r2.promoted and r2.champion == v1 and champion_of(cfg) == v1
     assert champion_of(cfg, "challenger") == v2
-    tags = tracking.client(cfg).get_model_version(name, v2).tags
+    tags = version_tags.facts(tracking.client(cfg).get_model_version(name, v2))
     assert tags["promotion.decision"] == "rejected"
     assert tags["promotion.failed_gates"] == "min.rougeL,beat_champion,regression.rouge1"
     assert "rougeL 0.2000 < 0.5 (min)" in tags["promotion.reasons"]
@@ -155,7 +153,7 @@ def test_a_champion_moved_by_hand_is_respected(cfg):
         evaluated(0.8, champion={"version": v1, "metrics": {"rougeL": 0.6, "rouge1": 0.6}}),
     )
     assert not result.promoted and champion_of(cfg) == v2
-    tags = client.get_model_version(name, v3).tags
+    tags = version_tags.facts(client.get_model_version(name, v3))
     assert tags["promotion.champion_before"] == v2
     assert "changed during this run" in tags["promotion.compared_on"]
 
@@ -169,7 +167,7 @@ def test_manual_promotion_goes_through_the_gates_unless_forced(cfg):
     assert not refused.promoted and "beat_champion" in refused.failed and champion_of(cfg) == v1
     forced = promote_version(cfg, v2, force=True, reason="hotfix for a bad champion")
     assert forced.promoted and champion_of(cfg) == v2
-    tags = tracking.client(cfg).get_model_version(name, v2).tags
+    tags = version_tags.facts(tracking.client(cfg).get_model_version(name, v2))
     assert tags["promotion.forced"] == "true" and tags["promotion.forced_reason"] == "hotfix for a bad champion"
     again = promote_version(cfg, v2)  # already the champion: a no-op that says so
     assert again.promoted and "already holds the 'champion' alias: nothing to do" in again.reasons[0]
@@ -227,17 +225,11 @@ def test_concurrent_promotions_leave_the_best_model_champion(cfg, project):
     best = versions[scores.index(max(scores))][1]
     assert champion_of(cfg) == best
     client = tracking.client(cfg)
+    facts = {v: version_tags.facts(client.get_model_version(cfg.register.model_name, v)) for _, v in versions}
     promoted = [
-        (
-            int(
-                client.get_model_version(cfg.register.model_name, v).tags["promotion.champion_before"]
-                if client.get_model_version(cfg.register.model_name, v).tags["promotion.champion_before"] != "none"
-                else 0
-            ),
-            s,
-        )
+        (int(facts[v]["promotion.champion_before"]) if facts[v]["promotion.champion_before"] != "none" else 0, s)
         for (_, v), s in zip(versions, scores)
-        if client.get_model_version(cfg.register.model_name, v).tags["promotion.decision"] == "promoted"
+        if facts[v]["promotion.decision"] == "promoted"
     ]
     # every promotion beat the champion it replaced: the chain of champions is increasing
     by_version = dict(zip((int(v) for _, v in versions), scores))

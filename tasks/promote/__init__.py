@@ -49,10 +49,9 @@ from tasks.promotion.gates import (
     degenerate_measures,
     interval_tags,
     same_rows_basis,
-    version_metrics,
 )
 from tasks.promotion.manual import compare, promote_version, rollback
-from tasks.tracking import reads, registry
+from tasks.tracking import reads, registry, version_tags
 from tasks.tracking.run import RunHandle
 
 __all__ = [
@@ -84,7 +83,6 @@ __all__ = [
     "resume_waiting_flow",
     "rollback",
     "same_rows_basis",
-    "version_metrics",
     "version_state",
     "waiting",
 ]
@@ -125,7 +123,7 @@ def _gate(cfg: Config, lock, name: str, version: str, evaluated: EvaluateResult,
     """Decide on the candidate against ``current`` (the champion or None), then record the
     decision and move the aliases, or put the version on hold for a person's approval."""
     previous = str(current.version) if current else None
-    champion, basis, intervals, paired = _champion(version, evaluated, current)
+    champion, basis, intervals, paired = _champion(cfg, version, evaluated, current)
     gates = _gates(cfg, evaluated.primary)
     limits = cfg.promote.degenerate
     outputs = degenerate_checks(evaluated.degenerate, limits) if limits.refuse else ()
@@ -197,7 +195,7 @@ def _report(cfg: Config, run: RunHandle | None, result: PromoteResult, evaluated
         logger.warning("promote: the promotion report of %s v%s was not written: %s", name, version, exc)
 
 
-def _champion(version: str, evaluated: EvaluateResult, current):
+def _champion(cfg: Config, version: str, evaluated: EvaluateResult, current):
     """What the candidate is compared with: (champion metrics or None, how they were measured,
     the paired-bootstrap intervals, the candidate's metrics on the champion's rows)."""
     previous = str(current.version) if current else None
@@ -211,7 +209,7 @@ def _champion(version: str, evaluated: EvaluateResult, current):
         if evaluated.champion
         else f"champion v{previous}: its recorded metrics"
     )
-    return version_metrics(current), basis, None, None
+    return version_tags.metrics_of(cfg, current), basis, None, None
 
 
 def is_current(cfg: Config, result: PromoteResult) -> bool:

@@ -1,8 +1,9 @@
 """Recording a promotion decision on the version and moving the aliases it implies.
 
-The reasons and the champion before are tags on the version, written before any alias moves;
-the decision itself (``promotion.decision``) is written with the alias change, one recoverable
-change in the registry (tasks/tracking/registry.py), so it is never said without it.
+The reasons and the champion before go in the version's decision record (one JSON tag,
+tasks/tracking/version_tags.py), written before any alias moves; the decision itself
+(``promotion.decision``) is written with the alias change, one recoverable change in the
+registry (tasks/tracking/registry.py), so it is never said without it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from tasks.core.config import Config
 from tasks.core.results import PromoteResult
 from tasks.promotion.gates import Decision
-from tasks.tracking import client as tracking
-from tasks.tracking import reads, registry
+from tasks.tracking import registry, version_tags
 
 CHALLENGER = "challenger"
 PREVIOUS = "previous_champion"
@@ -27,7 +27,7 @@ def _record(
     basis: str,
     extra: dict[str, str] | None = None,
 ) -> None:
-    """The reasons and the champion before, on the version: written before any alias moves. The
+    """The reasons and the champion before, in the version's record: written before any alias moves. The
     decision itself is written with the alias change (``_apply``), so it is never said without it."""
     tags = {
         "promotion.reasons": "; ".join(decision.reasons)[:5000],
@@ -36,9 +36,7 @@ def _record(
         "promotion.failed_gates": ",".join(decision.failed),
         **(extra or {}),
     }
-    c = tracking.client(cfg)
-    for k, v in tags.items():
-        reads.call(cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, k, v), "recording the decision")
+    version_tags.record(cfg, name, version, tags)
 
 
 def _apply(

@@ -16,8 +16,8 @@ from tasks.core.config import Config
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import PromoteResult
 from tasks.promotion.apply import CHALLENGER, PENDING_APPROVAL, _apply, _history_record, _record
-from tasks.promotion.gates import Decision, version_metrics
-from tasks.tracking import reads, registry
+from tasks.promotion.gates import Decision
+from tasks.tracking import reads, registry, version_tags
 
 logger = logging.getLogger("tasks.promote")  # the stage's logger, as before the split
 
@@ -132,7 +132,7 @@ def resume_waiting_flow(cfg: Config, version: str, approved: bool, reason: str, 
     """Resume the flow run that waits on ``version`` with the same answer (best effort). Returns
     the flow run id when it was resumed."""
     candidate = reads.get_version(cfg, cfg.register.model_name, str(version))
-    tags = (candidate.tags or {}) if candidate is not None else {}
+    tags = version_tags.facts(candidate)
     flow_run, api = tags.get("promotion.flow_run"), tags.get("promotion.prefect_api")
     if not flow_run or not api:
         return None
@@ -171,7 +171,7 @@ def approve(
         candidate = reads.get_version(cfg, name, version)
         if candidate is None:
             raise ConfigError(f"{name} has no version {version}; see `s2s compare --pipeline {cfg.pipeline}`")
-        tags = candidate.tags or {}
+        tags = version_tags.facts(candidate)
         if pending is None or str(pending.version) != version:
             return _decided(cfg, name, version, candidate, expect_waiting)
         before = tags.get("promotion.champion_before")
@@ -189,7 +189,7 @@ def approve(
 
 def _decided(cfg: Config, name: str, version: str, candidate, expect_waiting: bool) -> PromoteResult:
     """An answer for a version that does not wait: its recorded outcome, or a ConfigError."""
-    tags = candidate.tags or {}
+    tags = version_tags.facts(candidate)
     decided = tags.get("promotion.decision", "")
     if expect_waiting:
         raise ConfigError(
@@ -213,7 +213,7 @@ def _decided(cfg: Config, name: str, version: str, candidate, expect_waiting: bo
 
 def version_state(cfg: Config, version) -> str:
     """What became of a registered version, in a few words: its decision and its aliases."""
-    tags = version.tags or {}
+    tags = version_tags.facts(version)
     held = sorted(a for a, v in reads.aliases(cfg, version.name).items() if v == str(version.version))
     decided = tags.get("promotion.decision") or "no promotion decision recorded"
     by = tags.get("promotion.approved_by")
@@ -274,7 +274,7 @@ def waiting(configs: dict[str, Config]) -> list[Waiting]:
             pending = reads.alias_version(cfg, name, PENDING_APPROVAL)
             if pending is None:
                 continue
-            tags = pending.tags or {}
+            tags = version_tags.facts(pending)
             owner = configs.get(tags.get("promotion.pipeline", ""), cfg)  # pipelines sharing a model
             before = tags.get("promotion.champion_before", "")
             seen[key] = Waiting(
@@ -283,7 +283,7 @@ def waiting(configs: dict[str, Config]) -> list[Waiting]:
                 since=tags.get("promotion.awaiting_since") or _await_time(cfg, name, str(pending.version)),
                 champion=before if before not in ("", "none") else None,
                 reasons=tuple(r for r in tags.get("promotion.reasons", "").split("; ") if r),
-                metrics=version_metrics(pending),
+                metrics=version_tags.metrics_of(cfg, pending),
                 deadline=tags.get("promotion.approval_deadline", ""),
                 on_timeout=tags.get("promotion.on_timeout", ""),
                 flow_run=tags.get("promotion.flow_run", ""),

@@ -293,10 +293,5 @@ def same_rows_basis(evaluated: EvaluateResult) -> str:
     return text
 
 
-def version_metrics(version) -> dict[str, float]:
-    """The metrics recorded on a model version (its ``metric.*`` tags)."""
-    return {k.removeprefix("metric."): float(v) for k, v in (version.tags or {}).items() if k.startswith("metric.")}
-
-
 def _gates(cfg: Config, primary: str | None = None) -> Gates:
     return cfg.promote.gates.model_copy(update={"primary": primary or cfg.primary_metric})

@@ -9,9 +9,9 @@ from tasks.core.config import Config
 from tasks.core.errors import ConfigError, TrackingError
 from tasks.core.results import PromoteResult
 from tasks.promotion.apply import PREVIOUS, _already, _apply
-from tasks.promotion.gates import Decision, _gates, decide, version_metrics
+from tasks.promotion.gates import Decision, _gates, decide
 from tasks.tracking import client as tracking
-from tasks.tracking import reads, registry
+from tasks.tracking import reads, registry, version_tags
 
 
 def promote_version(cfg: Config, version: str, force: bool = False, reason: str | None = None) -> PromoteResult:
@@ -26,7 +26,7 @@ def promote_version(cfg: Config, version: str, force: bool = False, reason: str 
         previous = str(current.version) if current else None
         if previous == str(version):
             return _already(cfg, name, str(version), reads.aliases(cfg, name).get(PREVIOUS))
-        champion = version_metrics(current) if current else None
+        champion = version_tags.metrics_of(cfg, current) if current else None
         if force:
             decision = Decision(True, (f"forced by {getpass.getuser()}" + (f": {reason}" if reason else ""),))
             extra = {
@@ -35,7 +35,7 @@ def promote_version(cfg: Config, version: str, force: bool = False, reason: str 
                 "promotion.forced_reason": reason or "",
             }
         else:
-            decision = decide(version_metrics(candidate), champion, _gates(cfg))
+            decision = decide(version_tags.metrics_of(cfg, candidate), champion, _gates(cfg))
             extra = {"promotion.manual": "true"}
         if not decision.promote:  # a failed manual promotion changes no alias
             return PromoteResult(
@@ -54,7 +54,6 @@ def promote_version(cfg: Config, version: str, force: bool = False, reason: str 
 def rollback(cfg: Config) -> tuple[str, str]:
     """Move ``champion`` back to ``previous_champion``; returns (from, to)."""
     name = cfg.register.model_name
-    c = tracking.client(cfg)
     with registry.locked_model(cfg, name) as lock:
         current = reads.alias_version(cfg, name, cfg.promote.alias)
         previous = reads.alias_version(cfg, name, PREVIOUS)
@@ -66,16 +65,8 @@ def rollback(cfg: Config) -> tuple[str, str]:
             )
         old, new = (str(current.version) if current else None), str(previous.version)
         if old:
-            reads.call(
-                cfg,
-                lambda: c.set_model_version_tag(name, old, "promotion.rolled_back_by", getpass.getuser()),
-                "recording the rollback",
-            )
-        reads.call(
-            cfg,
-            lambda: c.set_model_version_tag(name, new, "promotion.restored_by_rollback", "true"),
-            "recording the rollback",
-        )
+            version_tags.record(cfg, name, old, {"promotion.rolled_back_by": getpass.getuser()})
+        version_tags.record(cfg, name, new, {"promotion.restored_by_rollback": "true"})
         changes: dict[str, str | None] = {cfg.promote.alias: new, PREVIOUS: old}
         registry.move_aliases(
             cfg,
@@ -108,9 +99,9 @@ def compare(cfg: Config, limit: int = 10) -> list[dict]:
         {
             "version": str(v.version),
             "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
-            **version_metrics(v),
+            **version_tags.metrics_of(cfg, v),
             "data_version": (v.tags or {}).get("data_version", ""),
-            "decision": (v.tags or {}).get("promotion.decision", ""),
+            "decision": (v.tags or {}).get(version_tags.DECISION, ""),
             "created": v.creation_timestamp,
         }
         for v in versions

@@ -1,8 +1,11 @@
 """The champion history: every alias move of a model, hash-chained, in the registry itself.
 
 Each alias change (automatic promotion or rejection, manual, forced, rollback) appends one entry
-as a registered-model tag ``s2s.history.<seq>`` on the tracking server, so every machine of a
-team reads the same history (MLflow keeps only the aliases as they are now; mlflow#2169). An
+as a tag ``s2s.history.<seq>`` of the experiment ``<model> champion history`` on the tracking
+server, so every machine of a team reads the same history (MLflow keeps only the aliases as they
+are now; mlflow#2169) and the registered model's page stays readable. Entries written by older
+versions as tags of the registered model itself are read too, and moved to the experiment by the
+next append. An
 entry holds: when, who, the operation, the champion before and after, the version concerned,
 the decision and its reasons with the numbers and intervals, the data version, git commit and
 flow run of that version, and ``prev``, the hash of the entry before. ``s2s.history.head`` holds
@@ -38,6 +41,7 @@ from tasks.tracking import reads
 
 PREFIX = "s2s.history."
 HEAD = "s2s.history.head"
+STORE_SUFFIX = " champion history"
 MOVES_CHAMPION = ("promote", "force", "manual", "rollback", "approve")
 
 
@@ -57,9 +61,72 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def store_name(name: str) -> str:
+    """The experiment whose tags hold ``name``'s champion history."""
+    return f"{name}{STORE_SUFFIX}"
+
+
+def store_id(cfg: Config, name: str, create: bool = False) -> str | None:
+    """The id of ``name``'s history experiment (created, or restored if deleted, when ``create``)."""
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client(cfg)
+    label = store_name(name)
+    exp = reads.call(cfg, lambda: c.get_experiment_by_name(label), "reading the champion history")
+    if exp is None and create:
+        from tasks.tracking import lineage
+
+        note = (
+            f"The champion history of registered model {name!r}: one hash-chained entry per alias change, "
+            "written by s2s. Read it with `s2s history`, check it with `s2s history --verify`; do not edit."
+        )
+        tags = {**lineage.experiment_tags(cfg), "mlflow.note.content": note}
+
+        def create_or_get():
+            try:
+                location = None if cfg.tracking_uri().startswith("http") else cfg.artifact_location()
+                return c.create_experiment(label, artifact_location=location, tags=tags)
+            except MlflowException as exc:
+                if "already exists" not in str(exc):  # else another writer created it meanwhile
+                    raise
+                return c.get_experiment_by_name(label).experiment_id
+
+        return reads.call(cfg, create_or_get, "creating the champion history")
+    if exp is not None and create and exp.lifecycle_stage == "deleted":
+        reads.call(cfg, lambda: c.restore_experiment(exp.experiment_id), "restoring the champion history")
+    return None if exp is None else exp.experiment_id
+
+
+def history_tags(cfg: Config, name: str, model_tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The history's tags: those an older version left on the registered model, then the
+    experiment's (which win: a move copies first and deletes after)."""
+    model_tags = (reads.model_tags(cfg, name) or {}) if model_tags is None else model_tags
+    out = {k: v for k, v in model_tags.items() if k.startswith(PREFIX)}
+    exp_id = store_id(cfg, name)
+    if exp_id is not None:
+        c = tracking.client(cfg)
+        exp = reads.call(cfg, lambda: c.get_experiment(exp_id), "reading the champion history")
+        out.update({k: v for k, v in (exp.tags or {}).items() if k.startswith(PREFIX)})
+    return out
+
+
+def _move_legacy(cfg: Config, name: str, exp_id: str, model_tags: dict[str, str], lock) -> None:
+    """Entries an older version wrote on the registered model: copied to the experiment, then
+    deleted from the model (a crash in between leaves both copies, read as one)."""
+    legacy = {k: v for k, v in model_tags.items() if k.startswith(PREFIX)}
+    if not legacy:
+        return
+    c = tracking.client(cfg)
+    lock.verify()
+    for k in sorted(legacy, key=lambda k: k == HEAD):  # the head last
+        reads.call(cfg, lambda k=k: c.set_experiment_tag(exp_id, k, legacy[k]), "moving the champion history")
+    for k in legacy:
+        reads.call(cfg, lambda k=k: c.delete_registered_model_tag(name, k), "moving the champion history")
+
+
 def entries(cfg: Config, name: str, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The model's history, oldest first (an unreadable entry is kept as ``{"seq", "unreadable"}``)."""
-    tags = reads.model_tags(cfg, name) if tags is None else tags
+    tags = history_tags(cfg, name) if tags is None else tags
     out = []
     for key, value in (tags or {}).items():
         if not key.startswith(PREFIX) or key == HEAD:
@@ -92,17 +159,20 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
     """Record ``intent`` (an alias change just applied) as the next entry, once per intent id."""
     record = intent.get("record") or {}
     intent_id = intent.get("id")
-    tags = reads.model_tags(cfg, name) or {}
+    model_tags = reads.model_tags(cfg, name) or {}
+    tags = history_tags(cfg, name, model_tags)
+    exp_id = store_id(cfg, name, create=True)
+    _move_legacy(cfg, name, exp_id, model_tags, lock)
     chain = entries(cfg, name, tags)
+    c = tracking.client(cfg)
     if intent_id and any(e.get("intent_id") == intent_id for e in chain[-3:]):
         # recorded before a crash (the change is being finished by recover()); a crash between
         # the entry and its head left the head behind: write it now
         if tags.get(HEAD) != head_of(chain[-1]) and "hash" in chain[-1]:
-            c = tracking.client(cfg)
             lock.verify()
             reads.call(
                 cfg,
-                lambda: c.set_registered_model_tag(name, HEAD, head_of(chain[-1])),
+                lambda: c.set_experiment_tag(exp_id, HEAD, head_of(chain[-1])),
                 "recording the champion history's head",
             )
         return None
@@ -129,17 +199,16 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
         "prev": chain[-1].get("hash", "") if chain else "",
     }
     entry["hash"] = entry_hash(entry)
-    c = tracking.client(cfg)
     key = f"{PREFIX}{entry['seq']:06d}"
     lock.verify()
     reads.call(
         cfg,
-        lambda: c.set_registered_model_tag(name, key, json.dumps(entry, ensure_ascii=False)),
+        lambda: c.set_experiment_tag(exp_id, key, json.dumps(entry, ensure_ascii=False)),
         "appending to the champion history",
     )
     reads.call(
         cfg,
-        lambda: c.set_registered_model_tag(name, HEAD, head_of(entry)),
+        lambda: c.set_experiment_tag(exp_id, HEAD, head_of(entry)),
         "recording the champion history's head",
     )
     return entry
@@ -150,7 +219,8 @@ def verify(cfg: Config, name: str, anchor: dict[str, Any] | None = None) -> tupl
     champion alias that does not match the history (moved outside s2s), or an entry that differs
     from ``anchor`` (a head exported earlier: a rewrite with recomputed hashes). Notes are what
     is not tampering: the head one entry behind after a crash between the two writes."""
-    tags = reads.model_tags(cfg, name) or {}
+    model_tags = reads.model_tags(cfg, name) or {}
+    tags = history_tags(cfg, name, model_tags)
     chain = entries(cfg, name, tags)
     problems = _links(chain)
     notes: list[str] = []
@@ -165,7 +235,7 @@ def verify(cfg: Config, name: str, anchor: dict[str, Any] | None = None) -> tupl
             problems.append(f"{HEAD} is {head!r} but the last entry is {chain[-1].get('seq')} (the last entry changed)")
     if not chain and head:
         problems.append(f"{HEAD} is {head!r} but there are no entries (the history was removed)")
-    if tags.get(reads.PENDING):
+    if model_tags.get(reads.PENDING):
         notes.append("an alias change is half done (a crash mid-change); the next writer finishes and records it")
     else:
         problems += _against_aliases(cfg, name, chain)

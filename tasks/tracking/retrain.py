@@ -242,12 +242,7 @@ def drift_check(cfg: Config, training_inputs: Callable[[Config], pd.DataFrame]) 
 
 
 def tag_drift(cfg: Config, version: str, figures: dict[str, float]) -> None:
-    """The drift figures that started a retrain, on the version it registered."""
-    from tasks.tracking import client as tracking
+    """The drift figures that started a retrain, in the record of the version it registered."""
+    from tasks.tracking import version_tags
 
-    c = tracking.client(cfg)
-    name = cfg.register.model_name
-    for k, v in figures.items():
-        reads.call(
-            cfg, lambda k=k, v=v: c.set_model_version_tag(name, version, f"drift.{k}", f"{v:g}"), "tagging drift"
-        )
+    version_tags.record(cfg, cfg.register.model_name, version, {f"drift.{k}": f"{v:g}" for k, v in figures.items()})
