@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m bench.run_all
+
+# .dvc/plots_template.html, the offline page of `dvc plots show` (vega inlined), from npm at pinned versions
+vendor-vega:
+	bench/vendor_vega.sh
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt

@@ -1,7 +1,8 @@
 """``s2s init DIR``: a ready project anywhere, the way this repository is one.
 
 It writes the project files (params.yaml, pipelines.yaml, dvc.yaml, prefect.toml, .gitignore,
-.dvcignore) from the installed package, initialises git and DVC, and generates the embedded
+.dvcignore) from the installed package, initialises git and DVC (with the offline page of
+``dvc plots show``, .dvc/plots_template.html, as plots.html_template), and generates the embedded
 sample data (``s2s init`` unless ``--no-sample``), so ``s2s run`` and ``s2s train --data-path ...`` work there
 as they do in the repository.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -26,6 +28,7 @@ from tasks.core.errors import ConfigError
 
 DIST = "s2s-pipeline"  # the distribution's name (pyproject.toml)
 FILES = ("params.yaml", "pipelines.yaml", "dvc.yaml", "prefect.toml", ".gitignore", ".dvcignore")
+PLOTS_TEMPLATE = ".dvc/plots_template.html"  # `dvc plots show`'s page with vega inlined (bench/vendor_vega.sh)
 SHARE = Path(sys.prefix) / "share" / DIST  # where pyproject's data-files put them
 
 
@@ -33,7 +36,7 @@ def templates() -> Path:
     """The folder holding the project files: the source checkout, else the installed copies."""
     checkout = Path(importlib.util.find_spec("tasks").origin).parents[1]
     for folder in (checkout, SHARE):
-        if all((folder / f).is_file() for f in FILES):
+        if all((folder / f).is_file() for f in (*FILES, PLOTS_TEMPLATE)):
             return folder
     raise ConfigError(f"the project templates are not installed (looked in {checkout} and {SHARE}); reinstall {DIST}")
 
@@ -90,11 +93,13 @@ def init(folder: Path) -> Path:
         if name == "dvc.yaml" and source != folder:
             text = project_dvc_yaml(text)
         (folder / name).write_text(text, encoding="utf-8")
-    env_bin = Path(sys.executable).parent
-    for cmd in (["git", "init", "-q"], [str(env_bin / "dvc"), "init", "-q"]):
+    dvc = str(Path(sys.executable).parent / "dvc")
+    template = Path(PLOTS_TEMPLATE).name  # DVC takes it relative to .dvc/
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "config", "plots.html_template", template]):
         proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
         if proc.returncode:
             raise ConfigError(f"`{' '.join(cmd)}` failed in {folder}: {proc.stderr.strip()[:300]}")
+    shutil.copyfile(source / PLOTS_TEMPLATE, folder / PLOTS_TEMPLATE)
     return folder
 
 
