@@ -63,6 +63,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     )
 
 
+TAIL_STEP = 1.5e-4  # the Unigram trainer's penalty step between kept characters is 1e-4
+
+
 def _canonical(tok):
     """Make the trained vocabulary independent of hash-map order.
 
@@ -81,9 +84,12 @@ def _canonical(tok):
     special = {t["content"] for t in data.get("added_tokens", [])}
     head = [e for e in vocab if e[0] in special]  # pad/eos/unk keep ids 0, 1, 2
     rest = [e for e in vocab if e[0] not in special]
-    learned = [s for t, s in rest if len(t) > 1]
-    floor = min(learned, default=float("-inf"))
-    tail = [i for i, (t, s) in enumerate(rest) if s < floor]
+    # the tail: the entries at the end of the trainer's (score-ordered) list that step down by its
+    # penalty (1e-4) or less, the characters it had to keep; learned scores lie further apart
+    start = len(rest) - 1
+    while start > 0 and rest[start - 1][1] - rest[start][1] < TAIL_STEP:
+        start -= 1
+    tail = list(range(start, len(rest))) if len(rest) - start > 1 else []
     if tail:  # same tokens, same scores, assigned in token order instead of hash order
         tokens = sorted(rest[i][0] for i in tail)
         scores = sorted((rest[i][1] for i in tail), reverse=True)
