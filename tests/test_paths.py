@@ -63,8 +63,8 @@ def test_dvc_repro_stops_at_the_guard_before_deleting_any_output(tmp_path):
     """DVC removes a stage's outputs before running it: the guard stage runs first and fails."""
     root = make_clone(tmp_path / "proj")
     inside, above = _sentinels(root)
-    (root / "docs").mkdir()
-    (root / "docs" / "notes.txt").write_text("mine")
+    (root / "my_notes").mkdir()
+    (root / "my_notes" / "notes.txt").write_text("mine")
     text = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(text.replace("tokenizer: artifacts/tokenizer", "tokenizer: docs"))
     proc = subprocess.run(
