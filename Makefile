@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega images clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,19 @@ bench: install
 # .dvc/plots_template.html, the offline page of `dvc plots show` (vega inlined), from npm at pinned versions
 vendor-vega:
 	bench/vendor_vega.sh
+
+# the project's images (docker/): on the official python base when a registry answers, else on
+# s2s-base:bookworm, built here from Debian packages (docker/base/build-base.sh, root and
+# debootstrap); a local CPU torch wheel (TORCH_WHEEL) is copied into the build when present
+BASE_IMAGE ?= $(shell docker pull -q python:3.11-slim >/dev/null 2>&1 && echo python:3.11-slim || echo s2s-base:bookworm)
+TORCH_WHEEL ?= $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl)
+images:
+	@if [ "$(BASE_IMAGE)" = s2s-base:bookworm ] && ! docker image inspect s2s-base:bookworm >/dev/null 2>&1; then \
+	  docker/base/build-base.sh s2s-base:bookworm; fi
+	@if [ -n "$(TORCH_WHEEL)" ]; then cp -n $(TORCH_WHEEL) docker/wheels/; fi
+	docker build -q --build-arg BASE=$(BASE_IMAGE) -f docker/Dockerfile.cpu -t s2s-pipeline:cpu .
+	docker build -q --build-arg BASE=$(BASE_IMAGE) -f docker/mlflow/Dockerfile -t s2s-mlflow:local .
+	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(s2s-base|s2s-pipeline|s2s-mlflow)'
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt

@@ -107,6 +107,39 @@ def setting_of(flag: str) -> str | None:
     return f"train.{flag}" if flag in TRAIN_PARAMS else OTHER_PARAMS.get(flag) or INVERTED.get(flag)
 
 
+# where an AutoTrain YAML config holds what a flag sets (the rest sit under params:)
+YAML_KEYS = {
+    "data_path": "data.path",
+    "train_split": "data.train_split",
+    "valid_split": "data.valid_split",
+    "text_column": "data.column_mapping.text_column",
+    "target_column": "data.column_mapping.target_column",
+    "model": "base_model",
+    "base_model": "base_model",
+    "project_name": "project_name",
+}
+
+
+def user_names(from_config: bool) -> dict[str, str]:
+    """setting -> the name an AutoTrain user gave it: the flag (``--text-column``), or the key of
+    their YAML config (``data.column_mapping.text_column``)."""
+    out: dict[str, str] = {}
+    for flag in cli_flags():
+        setting = setting_of(flag)
+        if setting is None or setting in out:
+            continue
+        out[setting] = YAML_KEYS.get(flag, f"params.{flag}") if from_config else "--" + flag.replace("_", "-")
+    return out
+
+
+def in_autotrain_terms(message: str, from_config: bool) -> str:
+    """``message`` with every setting an AutoTrain name maps onto said in the user's own terms
+    first: ``ingest.text_column`` -> ``--text-column (ingest.text_column)``."""
+    names = user_names(from_config)
+    pattern = "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True))
+    return re.sub(rf"(?<![\w.])({pattern})(?![\w])", lambda m: f"{names[m.group(1)]} ({m.group(1)})", message)
+
+
 def flag_help() -> dict[str, str]:
     """Help text for every flag of ``s2s train``: the setting it sets, what params.yaml's comment
     says of it and the value params.yaml ships; the flags with no setting say what they do."""

@@ -7,8 +7,10 @@ import logging
 import pytest
 import yaml
 from conftest import make_project, run_cli
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flows.autotrain import config_overrides, to_overrides
+from flows.autotrain import config_overrides, in_autotrain_terms, to_overrides, user_names
 from tasks.core.config import load_config
 from tasks.core.errors import ConfigError
 from tasks.tracking import client as tracking
@@ -269,3 +271,25 @@ def test_local_config_as_shipped_trains(tmp_path):
     params = client.get_run(version.run_id).data.params
     assert params["train.lr"] == "2e-05" and params["train.epochs"] == "3.0"
     assert params["ingest.valid_split"] == "test"
+
+
+@given(st.sampled_from(sorted(user_names(False))), st.sampled_from(["", "x ", "(", "set "]), st.booleans())
+def test_every_mapped_setting_is_said_in_autotrain_terms(setting, before, from_config):
+    """A setting an AutoTrain name maps onto is said as that name first, the setting beside it;
+    a longer setting that merely starts with it is left alone."""
+    said = in_autotrain_terms(f"{before}{setting} is wrong; {setting}_other stays", from_config)
+    name = user_names(from_config)[setting]
+    assert f"{before}{name} ({setting}) is wrong" in said and f"; {setting}_other stays" in said
+    assert name.startswith("--") != from_config
+
+
+def test_a_wrong_column_is_named_by_the_flag_the_user_typed(tmp_path):
+    """`s2s train --text-column body` on data without it: the error names --text-column."""
+    data = tmp_path / "d.csv"
+    with data.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "target"])
+        w.writerows([f"the council met on day {i} and approved plan {i}", f"plan {i} approved"] for i in range(40))
+    proc = run_cli("train", "--data-path", str(data), "--text-column", "body", "--project-name", "cols", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "--text-column (ingest.text_column)" in proc.stderr + proc.stdout, proc.stderr

@@ -106,10 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     import re
     from pathlib import Path
 
-    from flows.autotrain import cli_flags, config_overrides, to_overrides
+    from flows.autotrain import cli_flags, config_overrides, in_autotrain_terms, to_overrides
     from tasks.core import project_settings
     from tasks.core.config import find_root
-    from tasks.core.errors import ConfigError
+    from tasks.core.errors import ConfigError, PipelineError
 
     flags = {k: v for k, v in vars(args).items() if k in cli_flags() and v not in (None, False)}
     settings = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
@@ -136,7 +136,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         logs.configure(logs.log_file_for(root, "train"))
     own = started or project_settings.MARK in str(_default_description(root))
     name = slug or (args.pipeline if args.pipeline != "default" else "s2s-project")
-    written = project_settings.write(root, name, settings, own=own)
+    try:
+        written = project_settings.write(root, name, settings, own=own)
+    except PipelineError as exc:
+        exc.args = (in_autotrain_terms(str(exc), bool(args.config)),)
+        raise
     if started:
         from tasks.core import project
 
@@ -151,7 +155,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"s2s train: nothing to train: {done}")
         code = 0
     else:
-        code = cmd_run(args)
+        try:
+            code = cmd_run(args)
+        except PipelineError as exc:  # said in the AutoTrain names the user typed
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (in_autotrain_terms(exc.args[0], bool(args.config)), *exc.args[1:])
+            raise
     print(f"run it again: cd {root} && " + "   or: ".join(written.commands), file=sys.stderr)
     return code
 
