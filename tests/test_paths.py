@@ -66,7 +66,7 @@ def test_dvc_repro_stops_at_the_guard_before_deleting_any_output(tmp_path):
     (root / "my_notes").mkdir()
     (root / "my_notes" / "notes.txt").write_text("mine")
     text = (root / "params.yaml").read_text()
-    (root / "params.yaml").write_text(text.replace("tokenizer: artifacts/tokenizer", "tokenizer: docs"))
+    (root / "params.yaml").write_text(text.replace("tokenizer: artifacts/tokenizer", "tokenizer: my_notes"))
     proc = subprocess.run(
         [venv_bin("dvc"), "repro"], cwd=root, env=dvc_env(), capture_output=True, text=True, timeout=300
     )
