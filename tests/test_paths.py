@@ -75,7 +75,7 @@ def test_dvc_repro_stops_at_the_guard_before_deleting_any_output(tmp_path):
         "paths.tokenizer" in proc.stdout + proc.stderr
         and "was not created by this pipeline" in proc.stdout + proc.stderr
     )
-    assert (root / "docs" / "notes.txt").read_text() == "mine"
+    assert (root / "my_notes" / "notes.txt").read_text() == "mine"
     assert inside.read_text() == above.read_text() == "keep"
 
 
