@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega images clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega images stack-up stack-down stack-check clean
 
 install: $(VENV)/.installed
 
@@ -63,9 +63,21 @@ images:
 	@if [ "$(BASE_IMAGE)" = s2s-base:bookworm ] && ! docker image inspect s2s-base:bookworm >/dev/null 2>&1; then \
 	  docker/base/build-base.sh s2s-base:bookworm; fi
 	@if [ -n "$(TORCH_WHEEL)" ]; then cp -n $(TORCH_WHEEL) docker/wheels/; fi
+	@if [ -n "$$PIP_CERT" ] && [ -f "$$PIP_CERT" ]; then cp "$$PIP_CERT" docker/certs/ca.crt; fi
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -f docker/Dockerfile.cpu -t s2s-pipeline:cpu .
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -f docker/mlflow/Dockerfile -t s2s-mlflow:local .
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(s2s-base|s2s-pipeline|s2s-mlflow)'
+
+# the compose stack on the images above (docker/compose.local.yaml: PostgreSQL from Debian, SeaweedFS
+# S3); secrets from docker/.env (copy docker/.env.example, set every value). Ports on 127.0.0.1 only.
+STACK = docker compose -f docker/compose.yaml -f docker/compose.local.yaml --env-file $(or $(STACK_ENV),docker/.env)
+stack-up: images
+	$(STACK) up -d --wait
+stack-down:  # volumes kept: a second stack-up finds the registry, the runs and the buckets again
+	$(STACK) down
+# end to end on the running stack, one line per check with its time (docker/stack-check.sh)
+stack-check:
+	STACK="$(STACK)" docker/stack-check.sh
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt

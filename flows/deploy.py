@@ -16,7 +16,10 @@ from tasks.core.config import Config, validate_all
 
 logger = logging.getLogger(__name__)
 
-FLOWS = {  # flow name -> entrypoint in this project
+# where the installed `flows` package lives: the checkout for an editable install, site-packages
+# for an installed one (a project made by `s2s init` holds no code; S2S_ROOT points the run at it)
+CODE_ROOT = Path(__file__).resolve().parent.parent
+FLOWS = {  # flow name -> entrypoint, relative to CODE_ROOT
     "retrain": "flows/pipeline.py:retrain",
     "training-pipeline": "flows/pipeline.py:training_pipeline",
     "promotion": "flows/pipeline.py:promotion",
@@ -82,7 +85,7 @@ def deploy_pipeline(cfg: Config, work_pool: str | None = None) -> list[tuple[str
     for flow_name, entrypoint in FLOWS.items():
         if flow_name == "watch-data" and not spec.trigger.poll_s:
             continue
-        flow = Flow.from_source(source=str(cfg.root), entrypoint=entrypoint)
+        flow = Flow.from_source(source=str(CODE_ROOT), entrypoint=entrypoint)
         schedules, triggers, limit = None, None, None
         if flow_name == "retrain":
             if spec.schedule is not None:

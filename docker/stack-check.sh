@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# End to end on the running compose stack (make stack-up first): one line per check with its time;
+# exit 1 if any fails. Needs STACK (the compose command, set by `make stack-check`) and the .env
+# it reads. What it checks: services healthy; the S3 buckets through the S3 API; MLflow refuses a
+# request without credentials and takes the right ones; the worker's project deploys; the default
+# pipeline runs as a deployment on the worker; its version is in MLflow (PostgreSQL) with the
+# champion alias and its artifacts are objects in the S3 bucket; no secret in any service's log.
+set -uo pipefail
+: "${STACK:?run through make stack-check}"
+env_file=$(sed -n 's/.*--env-file \([^ ]*\).*/\1/p' <<<"$STACK")
+set -a; . "$env_file"; set +a
+fails=0
+check() {  # check NAME COMMAND...: runs it, prints ok/FAIL with the seconds it took
+  local name=$1; shift; local t0=$SECONDS out
+  if out=$("$@" 2>&1); then printf 'ok    %-44s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -1 <<<"$out")"
+  else printf 'FAIL  %-44s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -3 <<<"$out" | tr '\n' ' ')"; fails=$((fails + 1)); fi
+}
+healthy() { local bad; bad=$($STACK ps --format '{{.Service}} {{.Status}}' | grep -v healthy); [ -z "$bad" ] || { echo "$bad"; return 1; }; echo "all healthy"; }
+buckets() { $STACK run --rm -T buckets | grep "'$MLFLOW_BUCKET'"; }
+mlflow_auth() {
+  local url="http://127.0.0.1:5000/api/2.0/mlflow/experiments/search?max_results=1" a b
+  a=$(curl -s -o /dev/null -w '%{http_code}' "$url"); b=$(curl -s -o /dev/null -w '%{http_code}' -u "$MLFLOW_TRACKING_USERNAME:$MLFLOW_TRACKING_PASSWORD" "$url")
+  echo "without credentials $a, with $b"; [ "$a" = 401 ] && [ "$b" = 200 ]
+}
+project() { $STACK exec -T worker sh -c '[ -f /work/params.yaml ] || s2s init /work >/dev/null; cd /work && s2s deploy >/dev/null && echo deployed'; }
+pipeline() {
+  $STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default --watch --watch-timeout 900' \
+    | grep -E "finished in state|Completed" | tail -1 | grep -q Completed && echo "flow run Completed on the worker"
+}
+registry() {
+  $STACK exec -T worker python - <<'PY'
+from mlflow import MlflowClient
+c = MlflowClient()
+v = c.get_model_version_by_alias("s2s-default", "champion")
+print(f"s2s-default v{v.version} holds champion, source {v.source}")
+PY
+}
+artifacts() {
+  $STACK run --rm -T --entrypoint python3 buckets -c '
+import os, boto3
+s3 = boto3.client("s3", endpoint_url="http://minio:9000", region_name="us-east-1",
+                  aws_access_key_id=os.environ["MINIO_ROOT_USER"], aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"])
+keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=os.environ["MLFLOW_BUCKET"]) for o in p.get("Contents", [])]
+assert any(k.endswith("model.safetensors") for k in keys), keys[:20]
+print(len(keys), "objects in the artifact bucket, the model weights among them")'
+}
+no_secret_in_logs() {
+  local logs; logs=$($STACK logs --no-color 2>&1)
+  for v in POSTGRES_PASSWORD MINIO_ROOT_PASSWORD MLFLOW_TRACKING_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
+    grep -qF -- "${!v}" <<<"$logs" && { echo "$v's value is in the logs"; return 1; }
+  done
+  grep -qF -- "${PREFECT_SERVER_API_AUTH_STRING#*:}" <<<"$logs" && { echo "the Prefect password is in the logs"; return 1; }
+  echo "$(wc -l <<<"$logs") log lines, no secret value in them"
+}
+check "services healthy" healthy
+check "buckets through the S3 API" buckets
+check "MLflow basic-auth" mlflow_auth
+check "project initialised and deployed on the worker" project
+check "default pipeline as a deployment on the worker" pipeline
+check "champion version in MLflow on PostgreSQL" registry
+check "model artifacts in the S3 bucket" artifacts
+check "no secret in any service's log" no_secret_in_logs
+[ "$fails" = 0 ] && echo "stack-check: all passed" || { echo "stack-check: $fails failed"; exit 1; }
