@@ -4,7 +4,8 @@
 # it reads. What it checks: services healthy; the S3 buckets through the S3 API; MLflow refuses a
 # request without credentials and takes the right ones; the worker's project deploys; the default
 # pipeline runs as a deployment on the worker; its version is in MLflow (PostgreSQL) with the
-# champion alias and its artifacts are objects in the S3 bucket; no secret in any service's log.
+# champion alias and its artifacts are objects in the S3 bucket; a wrong tracking password is
+# refused at once by name; no secret in any service's log.
 set -uo pipefail
 : "${STACK:?run through make stack-check}"
 env_file=$(sed -n 's/.*--env-file \([^ ]*\).*/\1/p' <<<"$STACK")
@@ -44,6 +45,11 @@ keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=os
 assert any(k.endswith("model.safetensors") for k in keys), keys[:20]
 print(len(keys), "objects in the artifact bucket, the model weights among them")'
 }
+wrong_credentials() {  # a clear refusal at once, the password nowhere in what it says
+  local out
+  out=$($STACK exec -T -e MLFLOW_TRACKING_PASSWORD=wrong-Pass-0000 worker sh -c 'cd /work && s2s compare' 2>&1) && return 1
+  grep -q "refused the credentials (401" <<<"$out" && ! grep -q "wrong-Pass-0000" <<<"$out" && echo "refused: ${out:0:90}..."
+}
 no_secret_in_logs() {
   local logs; logs=$($STACK logs --no-color 2>&1)
   for v in POSTGRES_PASSWORD MINIO_ROOT_PASSWORD MLFLOW_TRACKING_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
@@ -59,5 +65,6 @@ check "project initialised and deployed on the worker" project
 check "default pipeline as a deployment on the worker" pipeline
 check "champion version in MLflow on PostgreSQL" registry
 check "model artifacts in the S3 bucket" artifacts
+check "wrong tracking credentials refused" wrong_credentials
 check "no secret in any service's log" no_secret_in_logs
 [ "$fails" = 0 ] && echo "stack-check: all passed" || { echo "stack-check: $fails failed"; exit 1; }

@@ -82,15 +82,27 @@ class MlflowServer:
     """``mlflow server`` on a SQLite store and a served artifact folder; stop() and start() again
     keep the same port and data, as a restarted production server would."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, admin_password: str | None = None):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.port, self.proc = folder, free_port(), None
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "mlflow-server.log"
+        self.admin_password = admin_password  # set: MLflow's basic-auth app, user "admin"
 
     def start(self) -> MlflowServer:
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
         env.pop("MLFLOW_TRACKING_URI", None)
+        auth: list[str] = []
+        if self.admin_password:
+            ini = self.folder / "basic-auth.ini"
+            ini.write_text(
+                "[mlflow]\ndefault_permission = READ\n"
+                f"database_uri = sqlite:///{self.folder / 'auth.db'}\n"
+                f"admin_username = admin\nadmin_password = {self.admin_password}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            )
+            env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key")
+            auth = ["--app-name", "basic-auth"]
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 [
@@ -107,6 +119,7 @@ class MlflowServer:
                     "--artifacts-destination",
                     str(self.folder / "artifacts"),
                     "--serve-artifacts",
+                    *auth,
                 ],
                 env=env,
                 stdout=log,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+from conftest import run_cli
+from services import MlflowServer
 
 from tasks.core import secrets
 
@@ -186,4 +189,24 @@ def test_nothing_the_project_writes_holds_a_credential(tmp_path):
         assert not any(secret in output for secret in drawn)
     finally:
         hook.close()
+        server.stop()
+
+
+@pytest.mark.system
+def test_wrong_tracking_credentials_are_refused_at_once_by_name(tmp_path, project):
+    """A real MLflow server with basic-auth: a wrong password is one clear, non-retried error
+    naming the variables to check, without the password; the right one works."""
+    server = MlflowServer(tmp_path / "auth-server", admin_password="right-Pass-4821").start()
+    try:
+        base = {"S2S_ROOT": str(project), "MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_USERNAME": "admin"}
+        started = time.monotonic()
+        wrong = run_cli("compare", cwd=project, env={**base, "MLFLOW_TRACKING_PASSWORD": "wrong-Pass-0000"})
+        took = time.monotonic() - started
+        said = wrong.stdout + wrong.stderr
+        assert wrong.returncode == 1 and "refused the credentials (401" in said, said
+        assert "MLFLOW_TRACKING_PASSWORD" in said and "wrong-Pass-0000" not in said and "retrying" not in said
+        assert took < 60, took  # not minutes of "transient" retries
+        right = run_cli("compare", cwd=project, env={**base, "MLFLOW_TRACKING_PASSWORD": "right-Pass-4821"})
+        assert right.returncode == 0, right.stdout + right.stderr
+    finally:
         server.stop()

@@ -183,3 +183,20 @@ def test_the_stack_refuses_the_example_placeholders_and_known_defaults():
     for name in SERVICES:
         if name != "check-env":
             assert waits_for_check(name), f"{name} can start before check-env"
+
+
+def test_the_local_override_swaps_images_only_for_images_built_here():
+    """docker/compose.local.yaml (no public registry): it overrides services of compose.yaml only,
+    every image it names is built here (s2s-*), it publishes nothing, and it holds no secret."""
+    text = (DOCKER / "compose.local.yaml").read_text()
+    local = yaml.safe_load(text)["services"]
+    assert set(local) <= set(COMPOSE["services"]), set(local) - set(COMPOSE["services"])
+    for name, service in local.items():
+        assert "ports" not in service, name
+        if "image" in service:
+            assert service["image"].startswith("s2s-"), (name, service["image"])
+    built = {s["build"]["dockerfile"] for s in local.values() if "build" in s}
+    assert all((REPO / f).is_file() for f in built), built
+    for path in (DOCKER / "local").iterdir():
+        assert "USER" in path.read_text() or path.suffix == ".sh", path  # every image runs unprivileged
+    assert not re.search(r"(?i)(password|secret)\s*[:=]\s*[^$\s{]", text)

@@ -173,12 +173,28 @@ def failure(cfg: Config, doing: str, exc: BaseException) -> TrackingError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
     if is_corrupt(exc):
         return store.corrupt(cfg, f"{doing} failed: {first}")
+    if (refused := auth_refusal(exc)) is not None:
+        return TrackingError(
+            f"{doing} failed: the MLflow server at {redact(cfg.tracking_uri())} {refused}; check "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN). "
+            "Nothing was changed, and no retry can help",
+        )
     return TrackingError(
         f"{doing} failed at the MLflow store {redact(cfg.tracking_uri())}: "
         f"{type(exc).__name__}: {redact(first)}; nothing was changed by this step, and it "
         "is retried as a transient failure",
         transient=True,
     )
+
+
+def auth_refusal(exc: BaseException) -> str | None:
+    """What the server said when it refused the credentials (HTTP 401/403), or None."""
+    text = str(exc)
+    if "error code 401" in text or "You are not authenticated" in text or "UNAUTHENTICATED" in text:
+        return "refused the credentials (401: not authenticated)"
+    if "error code 403" in text or "PERMISSION_DENIED" in text:
+        return "refused the request (403: this user lacks the permission)"
+    return None
 
 
 def is_corrupt(exc: BaseException) -> bool:
