@@ -8,15 +8,17 @@ do is refused with a message saying what to use instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tasks.core.errors import ConfigError
+from tasks.core.errors import ConfigError, PipelineError
 
 # AutoTrain's Seq2SeqParams that are ``train.*`` settings under the same name.
 TRAIN_PARAMS = (
@@ -130,6 +132,17 @@ def user_names(from_config: bool) -> dict[str, str]:
             continue
         out[setting] = YAML_KEYS.get(flag, f"params.{flag}") if from_config else "--" + flag.replace("_", "-")
     return out
+
+
+@contextlib.contextmanager
+def autotrain_terms(from_config: bool) -> Iterator[None]:
+    """A PipelineError raised in the block says its settings in the user's AutoTrain names."""
+    try:
+        yield
+    except PipelineError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (in_autotrain_terms(exc.args[0], from_config), *exc.args[1:])
+        raise
 
 
 def in_autotrain_terms(message: str, from_config: bool) -> str:

@@ -413,22 +413,7 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
     champion = None
     if cfg.evaluate.compare_champion:
         champion = score_champion(cfg, texts, refs, (metrics, per_example, preds))
-    champion_scores = champion.pop("_by_row") if champion else None
-    champion_preds = champion.pop("_preds_by_row") if champion else None
-    rows = [
-        {
-            "source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
-            "input": src,
-            "reference": ref,
-            "prediction": pred,
-            **{k: round(v[i], 4) for k, v in per_example.items()},
-        }
-        for i, (src, ref, pred) in enumerate(zip(texts, refs, preds))
-    ]
-    if champion:  # the champion on the same row, where it was scored (the promotion report reads these)
-        for row, champ_score, pred in zip(rows, champion_scores, champion_preds):
-            if champ_score is not None:
-                row[f"champion_{primary}"], row["champion_prediction"] = round(champ_score, 4), pred
+    rows, champion_scores = _rows(df, texts, refs, preds, per_example, champion, primary)
     prefix = cfg.ingest.source_prefix
     degenerate = degeneracy.measure([t.removeprefix(prefix) if prefix else t for t in texts], preds, refs)
     input_lengths = [
@@ -469,6 +454,29 @@ def evaluate(cfg: Config, trained: TrainResult, ingested: IngestResult, run: Run
         else "; no champion yet",
     )
     return result
+
+
+def _rows(df, texts, refs, preds, per_example, champion: dict | None, primary: str) -> tuple[list[dict], list | None]:
+    """One row per example (input, reference, prediction, its scores) and, where the champion was
+    scored on it, the champion's score and prediction beside them (the promotion report reads
+    these); also the champion's per-row primary scores (None without a champion)."""
+    champion_scores = champion.pop("_by_row") if champion else None
+    champion_preds = champion.pop("_preds_by_row") if champion else None
+    rows = [
+        {
+            "source_row": int(df["source_row"].iloc[i]) if "source_row" in df else i + 1,
+            "input": src,
+            "reference": ref,
+            "prediction": pred,
+            **{k: round(v[i], 4) for k, v in per_example.items()},
+        }
+        for i, (src, ref, pred) in enumerate(zip(texts, refs, preds))
+    ]
+    if champion:
+        for row, champ_score, pred in zip(rows, champion_scores, champion_preds):
+            if champ_score is not None:
+                row[f"champion_{primary}"], row["champion_prediction"] = round(champ_score, 4), pred
+    return rows, champion_scores
 
 
 def _write_reports(cfg: Config, result: EvaluateResult, rows: list[dict]) -> list:

@@ -40,8 +40,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _compare_with_champion(cfg) -> int:
     """The newest evaluated candidate of this pipeline against the champion it was scored with."""
-    import json
+    from dataclasses import asdict
 
+    from tasks.core.results import PromoteResult, RegisterResult
     from tasks.promotion import report
 
     reports = cfg.path("reports")
@@ -51,15 +52,15 @@ def _compare_with_champion(cfg) -> int:
         print(f"no evaluated candidate in {reports} yet: run the pipeline (s2s run) first")
         return 1
     decision = version = None
-    if (reports / "promotion.json").is_file():
-        decision = json.loads((reports / "promotion.json").read_text(encoding="utf-8"))
-        version = decision.get("version")
-    elif (reports / "registration.json").is_file():
-        version = json.loads((reports / "registration.json").read_text(encoding="utf-8")).get("version")
+    if (reports / PromoteResult.FILE).is_file():  # an unreadable one is an error, not "no decision"
+        promoted = PromoteResult.load(reports)
+        decision, version = asdict(promoted), promoted.version
+    elif (reports / RegisterResult.FILE).is_file():
+        version = RegisterResult.load(reports).version
     print(f"{cfg.register.model_name}: the newest candidate ({reports})")
     print(report.text(report.compare(evaluation, rows), decision, version))
-    if (reports / "promotion_report.html").is_file():
-        print(f"report: {reports / 'promotion_report.html'}")
+    if (reports / PromoteResult.ALSO[0]).is_file():
+        print(f"report: {reports / PromoteResult.ALSO[0]}")
     return 0
 
 

@@ -106,10 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     import re
     from pathlib import Path
 
-    from flows.autotrain import cli_flags, config_overrides, in_autotrain_terms, to_overrides
+    from flows.autotrain import autotrain_terms, cli_flags, config_overrides, to_overrides
     from tasks.core import project_settings
-    from tasks.core.config import find_root
-    from tasks.core.errors import ConfigError, PipelineError
 
     flags = {k: v for k, v in vars(args).items() if k in cli_flags() and v not in (None, False)}
     settings = (config_overrides(Path(args.config)) if args.config else []) + to_overrides(flags)
@@ -121,26 +119,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             settings[i] = f"ingest.source={local.resolve()}"
     named = next((o.split("=", 1)[1] for o in settings if o.startswith("register.model_name=")), None)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", (named or "").strip("'\"")).strip("-.")
-    started = False
-    try:
-        root = find_root()
-    except ConfigError:
-        from tasks.core import logs, project
-
-        root = Path.cwd() / (slug or "s2s-project")
-        if not (root / "params.yaml").is_file():
-            project.init(root)
-            started = True
-            print(f"no project here: started one in {root} (s2s init)", file=sys.stderr)
-        os.environ["S2S_ROOT"] = str(root)
-        logs.configure(logs.log_file_for(root, "train"))
+    root, started = _train_root(slug)
     own = started or project_settings.MARK in str(_default_description(root))
     name = slug or (args.pipeline if args.pipeline != "default" else "s2s-project")
-    try:
+    with autotrain_terms(bool(args.config)):  # errors in the AutoTrain names the user typed
         written = project_settings.write(root, name, settings, own=own)
-    except PipelineError as exc:
-        exc.args = (in_autotrain_terms(str(exc), bool(args.config)),)
-        raise
     if started:
         from tasks.core import project
 
@@ -155,22 +138,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"s2s train: nothing to train: {done}")
         code = 0
     else:
-        try:
+        with autotrain_terms(bool(args.config)):
             code = cmd_run(args)
-        except PipelineError as exc:  # said in the AutoTrain names the user typed
-            if exc.args and isinstance(exc.args[0], str):
-                exc.args = (in_autotrain_terms(exc.args[0], bool(args.config)), *exc.args[1:])
-            raise
     print(f"run it again: cd {root} && " + "   or: ".join(written.commands), file=sys.stderr)
     return code
 
 
+def _train_root(slug: str):
+    """(the project ``s2s train`` works in, whether it started it): the one around the current
+    folder, else ``./<project-name>``, started there when it is not a project yet (as AutoTrain)."""
+    from pathlib import Path
+
+    from tasks.core import logs, project
+    from tasks.core.config import find_root
+    from tasks.core.errors import ConfigError
+
+    try:
+        return find_root(), False
+    except ConfigError:
+        pass
+    root, started = Path.cwd() / (slug or "s2s-project"), False
+    if not (root / "params.yaml").is_file():
+        project.init(root)
+        started = True
+        print(f"no project here: started one in {root} (s2s init)", file=sys.stderr)
+    os.environ["S2S_ROOT"] = str(root)
+    logs.configure(logs.log_file_for(root, "train"))
+    return root, started
+
+
 def _default_description(root) -> str:
     from tasks.core.config import DEFAULT_PIPELINE, load_pipelines
+    from tasks.core.errors import ConfigError
 
     try:
         return str(load_pipelines(root).get(DEFAULT_PIPELINE, {}).get("description", ""))
-    except Exception:  # the run reports a broken pipelines.yaml by name
+    except ConfigError:  # a broken pipelines.yaml: the run reports it by name
         return ""
 
 

@@ -1,7 +1,7 @@
 """The promotion report: why a candidate was (or was not) promoted, for the person who reviews it.
 
-One self-contained HTML page per decision (``reports/promotion.html``, logged on the candidate's
-MLflow run as ``promotion/report.html`` and linked from the version's description), and the same
+One self-contained HTML page per decision (``reports/promotion_report.html``, logged on the candidate's
+MLflow run as ``promotion/promotion_report.html`` and linked from the version's description), and the same
 comparison as text (``s2s compare --with champion``):
 
 * the gate table: every gate, its figure against its threshold, passed or failed;
@@ -160,60 +160,59 @@ def render_html(
         f"<title>promotion report: {e(model)} v{e(version)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Promotion report: {e(model)} version {e(version)}</h1>",
         f"<p class='verdict {'pass' if promoted else 'fail'}'>{'PROMOTED' if promoted else 'NOT PROMOTED'}</p>",
-        "<h2>Gates</h2><table><tr><th>gate</th><th>result</th><th>figure against threshold</th></tr>",
+        *_gates_html(checks),
+        *_champion_html(c),
     ]
-    for gate, ok, reason in checks:
-        mark = (
-            "<span class='note'>note</span>",
-            "<span class='pass'>passed</span>",
-            "<span class='fail'>FAILED</span>",
-        )
-        cell = mark[0] if ok is None else mark[1] if ok else mark[2]
-        parts.append(f"<tr><td>{e(gate or '-')}</td><td>{cell}</td><td>{e(reason)}</td></tr>")
-    parts.append("</table>")
-    if c.champion_version:
-        parts.append(
-            f"<h2>Against champion v{e(c.champion_version)}, on the same {c.rows_compared} test rows</h2>"
-            + (f"<p>{c.left_out} rows left out: the champion trained on them.</p>" if c.left_out else "")
-        )
-        parts.append(
-            "<table><tr><th>metric</th><th>candidate</th><th>champion</th><th>difference</th>"
-            "<th>paired interval</th></tr>"
-        )
-        for row in metric_rows(c):
-            parts.append("<tr>" + "".join(f"<td>{e(x)}</td>" for x in row) + "</tr>")
-        parts.append("</table>")
-        for title, examples in (("Where the candidate wins most", c.wins), ("Where it loses most", c.losses)):
-            parts.append(f"<h2>{title} ({e(c.primary)})</h2>")
-            if not examples:
-                parts.append("<p class='note'>none</p>")
-                continue
-            parts.append(
-                "<table><tr><th>row</th><th>input</th><th>reference</th><th>candidate</th><th>champion</th></tr>"
-            )
-            for r in examples:
-                cand, champ = r.get(c.primary), r.get(f"champion_{c.primary}")
-                parts.append(
-                    f"<tr><td>{e(str(r.get('source_row', '?')))}</td>"
-                    f"<td><pre>{e(str(r.get('input', ''))[:CLIP])}</pre></td>"
-                    f"<td>{e(str(r.get('reference', '')))}</td>"
-                    f"<td>{e(str(r.get('prediction', '')))}<br><b>{_fmt(cand)}</b></td>"
-                    f"<td>{e(str(r.get('champion_prediction', '')))}<br><b>{_fmt(champ)}</b></td></tr>"
-                )
-            parts.append("</table>")
-    else:
-        parts.append("<p class='note'>No champion was scored with this candidate: nothing to compare with.</p>")
     figures = (degenerate or {}).get("figures") or {}
     if figures:
         parts.append("<h2>Outputs</h2><table><tr><th>figure</th><th>candidate</th></tr>")
-        for k, v in figures.items():
-            parts.append(f"<tr><td>{e(k)}</td><td>{_fmt(v)}</td></tr>")
+        parts += [f"<tr><td>{e(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in figures.items()]
         parts.append("</table>")
     parts.append("<h2>Data</h2><table><tr><th>side</th><th>data version</th></tr>")
-    for side, dv in data_versions.items():
-        parts.append(f"<tr><td>{e(side)}</td><td>{e(dv or 'unknown')}</td></tr>")
+    parts += [f"<tr><td>{e(side)}</td><td>{e(dv or 'unknown')}</td></tr>" for side, dv in data_versions.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts)
+
+
+def _gates_html(checks: list[tuple[str, bool | None, str]]) -> list[str]:
+    """Each gate's check: passed, FAILED, or a note (no pass or fail), with its figure."""
+    marks = {None: "<span class='note'>note</span>", True: "<span class='pass'>passed</span>"}
+    parts = ["<h2>Gates</h2><table><tr><th>gate</th><th>result</th><th>figure against threshold</th></tr>"]
+    for gate, ok, reason in checks:
+        cell = marks.get(ok, "<span class='fail'>FAILED</span>")
+        parts.append(f"<tr><td>{html.escape(gate or '-')}</td><td>{cell}</td><td>{html.escape(reason)}</td></tr>")
+    return [*parts, "</table>"]
+
+
+def _champion_html(c: Comparison) -> list[str]:
+    """Candidate against champion on the same rows: the metrics, then the largest wins and losses."""
+    e = html.escape
+    if not c.champion_version:
+        return ["<p class='note'>No champion was scored with this candidate: nothing to compare with.</p>"]
+    parts = [
+        f"<h2>Against champion v{e(c.champion_version)}, on the same {c.rows_compared} test rows</h2>"
+        + (f"<p>{c.left_out} rows left out: the champion trained on them.</p>" if c.left_out else ""),
+        "<table><tr><th>metric</th><th>candidate</th><th>champion</th><th>difference</th><th>paired interval</th></tr>",
+        *("<tr>" + "".join(f"<td>{e(x)}</td>" for x in row) + "</tr>" for row in metric_rows(c)),
+        "</table>",
+    ]
+    for title, examples in (("Where the candidate wins most", c.wins), ("Where it loses most", c.losses)):
+        parts.append(f"<h2>{title} ({e(c.primary)})</h2>")
+        if not examples:
+            parts.append("<p class='note'>none</p>")
+            continue
+        parts.append("<table><tr><th>row</th><th>input</th><th>reference</th><th>candidate</th><th>champion</th></tr>")
+        for r in examples:
+            cand, champ = r.get(c.primary), r.get(f"champion_{c.primary}")
+            parts.append(
+                f"<tr><td>{e(str(r.get('source_row', '?')))}</td>"
+                f"<td><pre>{e(str(r.get('input', ''))[:CLIP])}</pre></td>"
+                f"<td>{e(str(r.get('reference', '')))}</td>"
+                f"<td>{e(str(r.get('prediction', '')))}<br><b>{_fmt(cand)}</b></td>"
+                f"<td>{e(str(r.get('champion_prediction', '')))}<br><b>{_fmt(champ)}</b></td></tr>"
+            )
+        parts.append("</table>")
+    return parts
 
 
 def description_section(promoted: bool, reasons: list[str], c: Comparison, report_link: str | None) -> str:

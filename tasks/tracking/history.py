@@ -97,12 +97,15 @@ def store_id(cfg: Config, name: str, create: bool = False) -> str | None:
     return None if exp is None else exp.experiment_id
 
 
-def history_tags(cfg: Config, name: str, model_tags: dict[str, str] | None = None) -> dict[str, str]:
+def history_tags(
+    cfg: Config, name: str, model_tags: dict[str, str] | None = None, exp_id: str | None = None
+) -> dict[str, str]:
     """The history's tags: those an older version left on the registered model, then the
-    experiment's (which win: a move copies first and deletes after)."""
+    experiment's (which win: a move copies first and deletes after). ``exp_id``: the history
+    experiment when the caller has it (else looked up)."""
     model_tags = (reads.model_tags(cfg, name) or {}) if model_tags is None else model_tags
     out = {k: v for k, v in model_tags.items() if k.startswith(PREFIX)}
-    exp_id = store_id(cfg, name)
+    exp_id = exp_id or store_id(cfg, name)
     if exp_id is not None:
         c = tracking.client(cfg)
         exp = reads.call(cfg, lambda: c.get_experiment(exp_id), "reading the champion history")
@@ -160,8 +163,8 @@ def append(cfg: Config, name: str, intent: dict[str, Any], lock) -> dict[str, An
     record = intent.get("record") or {}
     intent_id = intent.get("id")
     model_tags = reads.model_tags(cfg, name) or {}
-    tags = history_tags(cfg, name, model_tags)
     exp_id = store_id(cfg, name, create=True)
+    tags = history_tags(cfg, name, model_tags, exp_id)
     _move_legacy(cfg, name, exp_id, model_tags, lock)
     chain = entries(cfg, name, tags)
     c = tracking.client(cfg)
