@@ -61,6 +61,20 @@ def exported_model(cfg: Config, trained: TrainResult) -> str:
     return str(cfg.resolve(trained.model_dir))
 
 
+# the training settings a model card lists
+CARD_SETTINGS = (
+    "lr",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "max_seq_length",
+    "max_target_length",
+    "scheduler",
+    "optimizer",
+    "peft",
+)
+
+
 def model_card(
     cfg: Config, trained: TrainResult, evaluated: EvaluateResult, ingested: IngestResult, model_dir: str
 ) -> str:
@@ -82,20 +96,7 @@ def model_card(
         if (Path(model_dir) / "adapter_config.json").is_file()
         else ("LoRA merged into the base model" if t.peft else "full fine-tune")
     )
-    settings = ", ".join(
-        f"{k}={getattr(t, k)}"
-        for k in (
-            "lr",
-            "epochs",
-            "max_steps",
-            "batch_size",
-            "max_seq_length",
-            "max_target_length",
-            "scheduler",
-            "optimizer",
-            "peft",
-        )
-    )
+    settings = ", ".join(f"{k}={getattr(t, k)}" for k in CARD_SETTINGS)
     rows = "/".join(str(ingested.rows.get(k, 0)) for k in ("train", "validation", "test"))
     return f"""# {cfg.register.model_name}
 
