@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega images stack-up stack-down stack-check clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,20 @@ test-all: install system-deps
 # the fast group alone (well under two minutes): `make test-fast`
 test-fast: install
 	$(BIN)/python -m pytest -q -m unit
+
+# the documentation site (mkdocs.yml, docs/), offline and strict: a broken link, a page left out of the
+# nav or an unknown reference fails it; the reference pages are generated from the code (docs/hooks.py)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# the wheel: `pip install dist/s2s_pipeline-*.whl` anywhere gives the `s2s` command, and `s2s init DIR`
+# a project (the project files travel as data files of the wheel)
+dist: install
+	rm -rf build dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls -l dist/*.whl
 
 bench: install
 	$(BIN)/python -m bench.run_all

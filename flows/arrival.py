@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 from flows.deploy import DATA_EVENT, data_resource
 from tasks.core.config import Config
 from tasks.core.errors import ConfigError
+from tasks.core.project import dvc_command
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +86,19 @@ def add(configs: dict[str, Config], path: str | None, version: str | None = None
         if not targets:
             sources = ", ".join(f"{n}: {c.ingest.source}" for n, c in configs.items())
             raise ConfigError(f"no pipeline reads {path} (ingest.source of each: {sources})")
-        dvc = str(Path(sys.executable).with_name("dvc"))
+        dvc = dvc_command()
         rel = src.relative_to(root)
         untrack_from_git(root, rel)
-        _run([dvc, "add", str(rel)], root, "dvc add")
+        _run([*dvc, "add", str(rel)], root, "dvc add")
         files = [f"{rel}.dvc", str(rel.parent / ".gitignore") if str(rel.parent) != "." else ".gitignore"]
         _run(["git", "add", "--", *[f for f in files if (root / f).exists()]], root, "git add")
         version = dvc_hash(src)
         staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode
         if staged:
             _run(["git", "commit", "-q", "-m", f"data: {rel} at version {version}"], root, "git commit")
-        remote = subprocess.run([dvc, "remote", "default"], cwd=root, capture_output=True, text=True)
+        remote = subprocess.run([*dvc, "remote", "default"], cwd=root, capture_output=True, text=True)
         if remote.returncode == 0 and remote.stdout.strip():
-            _run([dvc, "push", str(rel)], root, "dvc push")
+            _run([*dvc, "push", str(rel)], root, "dvc push")
     for name in targets:
         announce(name, version, str(configs[name].ingest.source))
     return [(name, version) for name in targets]

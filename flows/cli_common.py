@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from tasks.core import errors
+
 
 def _prepare_env() -> None:
     from tasks.core.context import quiet_telemetry
@@ -17,7 +19,7 @@ def _prepare_env() -> None:
 
 # Exit status of `s2s run` when the model trained fine but did not pass the promotion gates,
 # so a CI job or a scheduler can tell "rejected candidate" apart from "pipeline broken" (1, 2).
-EXIT_NOT_PROMOTED = 3
+EXIT_NOT_PROMOTED = errors.EXIT_NOT_PROMOTED
 
 
 def _require_prefect_server(command: str) -> None:

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 import yaml
-from conftest import make_project, run_cli
+from conftest import REPO, make_project, run_cli
+from docs_text import code_block, run_tutorial
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -244,30 +245,32 @@ def test_hub_dataset_config_as_shipped(tmp_path, monkeypatch):
 
 @pytest.mark.integration
 def test_local_config_as_shipped_trains(tmp_path):
-    """local.yml, only data.path and base_model edited, through `s2s train --config`: it trains,
-    writes TensorBoard event files, registers in MLflow, declines to publish with one warning, and
-    prints no token."""
-    root = make_project(tmp_path / "proj", pipelines={"default": {"gates": {"min": {"rougeL": 0.0, "rouge1": 0.0}}}})
-    rows = _sample_rows(root, 160)
-    folder = root / "my_data"
+    """docs/tutorials/autotrain.md as written: AutoTrain's local.yml (only data.path and
+    base_model edited) beside its data folder, `s2s train --config` in a folder that is no project
+    yet. It starts the project AutoTrain's project_name names, trains, writes TensorBoard event
+    files, registers in MLflow, declines to publish with one warning, and prints no token."""
+    rows = _sample_rows(REPO, 160)
+    folder = tmp_path / "my_data"
     folder.mkdir()
     for name, part in (("train.csv", rows[:120]), ("test.csv", rows[120:])):
         with (folder / name).open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["text", "target"])
             writer.writeheader()
             writer.writerows(part)
-    config = root / "local.yml"
-    config.write_text(LOCAL_YML.format(model="scratch", path="my_data"))
-    env = {"S2S_ROOT": str(root), "HF_TOKEN": "hf_secret_token_value", "HF_USERNAME": "someone"}
-    proc = run_cli("train", "--config", str(config), cwd=root, env=env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert "hf_secret_token_value" not in out
+    shown = code_block("autotrain.md", "yaml")  # the page shows local.yml as shipped
+    assert shown.strip() == LOCAL_YML.format(model="google/flan-t5-small", path="my_data").strip()
+    (tmp_path / "autotrain.yml").write_text(shown.replace("google/flan-t5-small", "scratch"))  # no hub here
+    env = {"S2S_ROOT": "", "HF_TOKEN": "hf_secret_token_value", "HF_USERNAME": "someone"}
+    train, _, compare = run_tutorial("autotrain.md", tmp_path, env)
+    assert train.text == "s2s train --config autotrain.yml"
+    out = train.stdout + train.stderr
+    assert "hf_secret_token_value" not in out + compare.stdout + compare.stderr
     assert out.count("not published to the hub") == 1
+    root = tmp_path / "autotrain-seq2seq-local"
     assert list(root.rglob("reports/tensorboard/events.out.tfevents.*"))
-    cfg = load_config(root=root)
-    client = tracking.client(cfg)
-    version = client.get_model_version_by_alias("autotrain-seq2seq-local", "champion")
+    assert compare.stdout.splitlines()[0].startswith("autotrain-seq2seq-local"), compare.stdout
+    client = tracking.client(load_config(root=root))
+    (version,) = client.search_model_versions("name='autotrain-seq2seq-local'")
     params = client.get_run(version.run_id).data.params
     assert params["train.lr"] == "2e-05" and params["train.epochs"] == "3.0"
     assert params["ingest.valid_split"] == "test"

@@ -17,7 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
+from conftest import free_port, run_cli
+from docs_text import run_tutorial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -301,6 +302,8 @@ def test_any_text_round_trips_in_order(tmp_path, texts, in_fmt, out_fmt, chunk_r
 @pytest.mark.system
 @pytest.mark.xdist_group("served")
 def test_cli_batch_predicts_what_predict_prints_for_the_same_texts(served_project, tmp_path):
+    """docs/tutorials/serving.md as written: one text, a whole file, the HTTP server; the three
+    give the same prediction for the same text, the file keeps its rows, columns and blanks."""
     root, _ = served_project
     env = {"S2S_ROOT": str(root)}
     texts = [
@@ -309,23 +312,27 @@ def test_cli_batch_predicts_what_predict_prints_for_the_same_texts(served_projec
         "Forecasters expect a sunny Monday in Bergen, with temperatures around 14 degrees.",
         "Police in Turin said the road would reopen on Sunday, after the storm.",
     ]
-    src = write(tmp_path / "in.csv", pd.DataFrame({"id": ["a", "b", "c", "d"], "text": texts}))
-    out = tmp_path / "out.parquet"
+    work = tmp_path / "work"
+    work.mkdir()
+    src = write(work / "in.csv", pd.DataFrame({"id": ["a", "b", "c", "d"], "text": texts}))
+    out = work / "out.parquet"
 
     bad = run_cli("predict", "--input", str(src), "--output", str(out), "--column", "body", cwd=root, env=env)
     assert bad.returncode == 1 and "error: --column 'body'" in bad.stderr and "Traceback" not in bad.stderr
     half = run_cli("predict", "--input", str(src), cwd=root, env=env)
     assert half.returncode == 2 and "--output" in half.stderr and "Traceback" not in half.stderr
 
-    batch = run_cli("predict", "--input", str(src), "--output", str(out), cwd=root, env=env)
-    assert batch.returncode == 0, batch.stderr
-    assert "4 rows (1 blank, not generated; 0 normalized to NFC)" in batch.stderr and str(out) in batch.stderr
+    one, batch, _, _, served = run_tutorial("serving.md", work, env, subs={"5001": str(free_port())})
+    assert one.text.startswith('s2s predict "Councillors') and batch.text.startswith("s2s predict --input")
+    assert "4 rows (1 blank, not generated; 0 normalized to NFC)" in batch.stderr and "-> out.parquet" in batch.stderr
     frame = pd.read_parquet(out)
     assert list(frame.columns) == ["id", "text", "prediction"]
     assert list(frame["id"]) == ["a", "b", "c", "d"] and list(frame["text"]) == texts
+    printed = one.stdout.splitlines()
+    assert len(printed) == 1  # one line per text (the tiny model may well print an empty one)
+    assert frame["prediction"][0] == printed[0] and frame["prediction"][1] == ""
+    assert json.loads(served.stdout) == {"predictions": [printed[0]]}, served.stdout
 
     direct = run_cli("predict", *[t for t in texts if t], cwd=root, env=env)
     assert direct.returncode == 0, direct.stderr
-    printed = direct.stdout.splitlines()
-    assert len(printed) == 3  # one line per text (the 12-step tiny model may well print empty ones)
-    assert list(frame["prediction"]) == [printed[0], "", printed[1], printed[2]]
+    assert list(frame["prediction"]) == [direct.stdout.splitlines()[0], "", *direct.stdout.splitlines()[1:]]

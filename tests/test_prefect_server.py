@@ -6,6 +6,7 @@ registers carries the Prefect flow run id."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import free_port, make_clone, stop_group, venv_bin, wait_healthy
+from docs_text import run_tutorial
 
 from tasks.core.config import load_config
 from tasks.tracking import client as tracking
@@ -49,11 +51,6 @@ def server(tmp_path_factory):
     assert proc.returncode is not None  # stopped
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_clone(tmp_path_factory.mktemp("deployed") / "proj")
-
-
 def _client(url: str):
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -62,20 +59,47 @@ def _client(url: str):
         return get_client(sync_client=True)
 
 
-def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
-    env = {**os.environ, "PREFECT_API_URL": server["url"], "S2S_ROOT": str(project)}
-    proc = subprocess.run(
-        [venv_bin("s2s"), "deploy"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+def test_the_nightly_tutorial_runs_as_written(tmp_path):
+    """docs/tutorials/nightly.md as written, on a tiny copy of the project: its own Prefect
+    server; `s2s deploy` creates every pipeline's deployments with their cron schedules (the
+    server's scheduler turns them into runs at the cron's times, a second deploy updates in
+    place); a flow run of training-pipeline/default requested through Prefect's CLI is run by
+    `s2s worker --run-once`, and the version it registered names that flow run."""
+    project = make_clone(tmp_path / "proj")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "S2S_ROOT": ""}
+    env["PREFECT_UI_ENABLED"] = "false"
+    steps = run_tutorial(
+        "nightly.md", project, env, subs={"4200": str(port)}, checks=lambda ran: _deployed(ran, url, project)
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    requested, worked, compare = steps[-3:]
+    assert requested.text == "prefect deployment run training-pipeline/default"
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", requested.stdout)[1]
+    assert worked.text == "s2s worker --pool s2s --run-once"
+
+    found = tracking.client(load_config(root=project)).search_model_versions("name='s2s-default'")
+    assert len(found) == 1, worked.stdout[-3000:] + worked.stderr[-3000:]
+    assert found[0].tags["prefect_flow_run_id"] == flow_run_id
+    assert found[0].tags["pipeline"] == "default"
+    assert compare.stdout.splitlines()[3].split()[:2] == ["1", "champion"], compare.stdout
+    # offline: no telemetry attempts, no failed sends in the worker's output or the server's log
+    server_log = Path(steps[1].stdout).read_text()  # the background server's output
+    for text in (server_log, worked.stdout + worked.stderr):
+        assert "telemetry" not in text.lower() and "Traceback" not in text
+
+
+def _deployed(steps, url: str, project: Path) -> None:
+    """What `s2s deploy` (a step of the tutorial) created, read from the server while it runs."""
+    deploy = next(s for s in steps if s.text == "s2s deploy")
     # one table for every deployment, not Prefect's table per deployment
-    headers = [line for line in proc.stdout.splitlines() if line.split()[:1] == ["deployment"]]
-    assert len(headers) == 1 and "Successfully created" not in proc.stdout + proc.stderr, proc.stdout
+    headers = [line for line in deploy.stdout.splitlines() if line.split()[:1] == ["deployment"]]
+    assert len(headers) == 1 and "Successfully created" not in deploy.stdout + deploy.stderr, deploy.stdout
     pipes = yaml.safe_load((project / "pipelines.yaml").read_text())
-    with _client(server["url"]) as client:
+    with _client(url) as client:
         for name, spec in pipes.items():
             for flow_name in ("retrain", "training-pipeline", "promotion"):
-                assert f"{flow_name}/{name}" in proc.stdout
+                assert f"{flow_name}/{name}" in deploy.stdout
             retrain = client.read_deployment_by_name(f"retrain/{name}")
             assert [s.schedule.cron for s in retrain.schedules] == [spec["schedule"]["cron"]]
             assert [s.schedule.timezone for s in retrain.schedules] == [spec["schedule"]["timezone"]]
@@ -88,7 +112,7 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     deadline = time.monotonic() + 120
-    with _client(server["url"]) as client:
+    with _client(url) as client:
         retrain = client.read_deployment_by_name("retrain/default")
         while True:
             upcoming = client.read_flow_runs(
@@ -98,72 +122,17 @@ def test_deploy_creates_deployments_with_the_cron_schedules(server, project):
                 break
             time.sleep(2)
     assert upcoming, "the scheduler created no runs for retrain/default"
-    cron = pipes["default"]["schedule"]["cron"]  # "0 3 * * *" UTC
     assert all(r.state.is_scheduled() for r in upcoming)
-    assert {(r.expected_start_time.hour, r.expected_start_time.minute) for r in upcoming} == {(3, 0)}, cron
+    assert {(r.expected_start_time.hour, r.expected_start_time.minute) for r in upcoming} == {(3, 0)}
     # a second deploy updates in place (no duplicates)
+    env = {**os.environ, "PREFECT_API_URL": url, "S2S_ROOT": str(project)}
     again = subprocess.run(
         [venv_bin("s2s"), "deploy", "default"], cwd=project, env=env, capture_output=True, text=True, timeout=300
     )
     assert again.returncode == 0, again.stderr
-    with _client(server["url"]) as client:
+    with _client(url) as client:
         names = [d.name for d in client.read_deployments() if d.name == "default"]
         assert len(names) == 3
-
-
-@pytest.mark.slow  # make test-slow
-def test_a_worker_runs_the_triggered_default_deployment(server, project):
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    # deployed here too: this test may run on another xdist worker (another server) than the one above
-    deployed = subprocess.run(
-        [venv_bin("s2s"), "deploy", "default"],
-        cwd=project,
-        env={**os.environ, "PREFECT_API_URL": server["url"], "S2S_ROOT": str(project)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    with _client(server["url"]) as client:
-        deployment = client.read_deployment_by_name("training-pipeline/default")
-        flow_run = client.create_flow_run_from_deployment(deployment.id)
-    env = {**os.environ, "PREFECT_API_URL": server["url"]}
-    env.pop("S2S_ROOT", None)  # the deployment's job variables say where the project is
-    log_path = Path(server["home"]) / "worker.log"
-    with open(log_path, "w") as log:
-        worker = subprocess.Popen(
-            [venv_bin("s2s"), "worker", "--pool", "s2s"],
-            cwd=server["home"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 600
-        with _client(server["url"]) as client:
-            while True:
-                state = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))[
-                    0
-                ].state
-                if state.is_final():
-                    break
-                assert worker.poll() is None, log_path.read_text()[-4000:]
-                assert time.monotonic() < deadline, f"flow run still {state.name} after 600 s"
-                time.sleep(2)
-    finally:
-        stop_group(worker)
-    assert state.is_completed(), f"{state.name}: {state.message}\n{log_path.read_text()[-4000:]}"
-
-    cfg = load_config(root=project)
-    found = tracking.client(cfg).search_model_versions("name='s2s-default'")
-    assert len(found) == 1
-    assert found[0].tags["prefect_flow_run_id"] == str(flow_run.id)
-    assert found[0].tags["pipeline"] == "default"
-    # offline: no telemetry attempts, no failed sends in the server's or the worker's logs
-    for text in (server["log"].read_text(), log_path.read_text()):
-        assert "telemetry" not in text.lower() and "Traceback" not in text
 
 
 def test_deploy_and_worker_without_a_server_say_how_to_start_one(tmp_path):

@@ -51,7 +51,7 @@ class Paths(Section):
     """Where each stage writes. Relative paths resolve against the run folder (the project root
     for ``default``); every one is checked by tasks/core/paths.py before anything runs."""
 
-    data: Path = Path("data/processed")
+    data: Path = Path("data/processed")  # the processed splits (Parquet) and manifest.json
     reports: Path = Path("reports")
     tokenizer: Path = Path("artifacts/tokenizer")
     base_model: Path = Path("artifacts/base_model")
@@ -406,8 +406,8 @@ class Gates(Section):
     # required: a candidate that passed waits for a person (the flow pauses with a form; or
     # `s2s approve VERSION [--reject]`); after approval_timeout_s the outcome is on_timeout
     approval: Literal["none", "required"] = "none"
-    approval_timeout_s: int = Field(86_400, gt=0)
-    on_timeout: Literal["reject", "promote"] = "reject"
+    approval_timeout_s: int = Field(86_400, gt=0)  # how long a candidate waits for a person
+    on_timeout: Literal["reject", "promote"] = "reject"  # what happens when nobody answered in time
 
 
 class Degenerate(Section):
@@ -489,9 +489,9 @@ SECTIONS: dict[str, type[Section]] = {
 class Schedule(Section):
     """When a pipeline's retrain deployment runs: a cron expression in a time zone."""
 
-    cron: str
-    timezone: str = "UTC"
-    active: bool = True
+    cron: str  # a cron expression (`0 3 * * *`: every night at 03:00)
+    timezone: str = "UTC"  # an IANA time zone the cron is read in (UTC, Europe/Berlin)
+    active: bool = True  # false: the deployment exists but its schedule is paused
 
     @field_validator("cron")
     @classmethod
@@ -521,15 +521,15 @@ class Schedule(Section):
 class Retries(Section):
     """Retries of the tasks whose failures are transient (tracking server, hub, storage)."""
 
-    count: int = Field(2, ge=0)
+    count: int = Field(2, ge=0)  # retries after the first attempt (0: none)
     delay_s: list[float] = Field(default_factory=lambda: [10.0, 60.0])  # backoff, one per retry (last repeats)
 
 
 class Timeouts(Section):
     """Wall-clock limits of the long tasks, in seconds (null: none)."""
 
-    train_s: float | None = Field(None, gt=0)
-    evaluate_s: float | None = Field(None, gt=0)
+    train_s: float | None = Field(None, gt=0)  # the train task is stopped (checkpoint kept) after this
+    evaluate_s: float | None = Field(None, gt=0)  # the evaluate task is stopped after this
 
 
 class Trigger(Section):
@@ -542,7 +542,7 @@ class Trigger(Section):
 class Concurrency(Section):
     """One retrain of a pipeline at a time: what happens to a run that arrives meanwhile."""
 
-    limit: int = Field(1, ge=1)
+    limit: int = Field(1, ge=1)  # retrains of this pipeline running at once
     collision: Literal["enqueue", "cancel_new"] = "enqueue"  # enqueue: late runs collapse to the newest
 
 

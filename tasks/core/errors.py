@@ -7,19 +7,36 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+# Every exit status of `s2s` and of `python -m tasks.<stage>`: the one table (docs/reference's
+# exit-codes page is generated from it). Constants below name the ones code returns directly.
+EXIT_CODES: dict[int, str] = {
+    0: "success: the command did what it was asked (`s2s run`: the candidate was promoted, or a retrain "
+    "had nothing new to train)",
+    1: "an error you can fix, named in one message: bad data, the data gate failed, an unreachable or "
+    "refused tracking store, a failed write (disk full)",
+    2: "a setting is unknown or invalid (params.yaml, pipelines.yaml, `--set`, flags, an AutoTrain config), "
+    "or the command line itself is wrong",
+    3: "the model trained fine but was not promoted: the gates refused it, a person rejected it, or an "
+    "approval came too late (the champion moved)",
+    75: "another run holds the project folder (`.s2s/run.lock`); try again later or pass `--wait`",
+    130: "stopped by Ctrl-C (SIGINT): checkpoint kept, MLflow run KILLED, locks released",
+    143: "stopped by SIGTERM (`docker stop`, a scheduler): checkpoint kept, MLflow run KILLED, locks released",
+}
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_NOT_PROMOTED, EXIT_BUSY = 0, 1, 2, 3, 75
+
 
 class PipelineError(Exception):
     """Base of the project's user-facing errors. ``transient``: trying again later can help
     (a server or the network was down), the only case the orchestrator retries."""
 
-    exit_code = 1
+    exit_code = EXIT_ERROR
     transient = False
 
 
 class ConfigError(PipelineError):
     """A setting in params.yaml, pipelines.yaml or on the command line is unknown or invalid."""
 
-    exit_code = 2
+    exit_code = EXIT_CONFIG
 
 
 class DataError(PipelineError):

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.core.errors import PipelineError
+from tasks.core.errors import EXIT_BUSY, PipelineError
 from tasks.core.paths import STATE_DIR
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ LOCK_FILE = "run.lock"
 class ProjectBusy(PipelineError):
     """Another run holds the project folder."""
 
-    exit_code = 75  # EX_TEMPFAIL: try again later
+    exit_code = EXIT_BUSY  # EX_TEMPFAIL: try again later
 
 
 _held: dict[Path, list] = {}  # root -> [fd, depth, dvc repo or None]

@@ -32,6 +32,12 @@ PLOTS_TEMPLATE = ".dvc/plots_template.html"  # `dvc plots show`'s page with vega
 SHARE = Path(sys.prefix) / "share" / DIST  # where pyproject's data-files put them
 
 
+def dvc_command() -> list[str]:
+    """How to run this environment's DVC: through the interpreter, so it works whether or not
+    the `dvc` script sits beside it (a venv, a wheel installed with --prefix, a container)."""
+    return [sys.executable, "-m", "dvc"]
+
+
 def templates() -> Path:
     """The folder holding the project files: the source checkout, else the installed copies."""
     checkout = Path(importlib.util.find_spec("tasks").origin).parents[1]
@@ -93,9 +99,9 @@ def init(folder: Path) -> Path:
         if name == "dvc.yaml" and source != folder:
             text = project_dvc_yaml(text)
         (folder / name).write_text(text, encoding="utf-8")
-    dvc = str(Path(sys.executable).parent / "dvc")
+    dvc = dvc_command()
     template = Path(PLOTS_TEMPLATE).name  # DVC takes it relative to .dvc/
-    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "config", "plots.html_template", template]):
+    for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "config", "plots.html_template", template]):
         proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
         if proc.returncode:
             raise ConfigError(f"`{' '.join(cmd)}` failed in {folder}: {proc.stderr.strip()[:300]}")

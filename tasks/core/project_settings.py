@@ -22,7 +22,6 @@ import filecmp
 import io
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,8 +130,9 @@ def _set(target, values: dict[str, Any]) -> None:
 
 
 def _dvc(root: Path, *args: str) -> None:
-    dvc = str(Path(sys.executable).with_name("dvc"))
-    proc = subprocess.run([dvc, *args], cwd=root, capture_output=True, text=True)
+    from tasks.core.project import dvc_command
+
+    proc = subprocess.run([*dvc_command(), *args], cwd=root, capture_output=True, text=True)
     if proc.returncode:
         raise ConfigError(f"`dvc {' '.join(args)}` failed in {root}: {(proc.stderr or proc.stdout).strip()[-500:]}")
 

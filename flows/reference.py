@@ -1,0 +1,324 @@
+"""The reference pages of the docs site, generated from what the code reads, so they cannot go stale.
+
+- every params.yaml key: its type and default from the strict schema (``tasks/core/config.py``),
+  its help from params.yaml's own comment on it (the documented surface), else the comment beside
+  the field in the schema, and the value params.yaml ships;
+- every pipelines.yaml key, from ``PipelineSpec`` and the header of pipelines.yaml;
+- every ``s2s`` command and flag, from the argparse parser the CLI runs;
+- the exit codes, from their one table (``tasks.core.errors.EXIT_CODES``).
+
+``pages()`` returns them as markdown; ``docs/hooks.py`` adds them to the site at build time and
+``tests/test_docs.py`` checks that every key has help and every documented command parses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from tasks.core import config as cfgmod
+from tasks.core.errors import EXIT_CODES
+
+_MISSING = object()  # "not set" (None is YAML's null, a value)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One documented setting: ``dotted`` name, type, default, help and the shipped value."""
+
+    dotted: str
+    type: str
+    default: Any
+    help: str
+    shipped: Any = _MISSING  # what the shipped file sets, if it sets it
+
+
+def _source_comments() -> dict[tuple[str, str], str]:
+    """(class, field) -> the comment beside the field in config.py, with comment lines right above it."""
+    source = inspect.getsource(cfgmod)
+    lines = source.splitlines()
+    out: dict[tuple[str, str], str] = {}
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for stmt in node.body:
+            if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+                continue
+            above = []
+            at = stmt.lineno - 2
+            while at >= 0 and lines[at].strip().startswith("#"):
+                above.insert(0, lines[at].strip().lstrip("#").strip())
+                at -= 1
+            below = []  # continuation comment lines (``#   ...``) right after the field
+            at = stmt.end_lineno
+            while at < len(lines) and lines[at].strip().startswith("#   "):
+                below.append(lines[at].strip().lstrip("#").strip())
+                at += 1
+            tail = lines[stmt.end_lineno - 1].split("  # ", 1)
+            inline = tail[1].strip() if len(tail) == 2 and "type: ignore" not in tail[1] else ""
+            parts = [p for p in (" ".join(above), inline, " ".join(below)) if p]
+            if parts:
+                out[(node.name, stmt.target.id)] = " ".join(parts)
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    """A reader's name for a field's type: ``int``, ``float or null``, ``one of a, b``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}" if args else "mapping"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    if annotation is Path:
+        return "path"
+    if annotation is Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field) -> Any:
+    if field.default_factory is not None:
+        return field.default_factory()
+    return _MISSING if field.is_required() else field.default
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    found = cfgmod._section_type(annotation)
+    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+
+
+def _walk(model: type[BaseModel], prefix: str, helps: dict[str, str], shipped: dict[str, Any]) -> list[Key]:
+    comments = _source_comments()
+    out: list[Key] = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        nested = _section_of(field.annotation)
+        value = shipped.get(name, _MISSING) if isinstance(shipped, dict) else _MISSING
+        help_text = (
+            helps.get(dotted)
+            or field.description
+            or comments.get((model.__name__, name))
+            or (inspect.cleandoc(nested.__doc__ or "").split("\n\n")[0].replace("\n", " ") if nested else "")
+        )
+        out.append(Key(dotted, _type_name(field.annotation), _default(field), help_text, value))
+        if nested is not None:
+            out += _walk(nested, dotted, helps, value if isinstance(value, dict) else {})
+    return out
+
+
+def params_keys(root: Path | None = None) -> list[Key]:
+    """Every params.yaml key, in the file's section order, nested sections included."""
+    root = root or _shipped_root()
+    text = (root / cfgmod.PARAMS_FILE).read_text(encoding="utf-8")
+    helps, shipped = cfgmod.setting_comments(text), cfgmod.parse_yaml(text, cfgmod.PARAMS_FILE)
+    keys: list[Key] = []
+    for section, model in cfgmod.SECTIONS.items():
+        doc = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+        keys.append(Key(section, "section", _MISSING, doc, shipped.get(section, _MISSING)))
+        keys += _walk(model, section, helps, shipped.get(section) or {})
+    return keys
+
+
+def _pipeline_helps(text: str) -> dict[str, str]:
+    """pipelines.yaml's header: ``#   key   what it is`` lines (continued by deeper-indented lines)."""
+    helps: dict[str, str] = {}
+    last = None
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        m = re.match(r"#   (\w+)\s{2,}(.*)$", line)
+        if m and m[1] in cfgmod.PIPELINE_KEYS:
+            last = m[1]
+            helps[last] = m[2].strip()
+        elif last and re.match(r"#\s{4,}\S", line):
+            helps[last] += " " + line.lstrip("#").strip()
+        else:
+            last = None
+    return helps
+
+
+def pipeline_keys(root: Path | None = None) -> list[Key]:
+    """Every key of a pipelines.yaml entry (``gates`` are params.yaml's ``promote.gates``)."""
+    root = root or _shipped_root()
+    text = (root / cfgmod.PIPELINES_FILE).read_text(encoding="utf-8")
+    shipped = cfgmod.parse_yaml(text, cfgmod.PIPELINES_FILE).get(cfgmod.DEFAULT_PIPELINE) or {}
+    keys = _walk(cfgmod.PipelineSpec, "", _pipeline_helps(text), shipped)
+    gates = [k for k in params_keys(root) if k.dotted.startswith("promote.gates.")]
+    given = shipped.get("gates") or {}
+    return keys + [
+        Key(
+            k.dotted.removeprefix("promote."),
+            k.type,
+            k.default,
+            k.help,
+            given.get(k.dotted.rsplit(".", 1)[1], _MISSING),
+        )
+        for k in gates
+    ]
+
+
+def _shipped_root() -> Path:
+    from tasks.core import project
+
+    return project.templates()
+
+
+def _cell(value: Any) -> str:
+    if value is _MISSING:
+        return ""
+    if isinstance(value, Path):
+        value = str(value)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
+    if isinstance(value, str):
+        text = value if value else '""'
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _keys_table(keys: list[Key], with_shipped: bool) -> list[str]:
+    head = "| key | type | default | help |" + (" shipped |" if with_shipped else "")
+    rule = "|---|---|---|---|" + ("---|" if with_shipped else "")
+    rows = [head, rule]
+    for k in keys:
+        if k.type == "section":
+            continue
+        row = f"| `{k.dotted}` | {_escape(k.type)} | {_cell(k.default)} | {_escape(k.help)} |"
+        if with_shipped:
+            differs = k.shipped is not _MISSING and k.shipped != k.default and not isinstance(k.shipped, dict)
+            row += f" {_cell(k.shipped) if differs else ''} |"
+        rows.append(row)
+    return rows
+
+
+def params_page() -> str:
+    keys = params_keys()
+    lines = [
+        "# params.yaml",
+        "",
+        "Every setting, one section per stage. Generated from the strict schema (`tasks/core/config.py`) "
+        "and params.yaml's own comments when the site is built, so it lists exactly what the code "
+        "accepts; an unknown key is an error naming the closest spelling. Override one value for one "
+        "run with `s2s run --set section.key=value` (or `dvc exp run -S section.key=value`). "
+        "*shipped* is the value the shipped params.yaml sets where it differs from the default.",
+        "",
+    ]
+    for section in cfgmod.SECTIONS:
+        head = next(k for k in keys if k.dotted == section)
+        lines += [f"## `{section}`", "", head.help, ""]
+        lines += _keys_table([k for k in keys if k.dotted.startswith(section + ".")], with_shipped=True)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def pipelines_page() -> str:
+    keys = pipeline_keys()
+    lines = [
+        "# pipelines.yaml",
+        "",
+        "Named pipelines: each entry overrides parts of params.yaml and says where the model goes, how "
+        "it is gated, when it retrains and where it runs. Generated from `PipelineSpec` "
+        "(`tasks/core/config.py`) and the header of the shipped pipelines.yaml. `data` takes any key "
+        "of params.yaml's `ingest` section, `params` any other section, `gates` the keys of "
+        "`promote.gates` listed at the end. *shipped* is the `default` pipeline's value where it "
+        "differs from the default.",
+        "",
+    ]
+    lines += _keys_table(keys, with_shipped=True)
+    return "\n".join(lines) + "\n"
+
+
+def _flag_rows(parser: argparse.ArgumentParser) -> list[str]:
+    rows = ["| argument | help | default |", "|---|---|---|"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            continue
+        names = ", ".join(action.option_strings) or action.metavar or action.dest
+        if action.option_strings and action.nargs != 0:
+            names += " " + (action.metavar or action.dest.upper()) if isinstance(action.metavar, str | None) else ""
+        help_text = (action.help or "").replace("%(default)s", str(action.default)).replace("%%", "%")
+        default = action.default
+        shown = "" if default in (None, False, argparse.SUPPRESS) or action.nargs == 0 else _cell(default)
+        rows.append(f"| `{_escape(names)}` | {_escape(help_text)} | {shown} |")
+    return rows
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    """``s2s`` and each of its commands (nested ones as ``registry show``) -> its parser."""
+    from flows.cli import build_parser
+
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def visit(prefix: str, parser: argparse.ArgumentParser) -> None:
+        found[prefix] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    visit(f"{prefix} {name}", child)
+
+    visit("s2s", build_parser())
+    return found
+
+
+def cli_page() -> str:
+    lines = [
+        "# The `s2s` command",
+        "",
+        "Generated from the parser the command runs (`flows/cli/`). Exit statuses: [exit codes](exit-codes.md).",
+        "",
+    ]
+    for name, parser in commands().items():
+        lines += [f"## `{name}`", ""]
+        if parser.description:
+            lines += [parser.description, ""]
+        usage = parser.format_usage().strip().removeprefix("usage: ")
+        lines += ["```text", usage, "```", ""]
+        rows = _flag_rows(parser)
+        if len(rows) > 2:
+            lines += rows + [""]
+        if parser.epilog:
+            lines += [parser.epilog, ""]
+    return "\n".join(lines)
+
+
+def exit_codes_page() -> str:
+    lines = [
+        "# Exit codes",
+        "",
+        "Every exit status of `s2s` and of `python -m tasks.<stage>` (what `dvc repro` runs), from the one "
+        "table in `tasks/core/errors.py`. A scheduler or CI job can tell a rejected candidate (3) from a "
+        "broken pipeline (1, 2) and a busy folder (75) from both.",
+        "",
+        "| status | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| {code} | {_escape(text)} |" for code, text in EXIT_CODES.items()]
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> dict[str, str]:
+    """reference/<name> -> markdown, for the docs site."""
+    return {
+        "params.md": params_page(),
+        "pipelines.md": pipelines_page(),
+        "cli.md": cli_page(),
+        "exit-codes.md": exit_codes_page(),
+    }
