@@ -8,15 +8,17 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_project, run_cli, venv_bin
+from conftest import REPO, make_project, run_cli, venv_bin
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -414,6 +416,21 @@ def test_bad_files_through_the_cli(tmp_path, name):
 
         registered = tracking.client(load_config(root=root)).search_model_versions()
         assert not registered, registered
+    shown = documented_message(name)  # docs/how-to/data-gate.md shows this case's message as printed
+    if shown is not None:
+        lines = out.replace(str(root), "/path/to/project").splitlines()
+        at = lines.index(first_error.replace(str(root), "/path/to/project"))
+        printed = [lines[at]] + list(itertools.takewhile(lambda line: line.startswith("  - "), lines[at + 1 :]))
+        assert printed == shown, "docs/how-to/data-gate.md shows another message than the code prints:\n" + "\n".join(
+            printed
+        )
+
+
+def documented_message(name: str) -> list[str] | None:
+    """The ```text block under the heading of docs/how-to/data-gate.md that names this file."""
+    text = (REPO / "docs" / "how-to" / "data-gate.md").read_text()
+    m = re.search(rf"^###[^\n]*`{re.escape(name)}`[^\n]*\n.*?```text\n(.*?)```", text, re.S | re.M)
+    return m[1].rstrip("\n").splitlines() if m else None
 
 
 @pytest.mark.integration
@@ -456,3 +473,10 @@ def test_good_files_users_have_load_through_the_stage_entry_point(tmp_path):
         assert result["counts"]["train.read"] == 300, (name, result["counts"])
         for manifest in (root / "runs").glob("*/data/processed/manifest.json"):
             manifest.unlink()
+
+
+@pytest.mark.unit
+def test_the_data_gate_page_shows_a_message_for_every_bad_file_ci_sends():
+    """The how-to's real messages are held against the code by test_bad_files_through_the_cli:
+    each of the files CI sends must have one, or that comparison would silently check nothing."""
+    assert all(documented_message(name) for name in IN_CI)
