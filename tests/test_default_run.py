@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import screenshot, shots_dir
 from conftest import make_project
 from docs_text import code_block, run_tutorial
 
@@ -53,6 +54,11 @@ def test_default_run_is_promoted_and_a_crippled_run_is_not(tmp_path):
         words[0]: words[1] for words in map(str.split, compare.stdout.splitlines()) if words[:1] in (["1"], ["2"])
     }
     assert aliases == {"1": "champion", "2": "challenger"}, compare.stdout
+
+    (report,) = root.glob("runs/default.*/reports/promotion_report.html")  # the refused candidate's
+    assert "challenger" in report.read_text() or "NOT PROMOTED" in report.read_text().upper()
+    if shots := shots_dir():  # the docs' picture of a decision
+        screenshot(report.as_uri(), shots / "promotion-report.png", tmp_path / "chromium", window="1280,1600")
 
     # the page's Python, in a fresh process, on this project's store
     snippet = code_block("first-run.md", "python").replace(

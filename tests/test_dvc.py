@@ -89,6 +89,7 @@ def test_outputs_round_trip_through_a_local_remote(clone, tmp_path, reproduced):
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow  # make test-slow: make test walks the same path through docs/tutorials/your-data.md
 def test_exp_run_metrics_diff_and_plots(clone, reproduced):
     """What a DVC user does: commit a baseline, try a setting with `dvc exp run -S`, compare."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from browser import screenshot, shots_dir
 from configobj import ConfigObj
 from conftest import REPO, dvc_env, venv_bin
 
@@ -100,6 +101,11 @@ def test_plots_show_and_diff_draw_the_chart_offline(tiny_repo, tmp_path):
         assert "vegaEmbed(" in html and not REMOTE_SCRIPT.search(html), f"{out}: not the offline page"
         dom = offline_dom(page, tmp_path / f"chromium-{out}")
         assert CHART.search(dom), f"{out}: no chart drawn offline:\n{dom[-1500:]}"
+
+    if shots := shots_dir():  # the docs' picture: the repository's own plots (the README's run), offline
+        run(REPO, venv_bin("dvc"), "plots", "show", "-o", str(tmp_path / "repo-plots"))
+        page = (tmp_path / "repo-plots" / "index.html").as_uri()
+        screenshot(page, shots / "dvc-plots.png", tmp_path / "chromium-shot", window="1280,1400", offline=True)
 
     # the control: DVC's default page, the same chart and the same blocked network, draws nothing
     run(tiny_repo, venv_bin("dvc"), "config", "--unset", "plots.html_template")

@@ -3,6 +3,8 @@ expect; `s2s run` and `dvc status` behave there as they do in the repository."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -39,7 +41,7 @@ def test_journey_from_an_empty_folder_to_a_project_that_reruns_and_compares(tmp_
     identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t"}
     identity["GIT_COMMITTER_EMAIL"] = "t@localhost"
     steps = run_tutorial("your-data.md", tmp_path, {**_without_root(), **identity})
-    first, again, _, repro, _, exp, diff, compare = steps
+    first, again, _, repro, _, exp, show, diff, plots, compare = steps
     assert first.text.startswith("s2s train --data-path fn.csv") and again.text == first.text
     out = first.stdout + first.stderr
     assert "started one in" in first.stderr and "Traceback" not in out
@@ -65,7 +67,24 @@ def test_journey_from_an_empty_folder_to_a_project_that_reruns_and_compares(tmp_
     assert "nothing to train" in again.stdout and "docstrings v1" in again.stdout, again.stdout
     assert repro.text == "dvc repro"
     assert "Running stage 'train'" not in repro.stdout and "didn't change, skipping" in repro.stdout
-    assert exp.text == "dvc exp run -S train.seed=7"
+    assert exp.text == "dvc exp run -S train.lr=0.003"
+    stages = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
+    stages.remove("guard")  # always runs in a project made by s2s (it records the installed code)
+    assert stages[:1] == ["train"] and "ingest" not in stages, exp.stdout  # only train and what follows
+    # `dvc exp show`: figures for the baseline commit and the experiment alike, no "!" (not found)
+    assert show.text == "dvc exp show" and "rougeL" in show.stdout, show.stdout
+    as_csv = subprocess.run(
+        [venv_bin("dvc"), "exp", "show", "--csv"], cwd=root, env=dvc_env(), capture_output=True, text=True
+    )
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    rouge = next(k for k in rows[0] if k.split(":")[-1] == "rougeL")
+    shown_rows = [r for r in rows if r.get("typ") != "workspace"]
+    assert len(shown_rows) >= 2 and all(r[rouge] not in ("", "!") for r in shown_rows), rows
+    drawn = (root / "dvc_plots" / "index.html").read_text()
+    assert plots.text == "dvc plots show" and "vegaEmbed(" in drawn
+    assert not re.search(r"<script[^>]*\ssrc\s*=\s*[\"']?(https?:)?//", drawn, re.I)  # offline: no CDN
+    for plot in ("train.csv", "eval.csv", "scores.csv"):
+        assert plot in drawn, plot
     # both sides of the diff have numbers (the table, and the same read as JSON)
     assert diff.text == "dvc metrics diff --all" and "rougeL" in diff.stdout, diff.stdout
     as_json = subprocess.run(

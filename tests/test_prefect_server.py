@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import screenshot, shots_dir
 from conftest import free_port, make_clone, stop_group, venv_bin, wait_healthy
 from docs_text import run_tutorial
 
@@ -69,9 +70,13 @@ def test_the_nightly_tutorial_runs_as_written(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "S2S_ROOT": ""}
-    env["PREFECT_UI_ENABLED"] = "false"
+    env["PREFECT_UI_ENABLED"] = "true" if shots_dir() else "false"  # the UI only for the docs' picture
     steps = run_tutorial(
-        "nightly.md", project, env, subs={"4200": str(port)}, checks=lambda ran: _deployed(ran, url, project)
+        "nightly.md",
+        project,
+        env,
+        subs={"4200": str(port)},
+        checks=lambda ran: _while_the_server_runs(ran, url, project, tmp_path),
     )
     requested, worked, compare = steps[-3:]
     assert requested.text == "prefect deployment run training-pipeline/default"
@@ -87,6 +92,16 @@ def test_the_nightly_tutorial_runs_as_written(tmp_path):
     server_log = Path(steps[1].stdout).read_text()  # the background server's output
     for text in (server_log, worked.stdout + worked.stderr):
         assert "telemetry" not in text.lower() and "Traceback" not in text
+
+
+def _while_the_server_runs(steps, url: str, project: Path, tmp_path: Path) -> None:
+    """What the tutorial made, read from its server while it still runs: the deployments, and
+    (with S2S_SCREENSHOTS) the flow run's page in the Prefect UI, for the docs."""
+    _deployed(steps, url, project)
+    if shots := shots_dir():
+        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", steps[-3].stdout)[1]
+        ui = url.removesuffix("/api")
+        screenshot(f"{ui}/runs/flow-run/{flow_run_id}", shots / "prefect-run.png", tmp_path / "run", window="1280,800")
 
 
 def _deployed(steps, url: str, project: Path) -> None:
