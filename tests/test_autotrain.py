@@ -102,6 +102,7 @@ def test_yaml_config_for_another_task_is_refused(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # make test has docs/tutorials/autotrain.md (a config) and your-data.md (flags)
 def test_s2s_train_with_autotrain_config_and_flags(tmp_path):
     root = make_project(tmp_path / "proj", pipelines={"default": {"gates": {"min": {"rougeL": 0.0, "rouge1": 0.0}}}})
     config = root / "autotrain.yml"

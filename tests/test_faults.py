@@ -377,6 +377,7 @@ def test_a_promotion_killed_between_two_alias_writes_is_finished_by_the_next_wri
         proxy.close()
 
 
+@pytest.mark.slow  # make test keeps the kill between two alias writes, the same write-ahead change
 def test_a_kill_between_a_history_entry_and_its_head_is_not_tampering_and_the_next_writer_repairs_it(
     registry_server, project
 ):

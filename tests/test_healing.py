@@ -61,6 +61,7 @@ def test_a_run_killed_in_training_is_healed_without_debris(tmp_path, prefect_ser
     assert new.state.type == StateType.COMPLETED
 
 
+@pytest.mark.slow  # make test keeps the SIGKILL mid-training healed without debris
 def test_a_training_finished_when_the_run_was_killed_is_kept_not_redone(tmp_path):
     """kill -9 right after the training saved its result, before the flow recorded the stage in
     dvc.lock: the next run keeps that model (same settings and data) and trains nothing."""

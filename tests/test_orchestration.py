@@ -227,6 +227,7 @@ def test_promotion_flow(clone):
     assert result["promoted"] and str(client.get_model_version_by_alias("s2s-default", "champion").version) == other
 
 
+@pytest.mark.slow  # make test keeps the browser check of the same views (tests/test_mlflow_ui.py)
 def test_lineage_in_mlflows_own_views(clone, flowed_clone, tmp_path):
     """The run's datasets carry the data version as digest and the DVC path as source; the logged
     model holds the evaluation metrics linked to the test dataset; the experiment opens in

@@ -51,6 +51,7 @@ def trained(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # make test keeps the copy whose store lacks its artifacts, refused with the fix
 def test_a_copied_project_runs_in_the_copy_and_leaves_the_original_byte_for_byte(trained, tmp_path):
     before = _fingerprint(trained)
     copy = tmp_path / "elsewhere" / "copy"
