@@ -84,7 +84,9 @@ images:
 
 # the compose stack on the images above (docker/compose.local.yaml: PostgreSQL from Debian, SeaweedFS
 # S3); secrets from docker/.env (copy docker/.env.example, set every value). Ports on 127.0.0.1 only.
-STACK = docker compose -f docker/compose.yaml -f docker/compose.local.yaml --env-file $(or $(STACK_ENV),docker/.env)
+# The docker-pool profile adds the Docker work pool's worker (it needs the Docker socket's group).
+export DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 999)
+STACK = docker compose -f docker/compose.yaml -f docker/compose.local.yaml --env-file $(or $(STACK_ENV),docker/.env) --profile docker-pool
 stack-up: images
 	$(STACK) up -d --wait
 stack-down:  # volumes kept: a second stack-up finds the registry, the runs and the buckets again

@@ -4,7 +4,7 @@
 # it reads. What it checks: services healthy; the S3 buckets through the S3 API; MLflow refuses a
 # request without credentials and takes the right ones; the worker's project deploys; the default
 # pipeline runs as a deployment on the worker; its version is in MLflow (PostgreSQL) with the
-# champion alias and its artifacts are objects in the S3 bucket; a wrong tracking password is
+# champion alias; the same deployment on the docker pool runs in a fresh container and its artifacts are objects in the S3 bucket; a wrong tracking password is
 # refused at once by name; no secret in any service's log.
 set -uo pipefail
 : "${STACK:?run through make stack-check}"
@@ -27,6 +27,13 @@ project() { $STACK exec -T worker sh -c '[ -f /work/params.yaml ] || s2s init /w
 pipeline() {
   $STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default --watch --watch-timeout 900' \
     | grep -E "finished in state|Completed" | tail -1 | grep -q Completed && echo "flow run Completed on the worker"
+}
+docker_pool() {  # the same deployment moved to the docker pool, forced to train: a container of its own
+  $STACK exec -T worker sh -c 'cd /work && s2s deploy default --work-pool docker >/dev/null && prefect deployment run training-pipeline/default --param force=true --watch --watch-timeout 900' \
+    | grep -E "finished in state|Completed" | tail -1 | grep -q Completed || { $STACK logs --tail 40 docker-worker; return 1; }
+  $STACK logs docker-worker 2>&1 | grep -q "Docker container" || { echo "the docker worker started no container"; return 1; }
+  $STACK exec -T worker sh -c 'cd /work && s2s deploy default >/dev/null'  # back on the process pool
+  $STACK exec -T worker python -c 'from mlflow import MlflowClient; v = max(MlflowClient().search_model_versions("name=\x27s2s-default\x27"), key=lambda v: int(v.version)); print(f"flow run in a fresh container registered s2s-default v{v.version}")'
 }
 registry() {
   $STACK exec -T worker python - <<'PY'
@@ -64,6 +71,7 @@ check "MLflow basic-auth" mlflow_auth
 check "project initialised and deployed on the worker" project
 check "default pipeline as a deployment on the worker" pipeline
 check "champion version in MLflow on PostgreSQL" registry
+check "a flow run of the docker pool in its own container" docker_pool
 check "model artifacts in the S3 bucket" artifacts
 check "wrong tracking credentials refused" wrong_credentials
 check "no secret in any service's log" no_secret_in_logs

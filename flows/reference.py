@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import inspect
 import re
 import typing
@@ -41,6 +42,7 @@ class Key:
     shipped: Any = _MISSING  # what the shipped file sets, if it sets it
 
 
+@functools.cache
 def _source_comments() -> dict[tuple[str, str], str]:
     """(class, field) -> the comment beside the field in config.py, with comment lines right above it."""
     source = inspect.getsource(cfgmod)
@@ -190,23 +192,81 @@ def _cell(value: Any) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
 
+def _scalar(value: Any) -> str | None:
+    """``value`` as `--set` takes it (YAML), or None for what has no one-line form."""
+    import json
+
+    if isinstance(value, Path):
+        value = str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value) if (not value or value != value.strip() or ":" in value or " " in value) else value
+    if isinstance(value, list):
+        return json.dumps(value)
+    return None
+
+
+def override_example(key: Key) -> str | None:
+    """An override of ``key`` that the configuration accepts: ``section.key=value`` with the
+    shipped (else the default) value; the first entry for a mapping. None when there is none."""
+    value = key.shipped if key.shipped is not _MISSING else key.default
+    dotted = key.dotted
+    if "section" in key.type:  # its keys have rows (and examples) of their own
+        return None
+    if isinstance(value, dict):
+        if not value:
+            return None
+        first = next(iter(value))
+        dotted, value = f"{dotted}.{first}", value[first]
+    text = None if value is _MISSING else _scalar(value)
+    return None if text is None else f"{dotted}={text}"
+
+
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _keys_table(keys: list[Key], with_shipped: bool) -> list[str]:
-    head = "| key | type | default | help |" + (" shipped |" if with_shipped else "")
-    rule = "|---|---|---|---|" + ("---|" if with_shipped else "")
-    rows = [head, rule]
+def _keys_table(keys: list[Key], example) -> list[str]:
+    """One row per key: type, default, help, the shipped value where it differs, an example."""
+    rows = ["| key | type | default | help | shipped | example |", "|---|---|---|---|---|---|"]
     for k in keys:
         if k.type == "section":
             continue
-        row = f"| `{k.dotted}` | {_escape(k.type)} | {_cell(k.default)} | {_escape(k.help)} |"
-        if with_shipped:
-            differs = k.shipped is not _MISSING and k.shipped != k.default and not isinstance(k.shipped, dict)
-            row += f" {_cell(k.shipped) if differs else ''} |"
-        rows.append(row)
+        differs = k.shipped is not _MISSING and k.shipped != k.default and not isinstance(k.shipped, dict)
+        shown = example(k)
+        rows.append(
+            f"| `{k.dotted}` | {_escape(k.type)} | {_cell(k.default)} | {_escape(k.help)} | "
+            f"{_cell(k.shipped) if differs else ''} | {'`' + _escape(shown) + '`' if shown else ''} |"
+        )
     return rows
+
+
+def _pipeline_example(key: Key, siblings: dict[str, Key] | None = None) -> str | None:
+    """The key as a line of a pipelines.yaml entry (``heal: {max_reruns: 2}``), with the keys
+    its section requires beside it (``schedule: {cron: ..., timezone: UTC}``); ``siblings``: every
+    pipeline key by name (read once by the caller)."""
+    found = override_example(key)
+    if found is None:
+        return None
+    dotted, value = found.split("=", 1)
+    *outer, last = dotted.split(".")
+    pairs = [f"{last}: {value}"]
+    if len(outer) == 1 and outer[0] in cfgmod.PipelineSpec.model_fields:
+        section = _section_of(cfgmod.PipelineSpec.model_fields[outer[0]].annotation)
+        siblings = siblings if siblings is not None else {k.dotted: k for k in pipeline_keys()}
+        for name, field in section.model_fields.items() if section else ():
+            if field.is_required() and name != last:
+                required = override_example(siblings[f"{outer[0]}.{name}"])
+                pairs.insert(0, f"{name}: {required.split('=', 1)[1]}")
+    text = ", ".join(pairs)
+    for part in reversed(outer):
+        text = f"{part}: {{{text}}}"
+    return text
 
 
 def params_page() -> str:
@@ -218,13 +278,14 @@ def params_page() -> str:
         "and params.yaml's own comments when the site is built, so it lists exactly what the code "
         "accepts; an unknown key is an error naming the closest spelling. Override one value for one "
         "run with `s2s run --set section.key=value` (or `dvc exp run -S section.key=value`). "
-        "*shipped* is the value the shipped params.yaml sets where it differs from the default.",
+        "*shipped* is the value the shipped params.yaml sets where it differs from the default; "
+        "*example* is an override the configuration accepts (a test loads each one).",
         "",
     ]
     for section in cfgmod.SECTIONS:
         head = next(k for k in keys if k.dotted == section)
         lines += [f"## `{section}`", "", head.help, ""]
-        lines += _keys_table([k for k in keys if k.dotted.startswith(section + ".")], with_shipped=True)
+        lines += _keys_table([k for k in keys if k.dotted.startswith(section + ".")], override_example)
         lines.append("")
     return "\n".join(lines)
 
@@ -239,10 +300,11 @@ def pipelines_page() -> str:
         "(`tasks/core/config.py`) and the header of the shipped pipelines.yaml. `data` takes any key "
         "of params.yaml's `ingest` section, `params` any other section, `gates` the keys of "
         "`promote.gates` listed at the end. *shipped* is the `default` pipeline's value where it "
-        "differs from the default.",
+        "differs from the default; *example* is the key as a line of an entry (a test loads each one).",
         "",
     ]
-    lines += _keys_table(keys, with_shipped=True)
+    by_name = {k.dotted: k for k in keys}
+    lines += _keys_table(keys, lambda k: _pipeline_example(k, by_name))
     return "\n".join(lines) + "\n"
 
 

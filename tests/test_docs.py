@@ -196,3 +196,31 @@ def test_the_readme_is_short_and_the_site_home_is_the_readme():
         sys.path.remove(str(DOCS))
     home = home_page()
     assert "](docs/" not in home and "(tutorials/first-run.md)" in home and "](img/pipeline.svg)" in home
+
+
+def test_every_example_of_the_reference_is_accepted_by_the_configuration(tmp_path):
+    """Each params.yaml example as a `--set` override, each pipelines.yaml example as a line of a
+    pipeline entry: the strict configuration loads every one."""
+    import yaml
+
+    from flows import reference
+    from tasks.core.config import load_config
+
+    for name in ("params.yaml", "pipelines.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "data" / "sample").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "sample" / "reports.csv", tmp_path / "data" / "sample" / "reports.csv")
+    examples = [e for e in map(reference.override_example, reference.params_keys()) if e]
+    assert len(examples) > 120
+    # all at once (each is the shipped or default value, so together they are the shipped
+    # configuration): one load, and a refused one is named by the error
+    load_config(overrides=examples, root=tmp_path)
+    keys = {k.dotted: k for k in reference.pipeline_keys()}
+    entries = [yaml.safe_load(e) for e in (reference._pipeline_example(k, keys) for k in keys.values()) if e]
+    assert len(entries) > 20
+    merged: dict = {}
+    for entry in entries:  # one pipeline entry holding every example line
+        for key, value in entry.items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
+    (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump({"default": merged}))
+    load_config(root=tmp_path)

@@ -102,6 +102,14 @@ def _while_the_server_runs(steps, url: str, project: Path, tmp_path: Path) -> No
         flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", steps[-3].stdout)[1]
         ui = url.removesuffix("/api")
         screenshot(f"{ui}/runs/flow-run/{flow_run_id}", shots / "prefect-run.png", tmp_path / "run", window="1280,800")
+        # the run's summary: its markdown artifact (key `<pipeline>-run`), on the artifact's own page
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        with _client(url) as client:
+            keyed = ArtifactFilter(key=ArtifactFilterKey(any_=["default-run"]))
+            (artifact,) = client.read_artifacts(artifact_filter=keyed)
+        page = f"{ui}/artifacts/artifact/{artifact.id}"
+        screenshot(page, shots / "prefect-summary.png", tmp_path / "artifact", window="1280,1300")
 
 
 def _deployed(steps, url: str, project: Path) -> None:
