@@ -31,7 +31,8 @@ pipeline() {
 docker_pool() {  # the same deployment moved to the docker pool, forced to train: a container of its own
   $STACK exec -T worker sh -c 'cd /work && s2s deploy default --work-pool docker >/dev/null && prefect deployment run training-pipeline/default --param force=true --watch --watch-timeout 900' \
     | grep -E "finished in state|Completed" | tail -1 | grep -q Completed || { $STACK logs --tail 40 docker-worker; return 1; }
-  $STACK logs docker-worker 2>&1 | grep -q "Docker container" || { echo "the docker worker started no container"; return 1; }
+  local logs; logs=$($STACK logs --no-color docker-worker 2>&1)  # (grep -q on a pipe: pipefail would fail it)
+  grep -q "Creating Docker container" <<<"$logs" || { echo "the docker worker started no container"; return 1; }
   $STACK exec -T worker sh -c 'cd /work && s2s deploy default >/dev/null'  # back on the process pool
   $STACK exec -T worker python -c 'from mlflow import MlflowClient; v = max(MlflowClient().search_model_versions("name=\x27s2s-default\x27"), key=lambda v: int(v.version)); print(f"flow run in a fresh container registered s2s-default v{v.version}")'
 }

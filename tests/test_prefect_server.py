@@ -66,7 +66,8 @@ def test_the_nightly_tutorial_runs_as_written(tmp_path):
     server's scheduler turns them into runs at the cron's times, a second deploy updates in
     place); a flow run of training-pipeline/default requested through Prefect's CLI is run by
     `s2s worker --run-once`, and the version it registered names that flow run."""
-    project = make_clone(tmp_path / "proj")
+    # for the docs' pictures (S2S_SCREENSHOTS), a model that learned something: 80 steps, not 12
+    project = make_clone(tmp_path / "proj", params={"train": {"max_steps": 80, "lr": 0.01}} if shots_dir() else None)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "S2S_ROOT": ""}
