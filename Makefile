@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check stack-faults clean
 
 install: $(VENV)/.installed
 
@@ -94,6 +94,10 @@ stack-down:  # volumes kept: a second stack-up finds the registry, the runs and 
 # end to end on the running stack, one line per check with its time (docker/stack-check.sh)
 stack-check:
 	STACK="$(STACK)" docker/stack-check.sh
+# real faults on the running stack, each during a training: MLflow and PostgreSQL restarted, the
+# worker SIGKILLed (docker/stack-faults.sh); about 10 minutes
+stack-faults:
+	STACK="$(STACK)" docker/stack-faults.sh
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt

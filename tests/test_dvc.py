@@ -77,6 +77,7 @@ def test_an_evaluate_setting_reruns_only_evaluate_and_after(clone, reproduced):
     assert ran(proc) == ["evaluate", "register", "promote"]
 
 
+@pytest.mark.slow  # make test-slow (CI budget): dvc push / pull through a local remote
 def test_outputs_round_trip_through_a_local_remote(clone, tmp_path, reproduced):
     dvc(clone, "remote", "add", "-f", "-d", "local", str(tmp_path / "remote"))
     dvc(clone, "repro")

@@ -193,6 +193,7 @@ def test_nothing_the_project_writes_holds_a_credential(tmp_path):
 
 
 @pytest.mark.system
+@pytest.mark.slow  # make test-slow (CI budget); make stack-check sends a wrong password to the stack's MLflow too
 def test_wrong_tracking_credentials_are_refused_at_once_by_name(tmp_path, project):
     """A real MLflow server with basic-auth: a wrong password is one clear, non-retried error
     naming the variables to check, without the password; the right one works."""

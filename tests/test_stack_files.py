@@ -93,7 +93,7 @@ def test_no_secret_in_the_files_and_every_variable_in_env_example():
 
 def test_images_run_as_a_non_root_user_with_s2s_as_entry_point():
     cuda = (DOCKER / "Dockerfile.cuda").read_text()
-    assert re.search(r"^FROM nvidia/cuda:\S+", cuda, re.M)
+    assert re.search(r"^ARG BASE=nvidia/cuda:\S+", cuda, re.M) and re.search(r"^FROM \$\{BASE\}", cuda, re.M)
     for dockerfile in ("Dockerfile.cuda", "Dockerfile.cpu", "mlflow/Dockerfile"):
         text = (DOCKER / dockerfile).read_text()
         users = re.findall(r"^USER (\S+)", text, re.M)

@@ -51,7 +51,7 @@ def trained(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.slow  # make test keeps the copy whose store lacks its artifacts, refused with the fix
+@pytest.mark.slow  # make test-slow (CI budget): a whole training in a copy
 def test_a_copied_project_runs_in_the_copy_and_leaves_the_original_byte_for_byte(trained, tmp_path):
     before = _fingerprint(trained)
     copy = tmp_path / "elsewhere" / "copy"
@@ -71,6 +71,7 @@ def test_a_copied_project_runs_in_the_copy_and_leaves_the_original_byte_for_byte
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+@pytest.mark.slow  # make test-slow (CI budget): with it, the module's training fixture leaves make test
 def test_a_store_copied_without_its_artifacts_is_refused_with_the_fix(trained, tmp_path):
     """Only mlflow.db came along: the models are still in the original; nothing may point there."""
     copy = make_project(tmp_path / "half")

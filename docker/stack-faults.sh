@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Real faults on the running compose stack (make stack-up first; make stack-faults): each starts a
+# forced training of the default deployment on the process worker, causes the fault while it
+# trains, lets the run (or its re-run) finish, and checks the registry through MLflow's client:
+# no MLflow run left RUNNING, at most one version per training run, the champion a version
+# whose decision says promoted. One line per fault with its time; exit 1 if any fails.
+#   MLflow restarted     docker restart of the tracking server 30 s into the run
+#   PostgreSQL restarted docker restart of the database MLflow and Prefect use, 30 s into the run
+#   worker killed        SIGKILL of the worker container mid-training, then the worker back and
+#                        the deployment run again: it resumes from the last checkpoint
+set -uo pipefail
+: "${STACK:?run through make stack-faults}"
+fails=0
+check() {  # check NAME COMMAND...: runs it, prints ok/FAIL with the seconds it took
+  local name=$1; shift; local t0=$SECONDS out
+  if out=$("$@" 2>&1); then printf 'ok    %-24s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -1 <<<"$out")"
+  else printf 'FAIL  %-24s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -4 <<<"$out" | tr '\n' ' ')"; fails=$((fails + 1)); fi
+}
+start_run() {  # a forced training of the default deployment; prints its flow run id
+  $STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default --param force=true' \
+    | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p'
+}
+final_state() {  # final_state ID: waits (15 min at most) for the flow run to end; prints its state
+  $STACK exec -T worker python - "$1" <<'PY'
+import sys, time
+from prefect import get_client
+with get_client(sync_client=True) as c:
+    deadline = time.monotonic() + 900
+    while True:
+        state = c.read_flow_run(sys.argv[1]).state
+        if state.is_final() or time.monotonic() > deadline:
+            print(state.type.value, state.name, (state.message or "")[:160]); break
+        time.sleep(3)
+PY
+}
+registry_consistent() {
+  $STACK exec -T worker python - <<'PY'
+from collections import Counter
+from mlflow import MlflowClient
+import json
+c = MlflowClient()
+exp = c.get_experiment_by_name("s2s-default")
+running = c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+assert not running, f"{len(running)} MLflow run(s) left RUNNING: {[r.info.run_id for r in running]}"
+versions = c.search_model_versions("name='s2s-default'")
+twice = [run for run, n in Counter(v.run_id for v in versions).items() if n > 1]
+assert not twice, f"runs registered twice: {twice}"
+champion = c.get_model_version_by_alias("s2s-default", "champion")
+decision = champion.tags.get("promotion.decision") or json.loads(champion.tags.get("promotion", "{}")).get("decision")
+assert decision in ("promoted", "forced", "approved", "rollback", None), decision
+print(f"{len(versions)} versions, one per training run; champion v{champion.version}; no run left RUNNING")
+PY
+}
+versions() { $STACK exec -T worker python -c 'from mlflow import MlflowClient; print(len(MlflowClient().search_model_versions("name=\x27s2s-default\x27")))'; }
+
+restarted() {  # restarted SERVICE: the run survives the service's restart 30 s in
+  local id before state
+  before=$(versions); id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
+  sleep 30; $STACK restart "$1" >/dev/null 2>&1
+  state=$(final_state "$id"); echo "flow run: $state"
+  registry_consistent || return 1
+  case "$state" in
+    COMPLETED*) [ "$(versions)" -eq $((before + 1)) ] || { echo "expected one new version"; return 1; } ;;
+    *) echo "ended $state: the fault was reported, not hidden"; [ "$(versions)" -le $((before + 1)) ] ;;
+  esac
+  echo "$1 restarted mid-run: $state; $(registry_consistent | tail -1)"
+}
+worker_killed() {
+  local id before state again
+  before=$(versions); id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
+  sleep 45; docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null
+  $STACK up -d --wait worker >/dev/null 2>&1
+  again=$($STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default' \
+    | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p')
+  state=$(final_state "$again"); echo "re-run: $state"
+  [[ "$state" == COMPLETED* ]] || return 1
+  $STACK logs --no-color worker 2>&1 | grep -q "resumed" && echo "the re-run resumed from a checkpoint"
+  registry_consistent || return 1
+  echo "worker SIGKILLed mid-training, re-run $state; $(registry_consistent | tail -1)"
+}
+check "MLflow restarted" restarted mlflow
+check "PostgreSQL restarted" restarted postgres
+check "worker killed" worker_killed
+[ "$fails" = 0 ] && echo "stack-faults: all passed" || { echo "stack-faults: $fails failed"; exit 1; }
