@@ -65,18 +65,38 @@ restarted() {  # restarted SERVICE: the run survives the service's restart 30 s 
   esac
   echo "$1 restarted mid-run: $state; $(registry_consistent | tail -1)"
 }
+killed_run_resumed() {  # the latest version: the killed run's MLflow run, taken over from its checkpoint
+  $STACK exec -T worker python - "$1" <<'PY'
+import sys
+from mlflow import MlflowClient
+from prefect import get_client
+c = MlflowClient()
+v = max(c.search_model_versions("name='s2s-default'"), key=lambda v: int(v.version))
+tags = c.get_run(v.run_id).data.tags
+flow_runs = tags.get("prefect_flow_run_ids", "").split(",")
+assert "resumed_from" in tags, f"v{v.version} did not resume: {sorted(tags)}"
+assert sys.argv[1] in flow_runs and len(flow_runs) == 2, flow_runs
+with get_client(sync_client=True) as p:
+    killed = p.read_flow_run(sys.argv[1]).state.name
+print(f"v{v.version} resumed from {tags['resumed_from']} in the killed run's MLflow run; the killed flow run is {killed}")
+PY
+}
 worker_killed() {
-  local id before state again
-  before=$(versions); id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
-  sleep 45; docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null
+  local id state again
+  id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
+  # kill once a checkpoint of this training is complete (at most 5 minutes)
+  for _ in $(seq 150); do
+    $STACK exec -T worker sh -c 'ls -d /work/artifacts/checkpoints/checkpoint-*/trainer_state.json' >/dev/null 2>&1 && break
+    sleep 2
+  done
+  docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null
   $STACK up -d --wait worker >/dev/null 2>&1
   again=$($STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default' \
     | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p')
   state=$(final_state "$again"); echo "re-run: $state"
   [[ "$state" == COMPLETED* ]] || return 1
-  $STACK logs --no-color worker 2>&1 | grep -q "resumed" && echo "the re-run resumed from a checkpoint"
   registry_consistent || return 1
-  echo "worker SIGKILLed mid-training, re-run $state; $(registry_consistent | tail -1)"
+  echo "worker SIGKILLed after a checkpoint; $(killed_run_resumed "$id" | tail -1)"
 }
 check "MLflow restarted" restarted mlflow
 check "PostgreSQL restarted" restarted postgres
