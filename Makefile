@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check stack-faults clean
+.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check stack-faults stack-test clean
 
 install: $(VENV)/.installed
 
@@ -90,7 +90,7 @@ STACK = docker compose -f docker/compose.yaml -f docker/compose.local.yaml --env
 stack-up: images
 	$(STACK) up -d --wait
 stack-down:  # volumes kept: a second stack-up finds the registry, the runs and the buckets again
-	$(STACK) down
+	$(STACK) --profile serve down
 # end to end on the running stack, one line per check with its time (docker/stack-check.sh)
 stack-check:
 	STACK="$(STACK)" docker/stack-check.sh
@@ -98,6 +98,11 @@ stack-check:
 # worker SIGKILLed (docker/stack-faults.sh); about 10 minutes
 stack-faults:
 	STACK="$(STACK)" docker/stack-faults.sh
+# the whole production check, one line per step with its time: images, up, stack-check, stack-faults
+stack-test:
+	@t0=$$(date +%s); $(MAKE) --no-print-directory images >/dev/null && echo "ok    images built                    $$(( $$(date +%s) - t0 ))s" \
+	  && t0=$$(date +%s) && $(MAKE) --no-print-directory stack-up >/dev/null 2>&1 && echo "ok    stack up, all healthy           $$(( $$(date +%s) - t0 ))s" \
+	  && $(MAKE) --no-print-directory stack-check && $(MAKE) --no-print-directory stack-faults
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt

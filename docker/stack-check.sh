@@ -36,6 +36,14 @@ docker_pool() {  # the same deployment moved to the docker pool, forced to train
   $STACK exec -T worker sh -c 'cd /work && s2s deploy default >/dev/null'  # back on the process pool
   $STACK exec -T worker python -c 'from mlflow import MlflowClient; v = max(MlflowClient().search_model_versions("name=\x27s2s-default\x27"), key=lambda v: int(v.version)); print(f"flow run in a fresh container registered s2s-default v{v.version}")'
 }
+serving() {  # a serve container for the champion, asked from this host (127.0.0.1:5001)
+  $STACK --profile serve up -d --wait serve >/dev/null 2>&1 || { $STACK --profile serve logs --tail 20 serve; return 1; }
+  local answer
+  answer=$(curl -s -D - 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \
+    -d '{"inputs": ["Councillors in Lisbon approved 12 million euros for a tram line on Friday."]}')
+  grep -q '"predictions": \["' <<<"$answer" && grep -qi "X-Model-Version" <<<"$answer" || { echo "$answer"; return 1; }
+  echo "serve container answered: $(grep -i '^X-Model-Version' <<<"$answer" | tr -d '\r') $(tail -1 <<<"$answer" | cut -c1-80)"
+}
 registry() {
   $STACK exec -T worker python - <<'PY'
 from mlflow import MlflowClient
@@ -59,7 +67,7 @@ wrong_credentials() {  # a clear refusal at once, the password nowhere in what i
   grep -q "refused the credentials (401" <<<"$out" && ! grep -q "wrong-Pass-0000" <<<"$out" && echo "refused: ${out:0:90}..."
 }
 no_secret_in_logs() {
-  local logs; logs=$($STACK logs --no-color 2>&1)
+  local logs; logs=$($STACK --profile serve logs --no-color 2>&1)
   for v in POSTGRES_PASSWORD MINIO_ROOT_PASSWORD MLFLOW_TRACKING_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
     grep -qF -- "${!v}" <<<"$logs" && { echo "$v's value is in the logs"; return 1; }
   done
@@ -72,6 +80,7 @@ check "MLflow basic-auth" mlflow_auth
 check "project initialised and deployed on the worker" project
 check "default pipeline as a deployment on the worker" pipeline
 check "champion version in MLflow on PostgreSQL" registry
+check "a serve container answers for the champion" serving
 check "a flow run of the docker pool in its own container" docker_pool
 check "model artifacts in the S3 bucket" artifacts
 check "wrong tracking credentials refused" wrong_credentials

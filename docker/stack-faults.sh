@@ -4,7 +4,7 @@
 # trains, lets the run (or its re-run) finish, and checks the registry through MLflow's client:
 # no MLflow run left RUNNING, at most one version per training run, the champion a version
 # whose decision says promoted. One line per fault with its time; exit 1 if any fails.
-#   MLflow restarted     docker restart of the tracking server 30 s into the run
+#   MLflow restarted     docker restart of the tracking server while the run registers its model
 #   PostgreSQL restarted docker restart of the database MLflow and Prefect use, 30 s into the run
 #   worker killed        SIGKILL of the worker container mid-training, then the worker back and
 #                        the deployment run again: it resumes from the last checkpoint
@@ -43,27 +43,45 @@ exp = c.get_experiment_by_name("s2s-default")
 running = c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
 assert not running, f"{len(running)} MLflow run(s) left RUNNING: {[r.info.run_id for r in running]}"
 versions = c.search_model_versions("name='s2s-default'")
+half = [v.version for v in versions if v.status != "READY"]
+assert not half, f"versions not READY (half-written): {half}"
 twice = [run for run, n in Counter(v.run_id for v in versions).items() if n > 1]
 assert not twice, f"runs registered twice: {twice}"
 champion = c.get_model_version_by_alias("s2s-default", "champion")
 decision = champion.tags.get("promotion.decision") or json.loads(champion.tags.get("promotion", "{}")).get("decision")
 assert decision in ("promoted", "forced", "approved", "rollback", None), decision
-print(f"{len(versions)} versions, one per training run; champion v{champion.version}; no run left RUNNING")
+print(f"{len(versions)} versions, all READY, one per training run; champion v{champion.version}; no run left RUNNING")
 PY
 }
 versions() { $STACK exec -T worker python -c 'from mlflow import MlflowClient; print(len(MlflowClient().search_model_versions("name=\x27s2s-default\x27")))'; }
 
-restarted() {  # restarted SERVICE: the run survives the service's restart 30 s in
+task_running() {  # task_running ID TASK: waits (10 min at most) until the flow run's TASK runs
+  $STACK exec -T worker python - "$1" "$2" <<'PY'
+import sys, time
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+with get_client(sync_client=True) as c:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        runs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[sys.argv[1]])))
+        if any(r.name.startswith(sys.argv[2]) and r.state and r.state.is_running() for r in runs):
+            print(f"{sys.argv[2]} running"); break
+        time.sleep(0.3)
+PY
+}
+restarted() {  # restarted SERVICE [TASK]: the run survives the service's restart while TASK runs (else 30 s in)
   local id before state
   before=$(versions); id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
-  sleep 30; $STACK restart "$1" >/dev/null 2>&1
+  if [ -n "${2:-}" ]; then task_running "$id" "$2"; else sleep 30; fi
+  $STACK restart "$1" >/dev/null 2>&1
   state=$(final_state "$id"); echo "flow run: $state"
   registry_consistent || return 1
   case "$state" in
     COMPLETED*) [ "$(versions)" -eq $((before + 1)) ] || { echo "expected one new version"; return 1; } ;;
     *) echo "ended $state: the fault was reported, not hidden"; [ "$(versions)" -le $((before + 1)) ] ;;
   esac
-  echo "$1 restarted mid-run: $state; $(registry_consistent | tail -1)"
+  local when=${2:+during $2}
+  echo "$1 restarted ${when:-mid-run}: $state; $(registry_consistent | tail -1)"
 }
 killed_run_resumed() {  # the latest version: the killed run's MLflow run, taken over from its checkpoint
   $STACK exec -T worker python - "$1" <<'PY'
@@ -98,7 +116,7 @@ worker_killed() {
   registry_consistent || return 1
   echo "worker SIGKILLed after a checkpoint; $(killed_run_resumed "$id" | tail -1)"
 }
-check "MLflow restarted" restarted mlflow
+check "MLflow restarted" restarted mlflow register
 check "PostgreSQL restarted" restarted postgres
 check "worker killed" worker_killed
 [ "$fails" = 0 ] && echo "stack-faults: all passed" || { echo "stack-faults: $fails failed"; exit 1; }
