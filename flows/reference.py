@@ -18,6 +18,7 @@ import ast
 import functools
 import inspect
 import re
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def _type_name(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is typing.Literal:
         return "one of " + ", ".join(str(a) for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         names = [_type_name(a) for a in args if a is not type(None)]
         return " or ".join(names) + (" or null" if type(None) in args else "")
     if origin in (list, tuple):

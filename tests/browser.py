@@ -22,10 +22,13 @@ def shots_dir() -> Path | None:
     return Path(folder)
 
 
-def screenshot(url: str, out: Path, profile: Path, window: str = "1280,800", offline: bool = False) -> None:
-    """Save ``url`` as headless Chromium renders it (a fresh ``profile``; with ``offline`` every
-    request goes to the discard port of 127.0.0.1, as the offline-page tests do)."""
-    subprocess.run(
+def chromium(
+    url: str, profile: Path, *output: str, window: str = "1280,800", offline: bool = False, budget_ms: int = 15000
+):
+    """Headless Chromium on ``url`` with a fresh ``profile``, what ``output`` asks for
+    (``--dump-dom``, ``--screenshot=FILE``); with ``offline`` every request goes to the discard
+    port of 127.0.0.1, so a page that needs the network shows it."""
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless=new",
@@ -39,11 +42,17 @@ def screenshot(url: str, out: Path, profile: Path, window: str = "1280,800", off
             *(["--proxy-server=127.0.0.1:9"] if offline else []),
             f"--user-data-dir={profile}",
             f"--window-size={window}",
-            "--virtual-time-budget=15000",
-            f"--screenshot={out}",
+            f"--virtual-time-budget={budget_ms}",
+            *output,
             url,
         ],
         capture_output=True,
+        text=True,
         timeout=120,
         check=False,
     )
+
+
+def screenshot(url: str, out: Path, profile: Path, window: str = "1280,800", offline: bool = False) -> None:
+    """Save ``url`` as headless Chromium renders it."""
+    chromium(url, profile, f"--screenshot={out}", window=window, offline=offline)

@@ -12,12 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from browser import screenshot, shots_dir
+from browser import CHROMIUM, chromium, screenshot, shots_dir
 from configobj import ConfigObj
 from conftest import REPO, dvc_env, venv_bin
 
 pytestmark = pytest.mark.system
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium package is not installed (make system-deps)"
 )
@@ -36,26 +35,7 @@ def run(root: Path, *cmd: str) -> subprocess.CompletedProcess:
 def offline_dom(page: Path, profile: Path) -> str:
     """The DOM of ``page`` after headless Chromium ran its scripts with no way out to the network
     (every request goes to a proxy on the discard port of 127.0.0.1)."""
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--proxy-server=127.0.0.1:9",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    return chromium(page.as_uri(), profile, "--dump-dom", offline=True, budget_ms=5000).stdout
 
 
 def plots_template_setting() -> str:
