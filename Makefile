@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check stack-faults stack-test clean
+.PHONY: install system-deps run dvc-lock test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check stack-faults stack-test clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 run: install
 	$(BIN)/s2s run
+
+# dvc.lock as a fresh clone's `make run` writes it, to commit with the code it records (a test
+# fails while it is older than them): the run goes in a copy of the working tree with an empty
+# registry, so version 1 as in a fresh clone, and its results hold no run's own ids or times
+dvc-lock: install
+	@tmp=$$(mktemp -d) && \
+	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test ! -f "{}" || cp --parents "{}" '"$$tmp" && \
+	(cd $$tmp && git init -q && $(CURDIR)/$(BIN)/s2s run > $$tmp/run.log 2>&1 || { tail -20 $$tmp/run.log; exit 1; }) && \
+	cp $$tmp/dvc.lock dvc.lock && cp $$tmp/reports/metrics.json $$tmp/reports/degenerate.json reports/ && \
+	cp $$tmp/reports/plots/* reports/plots/ && rm -rf $$tmp && git status --short -- dvc.lock reports
 
 # Debian packages some tests drive for real: headless Chromium (the MLflow UI check) and the
 # PostgreSQL server (the tracking server's backend, as in docker/compose.yaml).

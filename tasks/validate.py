@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -573,6 +574,9 @@ def _splits_to_check(cfg: Config, ingested: IngestResult) -> list[str]:
 
 def validate(cfg: Config, ingested: IngestResult) -> ValidateResult:
     """Prepare the tokenizer, run preflight and the suites; write the report; raise on failure."""
+    # the Data Docs are no DVC output (GX stamps them with the time): an earlier run's go first,
+    # so a validation stopped before its own are built leaves none that could pass for them
+    shutil.rmtree(cfg.path("reports") / DOCS, ignore_errors=True)
     frames = {name: load_split(ingested, name) for name in _splits_to_check(cfg, ingested)}
     tokenizer, checks, warnings = _tokenizer_and_preflight(cfg, frames["train"])
     checks += data_checks(frames)

@@ -293,3 +293,42 @@ def test_each_stage_lists_every_setting_it_reads(project):
     }
     assert not any(problems.values()), f"settings read but not in dvc.yaml params: {problems}"
     assert "train.lr" in reads["train"] and "evaluate.num_beams" in reads["evaluate"]  # the recorder records
+
+
+def test_the_committed_dvc_lock_records_the_code_and_settings_as_they_are(tmp_path):
+    """A fresh clone's `make run` writes the dvc.lock it was cloned with (its results hold no
+    run's own facts: tasks/core/results.py RUN_FIELDS), so `git status` stays clean only if the
+    committed lock records the code and settings of the same commit. `make dvc-lock` refreshes it."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from projects import project_files
+
+    for rel in [*project_files(), "dvc.lock"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, tmp_path / rel)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    stale = {}
+    for stage, changes in json.loads(proc.stdout).items():
+        for change in changes:
+            if not isinstance(change, dict):
+                stale.setdefault(stage, []).append(change)  # "changed command", a new stage...
+                continue
+            for kind, entries in change.items():
+                if kind == "changed outs":  # none exist in a fresh clone: the run makes them
+                    continue
+                # a dep that is in the clone is code, data or settings; the others are stage outputs
+                recorded_code = {
+                    p: what
+                    for p, what in (entries.items() if isinstance(entries, dict) else [])
+                    if kind != "changed deps" or (tmp_path / p).exists()
+                }
+                if recorded_code or not isinstance(entries, dict):
+                    stale.setdefault(stage, []).append({kind: recorded_code or entries})
+    assert not stale, f"dvc.lock is older than the code or settings it records: `make dvc-lock`, commit it: {stale}"

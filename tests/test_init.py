@@ -71,6 +71,10 @@ def test_journey_from_an_empty_folder_to_a_project_that_reruns_and_compares(tmp_
     stages = [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")]
     stages.remove("guard")  # always runs in a project made by s2s (it records the installed code)
     assert stages[:1] == ["train"] and "ingest" not in stages, exp.stdout  # only train and what follows
+    # `-S` rewrote params.yaml (DVC's YAML round trip) and changed the line it set, no other
+    edited = subprocess.run(["git", "diff", "-U0", "params.yaml"], cwd=root, capture_output=True, text=True).stdout
+    edits = [line for line in edited.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(edits) == 2 and all(line[1:].lstrip().startswith("lr:") for line in edits), edited
     # `dvc exp show`: figures for the baseline commit and the experiment alike, no "!" (not found)
     assert show.text == "dvc exp show" and "rougeL" in show.stdout, show.stdout
     as_csv = subprocess.run(

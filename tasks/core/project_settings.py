@@ -51,9 +51,8 @@ def _yaml():
     y.preserve_quotes = True
     y.width = 4096  # never re-wrap a line the user wrote
     y.indent(mapping=2, sequence=4, offset=2)
-    y.representer.add_representer(
-        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
-    )  # `null` stays `null`, not an empty value
+    # None is written as an empty value, as `dvc exp run -S` (ruamel round trip too) writes it:
+    # then neither rewrites a line the other wrote
     return y
 
 

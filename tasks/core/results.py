@@ -19,22 +19,36 @@ SPLITS = ("train", "validation", "test")
 STAGES = ("ingest", "validate", "train", "evaluate", "register", "promote")  # in the order they run
 VALIDATION_REPORT = "validation.json"  # under paths.reports, with the GX Data Docs beside it
 VALIDATION_DOCS = "validation_docs"
+# what only one run knows (its MLflow run id, its timings) is kept beside a result, in this folder
+# under the result's, and not in the file DVC records: then a fresh clone's `make run` or `dvc
+# repro` writes the dvc.lock it was cloned with, and `git status` stays clean
+RUN_FACTS = ".run"
 T = TypeVar("T", bound="StageResult")
 
 
 class StageResult:
-    """JSON round trip for the dataclasses below; ``FILE`` is the name under ``paths.reports``."""
+    """JSON round trip for the dataclasses below; ``FILE`` is the name under ``paths.reports``.
+
+    ``RUN_FIELDS`` (``"field"`` or ``"field.key"`` of a dict field) are this run's own facts: they
+    go to ``RUN_FACTS/FILE`` with the digest of the file they belong to, and are read back only
+    beside that very file (a stale or missing one reads as unknown: empty)."""
 
     FILE: ClassVar[str]
     STAGE: ClassVar[str]
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def save(self, folder: Path) -> Path:
         """Write atomically (a unique temporary file, then a rename): a reader sees all or nothing.
-        Paths inside are relative to the project root, so a copied or pulled project reads its own."""
+        Paths inside are relative to the project root, so a copied or pulled project reads its own.
+        The run's facts are written first: a stop between the two leaves a result without them."""
         from tasks.core.paths import atomic_write_json
 
         path = folder / self.FILE
-        atomic_write_json(path, asdict(self))
+        stable, facts = _split(asdict(self), self.RUN_FIELDS)
+        text = _dumps(stable)
+        if self.RUN_FIELDS:
+            atomic_write_json(folder / RUN_FACTS / self.FILE, {"for": _digest(text), **facts})
+        atomic_write_json(path, stable)
         self._folder = folder
         return path
 
@@ -47,10 +61,57 @@ class StageResult:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise DataError(f"{path} is not valid JSON ({exc}); re-run the {cls.STAGE} stage") from None
+        if cls.RUN_FIELDS:
+            data = _merge(data, _facts(folder / RUN_FACTS / cls.FILE, _digest(_dumps(data))))
+            data.update({n: "" for n in cls.RUN_FIELDS if "." not in n and n not in data})  # unknown here
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         result = cls(**{k: v for k, v in data.items() if k in names})
         result._folder = folder
         return result
+
+
+def _dumps(data: dict) -> str:
+    return json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _split(data: dict, run_fields: tuple[str, ...]) -> tuple[dict, dict]:
+    """``data`` without the run's facts, and the facts (dotted keys for a dict field's entries)."""
+    stable = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    facts = {}
+    for name in run_fields:
+        field_name, _, key = name.partition(".")
+        if key:
+            if key in stable.get(field_name, {}):
+                facts[name] = stable[field_name].pop(key)
+        elif field_name in stable:
+            facts[name] = stable.pop(field_name)
+    return stable, facts
+
+
+def _facts(path: Path, digest: str) -> dict:
+    """The run's facts saved beside the result whose digest is ``digest``; {} when none are."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) and saved.pop("for", None) == digest else {}
+
+
+def _merge(data: dict, facts: dict) -> dict:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for name, value in facts.items():
+        field_name, _, key = name.partition(".")
+        if key:
+            merged.setdefault(field_name, {})[key] = value
+        else:
+            merged[field_name] = value
+    return merged
 
 
 @dataclass
@@ -72,6 +133,13 @@ class IngestResult(StageResult):
 class TrainResult(StageResult):
     FILE: ClassVar[str] = "training.json"
     STAGE: ClassVar[str] = "train"
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = (
+        "run_id",
+        "resumed_from",
+        "resumed_flow_run",
+        "metrics.train_runtime_s",
+        "metrics.train_tokens_per_s",
+    )
     model_dir: str
     run_id: str
     data_version: str
@@ -104,10 +172,11 @@ class EvaluateResult(StageResult):
 class RegisterResult(StageResult):
     FILE: ClassVar[str] = "registration.json"
     STAGE: ClassVar[str] = "register"
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("run_id", "registration_key")  # the key hashes the run id
     model_name: str
     version: str
     model_uri: str
-    run_id: str
+    run_id: str = ""
     registration_key: str = ""
 
 
@@ -154,4 +223,5 @@ def clear_after(reports: Path, stage: str) -> list[str]:
             if path.is_file():
                 path.unlink()
                 removed.append(file)
+            (reports / RUN_FACTS / file).unlink(missing_ok=True)
     return removed

@@ -29,8 +29,9 @@ from typing import Any
 from tasks.core import retry
 from tasks.core.config import Config
 from tasks.core.context import prefect_flow_run_id
-from tasks.core.errors import TrackingError, ValidationFailed
+from tasks.core.errors import DataError, TrackingError, ValidationFailed
 from tasks.core.paths import atomic_write_json
+from tasks.core.results import RUN_FACTS
 from tasks.core.signals import exit_code_for
 from tasks.tracking import client as tracking
 from tasks.tracking import store
@@ -91,6 +92,12 @@ class RunHandle:
 
     def continue_run(self, run_id: str) -> None:
         """Log to the earlier run ``run_id`` (a cached training's) if anything is logged at all."""
+        if not run_id:  # the result came without its run's facts (tasks/core/results.py: RUN_FACTS)
+            raise DataError(
+                f"the training's MLflow run is not known in {self.cfg.root} (its record under "
+                f"{self.cfg.path('reports')}/{RUN_FACTS} is missing or older than training.json): "
+                "train again with `s2s run --force` or `dvc repro -f train`"
+            )
         if self._run_id is None:
             self._continues = run_id
         elif self._run_id != run_id:
