@@ -50,9 +50,9 @@ def _yaml():
     y = YAML()  # round-trip: comments, order and quoting kept
     y.preserve_quotes = True
     y.width = 4096  # never re-wrap a line the user wrote
-    y.indent(mapping=2, sequence=4, offset=2)
-    # None is written as an empty value, as `dvc exp run -S` (ruamel round trip too) writes it:
-    # then neither rewrites a line the other wrote
+    # lists in block style at the key's indent and None as an empty value: how `dvc exp run -S`
+    # (a ruamel round trip too) writes them, so neither rewrites a line the other wrote
+    y.indent(mapping=2, sequence=2, offset=0)
     return y
 
 
