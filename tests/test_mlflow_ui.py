@@ -146,6 +146,7 @@ def test_project_addresses_open_the_model_training_ui(project, tmp_path):
 
     pages = {
         "experiment": lineage.experiment_page(exp_id),
+        "charts": lineage.compare_page(exp_id),
         "logged-models": f"experiments/{exp_id}/models?workflowType={lineage.WORKFLOW_TYPE}",
         "registered-model": lineage.model_page(name),
         "version": lineage.model_page(name, v2),
@@ -166,6 +167,16 @@ def test_project_addresses_open_the_model_training_ui(project, tmp_path):
     for metric in metrics.metrics(cfg.evaluate.metrics):
         assert f'col-id="metrics.`{metric}`"' in dom["experiment"], metric
     assert f"Sort: {cfg.primary_metric}" in runs and "matching run" in runs
+
+    # MLflow's run comparison (the chart view) opens on parallel coordinates ending in the primary
+    # metric, not on the first metric a run logged (data_rows_train), then a bar chart per score
+    cards = re.split(r'data-testid="experiment-view-compare-runs-card"', dom["charts"])[1:]
+    assert cards, text["charts"][:2000]
+    axes = re.findall(r'<text[^>]*class="label"[^>]*>([^<]*)<', cards[0])  # plotly's axis titles
+    assert "Parallel Coordinates" in text_of("<div " + cards[0]), text_of("<div " + cards[0])[:500]
+    assert axes[-1:] == [cfg.primary_metric] and "train.lr" in axes and "data_rows_train" not in axes, axes
+    scores = list(metrics.metrics(cfg.evaluate.metrics))
+    assert [text_of("<div " + c).split()[0] for c in cards[1:3]] == scores[:2], text["charts"][:2000]
 
     models = text["logged-models"]
     assert f"{name}-v{v2}" in models and "Agent versions" not in models, models[:2000]

@@ -38,7 +38,7 @@ MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # what the UI reads for a logged mo
 CONTEXT = {"train": "training", "validation": "validation", "test": "testing"}
 
 
-def experiment_tags(cfg: Config) -> dict[str, str]:
+def experiment_tags() -> dict[str, str]:
     """What every experiment of the project carries (the primary metric's tag and the runs view
     sorted by it are set by the evaluate stage, the one that reads the gates and the metrics)."""
     return {KIND_TAG: KIND}
@@ -59,14 +59,47 @@ def runs_view(cfg: Config) -> str:
             "selectedColumns": [f"metrics.`{n}`" for n in names] + ["attributes.`Models`"],
             "orderByKey": f"metrics.`{primary}`",
             "orderByAsc": higher is False,
+            **compare_charts(primary, names),
         }
     )
+
+
+# the runs page's chart view (MLflow's run comparison): the settings a team varies, on the way to the
+# primary metric. Params not logged by a run are left out by the chart, so a fixed list is safe.
+COMPARED_PARAMS = ("train.lr", "train.epochs", "train.batch_size")
+MODEL_SECTION = "Model metrics"  # MLflow's name of the section that holds the runs' own metrics
+
+
+def compare_charts(primary: str, scores: list[str]) -> dict:
+    """The chart view's first charts: parallel coordinates from the training settings to
+    ``primary`` (MLflow's own default axis is the first metric a run logged, ``data_rows_train``
+    here), then one bar chart per score. The section counts as arranged by hand, so MLflow appends
+    the charts it generates for the other metrics after these instead of sorting them in."""
+    section = {"uuid": "s2s-model-metrics", "name": MODEL_SECTION, "display": True}
+    section |= {"isReordered": True, "deleted": False, "isGenerated": True}
+    common = {"runsCountToCompare": 10, "metricSectionId": section["uuid"], "deleted": False}
+    charts = [
+        {"uuid": "s2s-parallel", "type": "PARALLEL", "isGenerated": False, **common}
+        | {"selectedParams": list(COMPARED_PARAMS), "selectedMetrics": [primary], "showAllRuns": False}
+    ]
+    for name in scores:
+        charts.append(
+            {"uuid": f"s2s-bar-{name}", "type": "BAR", "isGenerated": True, **common}
+            | {"metricKey": name, "displayName": name}
+        )
+    return {"compareRunCharts": charts, "compareRunSections": [section]}
 
 
 def experiment_page(experiment_id: str) -> str:
     """The UI address (after ``#/``) of the experiment's runs, in model-training mode, with the
     metrics as columns."""
     return f"experiments/{experiment_id}/runs?workflowType={WORKFLOW_TYPE}&viewStateShareKey={VIEW_KEY}"
+
+
+def compare_page(experiment_id: str) -> str:
+    """The UI address (after ``#/``) of the experiment's runs compared as charts (MLflow's chart
+    view): the parallel coordinates on the primary metric first (:func:`compare_charts`)."""
+    return experiment_page(experiment_id) + "&compareRunsMode=CHART"
 
 
 def model_page(name: str, version: str | None = None) -> str:
@@ -116,7 +149,7 @@ def _dvc_source(path: str, data_version: str):
             raise NotImplementedError(f"`dvc pull {self.path}` at data version {self.version}, then read it")
 
         @staticmethod
-        def _can_resolve(raw_source) -> bool:
+        def _can_resolve(raw_source) -> bool:  # noqa: ARG004 (MLflow's DatasetSource interface)
             return False
 
         @classmethod
