@@ -185,6 +185,39 @@ def _value(v: Any) -> str:
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+def _special(name: str, key, value) -> list[str] | None:
+    """The overrides of an option that is not one setting (none for a declined one); None when
+    ``name`` is a plain setting."""
+    if name == "push_to_hub":
+        if value:  # declined, not an error: the run trains and registers as asked, it just does not publish
+            logger.warning(
+                "push_to_hub: models are not published to the hub here; this run registers the "
+                "model in MLflow (publish a registered version yourself; set push_to_hub: false "
+                "to silence this)"
+            )
+        return []
+    if name == "username":
+        return []  # only used for publishing to the hub
+    if name == "log":
+        value = str(value).lower()
+        if value not in ("mlflow", "none", "tensorboard"):
+            raise ConfigError(
+                f"log={value!r}: runs are always tracked in MLflow; use log: mlflow, tensorboard "
+                "(event files as well) or none"
+            )
+        return ["train.tensorboard=true"] if value == "tensorboard" else []  # MLflow stays the record
+    if name == "token":  # a hub token for private models: used from the environment, never a setting
+        if value and not os.environ.get("HF_TOKEN"):
+            os.environ["HF_TOKEN"] = str(value)  # this process only; scrubbed from every log
+        return []
+    if name in INVERTED:
+        if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
+            raise ConfigError(f"{key}={value!r}: true or false")
+        on = not (value if isinstance(value, bool) else str(value).lower() == "true")
+        return [f"{INVERTED[name]}={str(on).lower()}"]
+    return None
+
+
 def to_overrides(params: dict[str, Any]) -> list[str]:
     """``{"lr": 1e-4, "text_column": "article", ...}`` (AutoTrain names) -> ``["train.lr=0.0001", ...]``."""
     out: list[str] = []
@@ -192,35 +225,8 @@ def to_overrides(params: dict[str, Any]) -> list[str]:
         name = str(key).replace("-", "_")
         if value is None or name in IGNORED:
             continue
-        if name == "push_to_hub":
-            if value:  # declined, not an error: the run trains and registers as asked, it just does not publish
-                logger.warning(
-                    "push_to_hub: models are not published to the hub here; this run registers the "
-                    "model in MLflow (publish a registered version yourself; set push_to_hub: false "
-                    "to silence this)"
-                )
-            continue
-        if name == "username":
-            continue  # only used for publishing to the hub
-        if name == "log":
-            value = str(value).lower()
-            if value == "tensorboard":
-                out.append("train.tensorboard=true")  # event files too; MLflow stays the record
-            elif value not in ("mlflow", "none"):
-                raise ConfigError(
-                    f"log={value!r}: runs are always tracked in MLflow; use log: mlflow, tensorboard "
-                    "(event files as well) or none"
-                )
-            continue
-        if name == "token":  # a hub token for private models: used from the environment, never a setting
-            if value and not os.environ.get("HF_TOKEN"):
-                os.environ["HF_TOKEN"] = str(value)  # this process only; scrubbed from every log
-            continue
-        if name in INVERTED:
-            if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
-                raise ConfigError(f"{key}={value!r}: true or false")
-            on = not (value if isinstance(value, bool) else str(value).lower() == "true")
-            out.append(f"{INVERTED[name]}={str(on).lower()}")
+        if (special := _special(name, key, value)) is not None:
+            out += special
         elif name in TRAIN_PARAMS:
             out.append(f"train.{name}={_value(value)}")
         elif name in OTHER_PARAMS:

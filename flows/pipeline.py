@@ -24,7 +24,7 @@ from flows.summary import RunSummary, stage_figure
 from tasks import promote as promote_stage
 from tasks import register as register_stage
 from tasks import train as train_stage
-from tasks.core import locks, logs, notify, results, signals
+from tasks.core import locks, logs, notify, paths, results, signals
 from tasks.core.config import Config, load_config
 from tasks.core.errors import ValidationFailed
 from tasks.core.paths import write_guard
@@ -49,48 +49,55 @@ def run_stages(cfg: Config, force: bool = False) -> RunSummary:
             return _sequence(cfg, force, owner, log)
 
 
-def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
-    tasks, cache = for_pipeline(cfg), StageCache(cfg, force)
-    reports = cfg.path("reports")
-    seconds: dict[str, float] = {}
-    skipped: list[str] = []
-    if cache.reason:
-        log.info("stage cache off: %s", cache.reason)
-    if not cache.up_to_date("guard"):  # the folder check dvc.yaml runs first (it passed when cfg loaded)
-        write_guard(cfg)
-        cache.record("guard")
+class _Stages:
+    """Runs the stages in order, each once: or reuses a stage's recorded result (DVC says its
+    inputs did not change and ``still(result)`` confirms the tracking store holds what it names),
+    or keeps the result ``finished()`` finds (the stage completed for these inputs, but the run
+    that ran it was stopped before recording it; not with --force). Times what it runs."""
 
-    def stage(name: str, cached, *args, still=None, finished=None):
-        """Run stage ``name``, or reuse its recorded result when DVC says its inputs did not
-        change and ``still(result)`` confirms the tracking store holds what it names, or keep the
-        result ``finished()`` finds: the stage completed for these inputs, but the run that ran it
-        was stopped before recording it (not with --force)."""
+    def __init__(self, cfg: Config, force: bool, cache: StageCache):
+        self.cfg, self.force, self.cache = cfg, force, cache
+        self.tasks = for_pipeline(cfg)
+        self.seconds: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    def __call__(self, name: str, cached, *args, still=None, finished=None):
         number = f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}"
         signals.check()  # a stop that arrived since the last stage, even one whose exception was lost
-        if cache.up_to_date(name):
+        if self.cache.up_to_date(name):
             result = cached()
             if still is None or still(result):
                 logs.progress("%s: unchanged since dvc.lock recorded it, reused", number)
-                skipped.append(name)
+                self.skipped.append(name)
                 return result
             logs.progress("%s: its recorded result names what the tracking store no longer holds: running it", number)
-        if finished is not None and not force and (result := finished()) is not None:
+        if finished is not None and not self.force and (result := finished()) is not None:
             logs.progress("%s: finished for these settings and data before its run was stopped: kept", number)
-            cache.record(name)
+            self.cache.record(name)
             return result
-        results.clear_after(reports, name)  # what follows is decided again, or not at all
+        results.clear_after(self.cfg.path("reports"), name)  # what follows is decided again, or not at all
         start = time.perf_counter()
         logs.adopt_libraries()  # what the previous stage imported (transformers...) logs through ours
         logs.progress("%s: running", number)
         try:
-            result = tasks[name](cfg, *args)
+            result = self.tasks[name](self.cfg, *args)
         finally:
-            seconds[name] = round(time.perf_counter() - start, 2)
-        cache.record(name)
+            self.seconds[name] = round(time.perf_counter() - start, 2)
+        self.cache.record(name)
         figure = stage_figure(name, result)
-        logs.progress("%s: done in %.1f s%s", number, seconds[name], f": {figure}" if figure else "")
+        logs.progress("%s: done in %.1f s%s", number, self.seconds[name], f": {figure}" if figure else "")
         return result
 
+
+def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
+    cache = StageCache(cfg, force)
+    stage, reports = _Stages(cfg, force, cache), cfg.path("reports")
+    if cache.reason:
+        log.info("stage cache off: %s", cache.reason)
+    paths.sweep_outputs(cfg)  # what a killed run left half-written (this run holds the lock)
+    if not cache.up_to_date("guard"):  # the folder check dvc.yaml runs first (it passed when cfg loaded)
+        write_guard(cfg)
+        cache.record("guard")
     try:
         ingested = stage("ingest", lambda: IngestResult.load(cfg.path("data")))
         run = owner.run(ingested.data_version)
@@ -108,7 +115,7 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
             finished=lambda: train_stage.finished_unrecorded(cfg, ingested),
         )
         run.continue_run(trained.run_id)  # later stages log to the training's run, cached or not
-        if trained.resumed_flow_run and "train" not in skipped:
+        if trained.resumed_flow_run and "train" not in stage.skipped:
             runs.close_crashed(trained.resumed_flow_run)  # its train task no longer shows Running
         evaluated = stage("evaluate", lambda: EvaluateResult.load(reports), trained, ingested, run)
         registered = stage(
@@ -132,17 +139,9 @@ def _sequence(cfg: Config, force: bool, owner: RunOwner, log) -> RunSummary:
         cache.close()
     # say only what holds: the alias as the registry has it now, not as a record remembers it
     holder = reads.alias_version(cfg, promoted.model_name, cfg.promote.alias)
-    return RunSummary.of(
-        cfg,
-        ingested,
-        trained,
-        evaluated,
-        registered,
-        promoted,
-        seconds,
-        skipped,
-        alias_now=str(holder.version) if holder else None,
-    )
+    now = str(holder.version) if holder else None
+    stage_results = (ingested, trained, evaluated, registered, promoted)
+    return RunSummary.of(cfg, *stage_results, stage.seconds, stage.skipped, alias_now=now)
 
 
 # No log_prints on these flows: Prefect's print patch ignores a redirected sys.stdout, so dill's
@@ -266,7 +265,7 @@ def retrain(pipeline: str = "default"):
         message = f"superseded by the newer retrain {newer}: it runs on the same or newer data"
         get_run_logger().info(message)
         return Cancelled(message=message)
-    crashes = runs.crash_streak(cfg)
+    crashes = runs.crash_streak()
     if crashes > cfg.spec.heal.max_reruns:
         raise RuntimeError(
             f"retrain of {pipeline!r} crashed {crashes} times within the hour: not re-running it again "

@@ -1,6 +1,6 @@
 """The reference pages of the docs site, generated from what the code reads, so they cannot go stale.
 
-- every params.yaml key: its type and default from the strict schema (``tasks/core/config.py``),
+- every params.yaml key: its type and default from the strict schema (``tasks/core/sections/``),
   its help from params.yaml's own comment on it (the documented surface), else the comment beside
   the field in the schema, and the value params.yaml ships;
 - every pipelines.yaml key, from ``PipelineSpec`` and the header of pipelines.yaml;
@@ -45,8 +45,20 @@ class Key:
 
 @functools.cache
 def _source_comments() -> dict[tuple[str, str], str]:
-    """(class, field) -> the comment beside the field in config.py, with comment lines right above it."""
-    source = inspect.getsource(cfgmod)
+    """(class, field) -> the comment beside the field in the schema (tasks/core/sections/), with
+    comment lines right above it."""
+    import importlib
+    import pkgutil
+
+    from tasks.core import sections
+
+    out: dict[tuple[str, str], str] = {}
+    for info in pkgutil.iter_modules(sections.__path__):
+        out.update(_comments_of(inspect.getsource(importlib.import_module(f"{sections.__name__}.{info.name}"))))
+    return out
+
+
+def _comments_of(source: str) -> dict[tuple[str, str], str]:
     lines = source.splitlines()
     out: dict[tuple[str, str], str] = {}
     for node in ast.parse(source).body:
@@ -275,7 +287,7 @@ def params_page() -> str:
     lines = [
         "# params.yaml",
         "",
-        "Every setting, one section per stage. Generated from the strict schema (`tasks/core/config.py`) "
+        "Every setting, one section per stage. Generated from the strict schema (`tasks/core/sections/`) "
         "and params.yaml's own comments when the site is built, so it lists exactly what the code "
         "accepts; an unknown key is an error naming the closest spelling. Override one value for one "
         "run with `s2s run --set section.key=value` (or `dvc exp run -S section.key=value`). "
@@ -298,7 +310,7 @@ def pipelines_page() -> str:
         "",
         "Named pipelines: each entry overrides parts of params.yaml and says where the model goes, how "
         "it is gated, when it retrains and where it runs. Generated from `PipelineSpec` "
-        "(`tasks/core/config.py`) and the header of the shipped pipelines.yaml. `data` takes any key "
+        "(`tasks/core/sections/pipeline.py`) and the header of the shipped pipelines.yaml. `data` takes any key "
         "of params.yaml's `ingest` section, `params` any other section, `gates` the keys of "
         "`promote.gates` listed at the end. *shipped* is the `default` pipeline's value where it "
         "differs from the default; *example* is the key as a line of an entry (a test loads each one).",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tasks.core.config import Config
-
 
 def _context():
     from prefect.context import FlowRunContext
@@ -69,7 +67,7 @@ def superseded() -> str | None:
     return f"{newest.name} ({newest.id})"
 
 
-def crash_streak(cfg: Config) -> int:
+def crash_streak() -> int:
     """Crashed runs of this run's deployment within the last hour."""
     from prefect import get_client
     from prefect.client.schemas.filters import (

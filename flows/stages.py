@@ -25,7 +25,7 @@ from tasks.train import train
 from tasks.validate import validate
 
 
-def transient(task, task_run, state) -> bool:
+def transient(_task, _task_run, state) -> bool:  # Prefect's retry_condition_fn
     """Retry only what a retry can fix."""
     try:
         state.result()

@@ -273,18 +273,7 @@ class RunSummary:
         if self.resumed:
             lines.insert(-1, f"resumed      : {self.resumed}")
         if self.champion:
-            left_out = self.champion.get("left_out", 0)
-            lines.insert(
-                -1,
-                "champion     : v{} on the same {} rows{}: {}".format(
-                    self.champion["version"],
-                    self.champion.get("rows", ""),
-                    f" ({left_out} it trained on left out)" if left_out else "",
-                    "  ".join(
-                        shown(k, v) for k, v in self.champion["metrics"].items() if _in_summary(k) and k != "gen_len"
-                    ),
-                ),
-            )
+            lines.insert(-1, self._champion_line())
         lines += [f"               - {r}" for r in self.reasons]
         if self.bounds_hint:
             lines.append(f"               {self.bounds_hint}")
@@ -296,14 +285,7 @@ class RunSummary:
         )
         if nothing_ran:
             lines[-1] = f"stages       : all up to date  (orchestration {overhead:.1f}s)"
-        if self.worst:
-            lines.append(
-                f"worst examples ({'highest' if _lower_is_better(self.primary) else 'lowest'} {self.primary}):"
-            )
-            for w in self.worst:
-                lines.append(f"  row {w.get('source_row')}: {self.primary}={w.get(self.primary, 0):.2f}")
-                lines.append(f"    reference : {w.get('reference')}")
-                lines.append(f"    prediction: {w.get('prediction')}")
+        lines += self._worst_lines()
         from tasks.core.secrets import redact
 
         lines.append(f"MLflow UI    : {redact(self.ui_command())}")
@@ -312,3 +294,22 @@ class RunSummary:
         if logs.current_file() is not None:
             lines.append(f"log file     : {logs.current_file()}")
         return "\n".join(lines)
+
+    def _champion_line(self) -> str:
+        left_out = self.champion.get("left_out", 0)
+        return "champion     : v{} on the same {} rows{}: {}".format(
+            self.champion["version"],
+            self.champion.get("rows", ""),
+            f" ({left_out} it trained on left out)" if left_out else "",
+            "  ".join(shown(k, v) for k, v in self.champion["metrics"].items() if _in_summary(k) and k != "gen_len"),
+        )
+
+    def _worst_lines(self) -> list[str]:
+        if not self.worst:
+            return []
+        lines = [f"worst examples ({'highest' if _lower_is_better(self.primary) else 'lowest'} {self.primary}):"]
+        for w in self.worst:
+            lines.append(f"  row {w.get('source_row')}: {self.primary}={w.get(self.primary, 0):.2f}")
+            lines.append(f"    reference : {w.get('reference')}")
+            lines.append(f"    prediction: {w.get('prediction')}")
+        return lines

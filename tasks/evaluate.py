@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from tasks import metrics as metric_registry
 from tasks.core import paths
 from tasks.core.config import Config
 from tasks.core.errors import ConfigError, DataError
@@ -32,7 +30,9 @@ from tasks.metrics import bootstrap, score
 from tasks.metrics import degenerate as degeneracy
 from tasks.modeling import ct2
 from tasks.modeling.generation import decoding, generate
+from tasks.promotion.charts import length_buckets, plots, scored
 from tasks.tracking import lineage, reads
+from tasks.tracking.champion import champion_model, champion_trained_on, fetch_version
 from tasks.tracking.run import RunHandle, owned
 
 logger = logging.getLogger(__name__)
@@ -104,74 +104,6 @@ def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], pr
     return metrics, per_example, preds, generation, tokenizer, backend
 
 
-def fetch_version(cfg: Config, version, tmp: Path) -> tuple[str, str]:
-    """(model folder, source prefix) of a registered version, downloaded into ``tmp``. The store
-    not answering is a transient error; a version that is not this pipeline's format raises
-    ValueError (its own message)."""
-    from mlflow.artifacts import download_artifacts
-
-    local = Path(
-        reads.call(
-            cfg,
-            lambda: download_artifacts(artifact_uri=version.source, dst_path=str(tmp), tracking_uri=cfg.tracking_uri()),
-            f"downloading {version.name} v{version.version}",
-        )
-    )
-    try:
-        import yaml
-
-        # MLflow names copied artifacts after their source folders, so read where they went
-        files = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
-        model_dir = local / files["hf_model"]["path"]
-        settings = json.loads((local / files["settings"]["path"]).read_text())
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{version.name} v{version.version} is not a model of this pipeline's format ({exc})"
-        ) from None
-    return str(model_dir), settings.get("source_prefix", cfg.ingest.source_prefix)
-
-
-def champion_model(cfg: Config, tmp: Path) -> tuple[str, str, str, str | None] | None:
-    """(version, model folder, its source prefix, its training run id) of the current champion,
-    downloaded; None only when the registry says there is no champion. A registry or artifact
-    store that does not answer is a transient error (fail closed): the candidate is never judged
-    without its rival."""
-    version = reads.alias_version(cfg, cfg.register.model_name, cfg.promote.alias)
-    if version is None:
-        return None
-    try:
-        folder, prefix = fetch_version(cfg, version, tmp)
-    except ValueError as exc:
-        logger.warning("%s; promotion compares with its recorded metrics", exc)
-        return None
-    return str(version.version), folder, prefix, version.run_id
-
-
-def champion_trained_on(cfg: Config, run_id: str | None, tmp: Path) -> np.ndarray | None:
-    """The input hashes of the rows the champion trained on (tasks/data/rowkey.py), from its
-    training run; None when that run did not record them (trained before they were kept)."""
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    if not run_id:
-        return None
-    try:
-        local = reads.call(
-            cfg,
-            lambda: download_artifacts(
-                run_id=run_id,
-                artifact_path=f"data/{lineage.TRAIN_INPUTS}",
-                dst_path=str(tmp),
-                tracking_uri=cfg.tracking_uri(),
-            ),
-            "downloading the champion's training-input hashes",
-        )
-        return np.load(local, allow_pickle=False)
-    except (OSError, ValueError, MlflowException) as exc:  # absent: an older champion
-        logger.info("the champion's training inputs are not recorded (%s): it is scored on every test row", exc)
-        return None
-
-
 def score_champion(cfg: Config, texts: list[str], refs: list[str], cand: tuple[dict, dict, list[str]]) -> dict | None:
     """The champion scored like the candidate, on the test rows neither of them trained on: the
     candidate never saw its test split, and rows the champion trained on (its data had other
@@ -229,94 +161,6 @@ def score_champion(cfg: Config, texts: list[str], refs: list[str], cand: tuple[d
         preds_by_row[i] = champ_preds[j]
     champion["_by_row"], champion["_preds_by_row"] = by_row, preds_by_row
     return champion
-
-
-def _scored(name: str) -> bool:
-    """A score (it has a better direction), not a length: what the score plots show."""
-    metric = metric_registry.get(name)
-    return metric is not None and metric.higher_is_better is not None
-
-
-def plots(cfg: Config, out: Path, candidate: dict, champion: dict | None, buckets: list[dict]) -> list[Path]:
-    """Candidate vs champion bars, and the primary score by input-length bucket (PNGs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [k for k in candidate if _scored(k)]
-    fig, ax = plt.subplots(figsize=(6, 3))
-    x = np.arange(len(names))
-    # error bars: where the candidate's score could be, given the champion's on the same rows and
-    # the paired-bootstrap interval of their difference (what the certified gates judge)
-    ivs = (champion or {}).get("intervals") or {}
-    errors = None
-    if ivs:
-        errors = np.array(
-            [
-                [ivs[n]["diff"] - ivs[n]["low"], ivs[n]["high"] - ivs[n]["diff"]] if n in ivs else [0.0, 0.0]
-                for n in names
-            ]
-        ).T
-    conf = next(iter(ivs.values()))["confidence"] if ivs else None
-    ax.bar(
-        x - 0.2 if champion else x,
-        [candidate[n] for n in names],
-        0.4,
-        yerr=errors,
-        capsize=3,
-        label="candidate" + (f" ({conf:.0%} paired interval)" if conf else ""),
-    )
-    if champion:
-        ax.bar(x + 0.2, [champion["metrics"].get(n, 0.0) for n in names], 0.4, label=f"champion v{champion['version']}")
-    ax.set_xticks(x, names)
-    ax.set_title("candidate vs champion on the same split")
-    ax.legend()
-    fig.tight_layout()
-    versus = out / "candidate_vs_champion.png"
-    _save_png(fig, versus)
-
-    metric = cfg.primary_metric
-    fig, ax = plt.subplots(figsize=(6, 3))
-    labels = [b["bucket"] for b in buckets]
-    ax.plot(labels, [b["candidate"] for b in buckets], "o-", label="candidate")
-    if champion:
-        ax.plot(labels, [b.get("champion") for b in buckets], "s--", label=f"champion v{champion['version']}")
-    ax.set_xlabel("input length (tokens, quantile buckets)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by input length")
-    ax.legend()
-    fig.tight_layout()
-    by_length = out / "score_by_input_length.png"
-    _save_png(fig, by_length)
-    return [versus, by_length]
-
-
-def _save_png(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = paths.temp_sibling(path)
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def length_buckets(lengths: list[int], scores: list[float], other: list[float] | None, n: int) -> list[dict]:
-    edges = np.quantile(lengths, np.linspace(0, 1, n + 1)) if lengths else []
-    out = []
-    for i in range(len(edges) - 1):
-        lo, hi = edges[i], edges[i + 1]
-        idx = [
-            j for j, length in enumerate(lengths) if (lo <= length <= hi if i == len(edges) - 2 else lo <= length < hi)
-        ]
-        if not idx:
-            continue
-        row = {"bucket": f"{int(lo)}-{int(hi)}", "n": len(idx), "candidate": float(np.mean([scores[j] for j in idx]))}
-        theirs = [other[j] for j in idx if other[j] is not None] if other is not None else []
-        if theirs:
-            row["champion"] = float(np.mean(theirs))
-        out.append(row)
-    return out
 
 
 def held_out(cfg: Config, ingested: IngestResult):
@@ -491,9 +335,9 @@ def _write_reports(cfg: Config, result: EvaluateResult, rows: list[dict]) -> lis
     plot_dir = reports / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     # `dvc plots show/diff`: one bar per score, compared across revisions and experiments
-    scored = {k: v for k, v in result.metrics.items() if _scored(k)}
+    scores = {k: v for k, v in result.metrics.items() if scored(k)}
     paths.atomic_write_text(
-        plot_dir / "scores.csv", "metric,score\n" + "".join(f"{k},{v}\n" for k, v in scored.items())
+        plot_dir / "scores.csv", "metric,score\n" + "".join(f"{k},{v}\n" for k, v in scores.items())
     )
     return plots(cfg, plot_dir, result.metrics, result.champion, result.by_length)
 

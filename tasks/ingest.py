@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -216,25 +217,28 @@ def ingest(cfg: Config) -> IngestResult:
     out_dir = cfg.path("data")
     staging = paths.temp_sibling(out_dir)  # the splits and their manifest appear together or not at all
     staging.mkdir(parents=True)
-    files = {}
-    for name in SPLITS:
-        path = staging / f"{name}.parquet"
-        frame = frames[name]
-        # mixed columns (strings with stray numbers) are stored as text; validation still sees
-        # the original types through the `*_type` columns
-        frame.to_parquet(path, index=False)
-        files[name] = path.name
-    result = IngestResult(
-        data_dir=cfg.relative(out_dir),
-        splits=files,
-        rows={k: len(frames[k]) for k in SPLITS},
-        data_version=version,
-        source=str(cfg.ingest.source),
-        counts={f"{role}.{k}": v for role, c in counts.items() for k, v in c.items()},
-        origins=prepared.origins,
-    )
-    result.save(staging)
-    paths.replace_dir(staging, out_dir)
+    try:
+        files = {}
+        for name in SPLITS:
+            path = staging / f"{name}.parquet"
+            # mixed columns (strings with stray numbers) are stored as text; validation still sees
+            # the original types through the `*_type` columns
+            frames[name].to_parquet(path, index=False)
+            files[name] = path.name
+        result = IngestResult(
+            data_dir=cfg.relative(out_dir),
+            splits=files,
+            rows={k: len(frames[k]) for k in SPLITS},
+            data_version=version,
+            source=str(cfg.ingest.source),
+            counts={f"{role}.{k}": v for role, c in counts.items() for k, v in c.items()},
+            origins=prepared.origins,
+        )
+        result.save(staging)
+        paths.replace_dir(staging, out_dir)
+    except BaseException:  # a stop or a failure while writing: no half-written folder is left
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     result._folder = out_dir
     for role, c in counts.items():
         logger.info("ingest %s (%s): %s", role, prepared.origins[role], ", ".join(f"{k}={v}" for k, v in c.items()))

@@ -48,7 +48,10 @@ def stage_main(name: str, run: Callable[[Any, Any], Any], argv: list[str] | None
                     return run(cfg, owner)
 
             signals.check()
+            from tasks.core.paths import sweep_outputs
             from tasks.core.results import clear_after
+
+            sweep_outputs(cfg)  # what a killed run left half-written (this process holds the lock)
 
             clear_after(cfg.path("reports"), name)  # the later decisions are made again, or not at all
             retry.call(attempt, retry_delays(cfg), f"the {name} stage")

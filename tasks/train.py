@@ -13,35 +13,35 @@ MLflow run. Under ``torchrun`` only rank 0 talks to MLflow and writes outputs.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-from tasks import metrics
 from tasks.core import logs, paths, signals
 from tasks.core.config import Config, Train
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
-from tasks.data import drift
 from tasks.modeling import models as modeling
+from tasks.modeling.checkpoints import RUN_META, complete, resume_point  # noqa: F401 (complete: tests import it here)
 from tasks.modeling.runtime import Runtime
-from tasks.tracking import lineage
-from tasks.tracking.run import RunHandle, log_validation
+from tasks.modeling.trainer_setup import (  # noqa: F401 (tokenize: bench/train.py imports it here)
+    apply_peft,
+    compute_scores,
+    freeze,
+    mfu,
+    quantization_config,
+    tokenize,
+    trainer_class,
+    training_arguments,
+)
+from tasks.tracking.run import RunHandle
+from tasks.tracking.training_log import callbacks, log_data_profile, log_inputs, system_metrics, write_curves
 
 logger = logging.getLogger(__name__)
 
 KEPT = "its finished model"  # TrainResult.resumed_from of a finished training kept after a kill
-RUN_META = "s2s_run.json"  # beside the checkpoints: which settings + data + MLflow run they belong to
-# what a checkpoint needs before it can be resumed from; trainer_state.json is written last
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
-SCHEDULERS = {"cosine_w_restarts": "cosine_with_restarts", "constant_w_warmup": "constant_with_warmup"}
-# bf16 dense peak FLOP/s by GPU name, for model FLOPs utilisation
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
 # A model trained from random weights needs a far higher rate than fine-tuning's 5e-5 (AutoTrain's
 # and train.lr's default): warned at or below SLOW_SCRATCH_LR, pointed at SCRATCH_LR, the rate the
 # embedded default learns at (params.yaml).
@@ -65,51 +65,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def tokenize(df, tokenizer, max_source: int, max_target: int):
-    """A ``datasets.Dataset`` of input_ids / attention_mask / labels (labels end with EOS)."""
-    from datasets import Dataset
-
-    ds = Dataset.from_dict({"text": df["text"].tolist(), "target": df["target"].tolist()})
-
-    def encode(batch: dict[str, list]) -> dict[str, Any]:
-        enc = tokenizer(batch["text"], max_length=max_source, truncation=True)
-        enc["labels"] = tokenizer(text_target=batch["target"], max_length=max_target, truncation=True)["input_ids"]
-        return enc
-
-    return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize")
-
-
 # -- checkpoints and resume -------------------------------------------------------------------
-
-
-def complete(checkpoint: Path) -> bool:
-    """A checkpoint is complete when its trainer state (written last) parses and names its step,
-    and the weights, optimizer and scheduler states are all there."""
-    if not all((checkpoint / f).is_file() for f in CHECKPOINT_FILES):
-        return False
-    if not any(checkpoint.glob("*.safetensors")):
-        return False
-    try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return f"checkpoint-{state.get('global_step')}" == checkpoint.name
-
-
-def last_complete_checkpoint(folder: Path, clean: bool = True) -> Path | None:
-    """The newest complete checkpoint; incomplete ones (a crash mid-write) are removed (when
-    ``clean``: by the main process) so that neither we nor transformers' checkpoint rotation
-    ever pick them up."""
-    found = []
-    for ckpt in folder.glob("checkpoint-*"):
-        if not ckpt.name.split("-")[-1].isdigit():
-            continue
-        if complete(ckpt):
-            found.append(ckpt)
-        elif clean:
-            logger.warning("removing incomplete checkpoint %s (interrupted while it was written)", ckpt)
-            paths.remove_inside(folder, ckpt)
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def fingerprint_of(cfg: Config, ingested: IngestResult) -> str:
@@ -147,322 +103,16 @@ def finished_unrecorded(cfg: Config, ingested: IngestResult) -> TrainResult | No
     return result
 
 
-def resume_point(cfg: Config, fingerprint: str, clean: bool = True) -> tuple[Path | None, str | None]:
-    """(checkpoint to resume from, MLflow run id to continue) or (None, None) for a fresh start.
-
-    Every rank of a distributed run asks, so all of them load the same checkpoint; only the
-    main one (``clean``) removes what cannot be resumed, before the others look."""
-    folder = cfg.path("checkpoints")
-    meta = folder / RUN_META
-    if cfg.train.resume and meta.is_file():
-        try:
-            info = json.loads(meta.read_text())
-        except ValueError:
-            info = {}
-        if info.get("fingerprint") == fingerprint:
-            ckpt = last_complete_checkpoint(folder, clean)
-            if ckpt is not None:
-                return ckpt, info.get("run_id")
-        elif clean:
-            logger.info("checkpoints in %s belong to other settings or data: starting fresh", folder)
-    if clean:
-        paths.remove_owned(folder)
-    return None, None
-
-
 # -- callbacks --------------------------------------------------------------------------------
-
-
-def callbacks(cfg: Config, run: RunHandle | None):
-    """MLflow step metrics (rank 0, buffered through tracking outages), tokens/s on the progress
-    bar, and a clean stop (checkpoint, then return) when the process is asked to stop."""
-    from transformers import TrainerCallback
-
-    names = {
-        "loss": "train_loss",
-        "learning_rate": "learning_rate",
-        "grad_norm": "grad_norm",
-        "eval_loss": "eval_loss",
-        **{f"eval_{m}": f"eval_{m}" for m in metrics.metrics()},
-    }
-    # transformers' callback base class is imported here, not at module import (stage start-up)
-    mixin = {"__module__": __name__}
-    step_metrics = type("MlflowMetrics", (_MlflowMetrics, TrainerCallback), mixin)(run, names)
-    bar = type("TrainingBar", (_TrainingBar, TrainerCallback), mixin)()
-    stop = type("StopOnSignal", (_StopOnSignal, TrainerCallback), mixin)()
-    return step_metrics, bar, stop
-
-
-class _MlflowMetrics:
-    """Step metrics to the run (rank 0; buffered through tracking outages)."""
-
-    def __init__(self, run: RunHandle | None, names: dict[str, str]):
-        self.run, self.names = run, names
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.run is None or not state.is_world_process_zero or not logs:
-            return
-        figures = {
-            self.names[k]: float(v)
-            for k, v in logs.items()
-            if k in self.names and isinstance(v, (int, float)) and math.isfinite(float(v))
-        }
-        if "loss" in logs and state.num_input_tokens_seen:
-            figures["tokens_seen"] = float(state.num_input_tokens_seen)
-        if figures:
-            self.run.log_metrics(figures, step=state.global_step, buffered=True)
-
-
-class _TrainingBar:
-    """One live bar (on a terminal): steps, ETA, input tokens (padding excluded) per second and
-    the latest loss. The per-step log dicts transformers prints go to the log file instead."""
-
-    bar = None
-
-    def __init__(self):
-        self.postfix: dict = {}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        from tqdm.auto import tqdm
-
-        self.t0, self.seen0 = time.perf_counter(), state.num_input_tokens_seen
-        if state.is_world_process_zero:
-            self.bar = tqdm(
-                total=state.max_steps,
-                initial=state.global_step,
-                desc="train",
-                unit="step",
-                disable=None,
-                dynamic_ncols=True,
-                leave=False,
-            )
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.bar is None:
-            return
-        elapsed = time.perf_counter() - self.t0
-        self.bar.update(state.global_step - self.bar.n)
-        if elapsed > 0:
-            self.postfix["tok/s"] = f"{(state.num_input_tokens_seen - self.seen0) / elapsed:,.0f}"
-            self.bar.set_postfix(self.postfix, refresh=False)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            logger.info("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
-            if "loss" in logs:
-                self.postfix["loss"] = f"{logs['loss']:.3f}"
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.close()
-
-
-class _StopOnSignal:
-    """SIGTERM / Ctrl-C: save a checkpoint at the end of this step and stop (signals.graceful)."""
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if signals.stop_requested():
-            control.should_save = True
-            control.should_training_stop = True
-            # at the end of train() transformers deletes the newest checkpoint when it is not
-            # the best and save_total_limit is 1: that would be the one saved for the stop
-            args.save_total_limit = None
-        return control
-
-
-def compute_scores(cfg: Config, tokenizer):
-    """compute_metrics for generation-based evaluation during training (best model, early stop):
-    the registry's family of ``train.metric_for_best_model``."""
-    from tasks.metrics import score
-    from tasks.modeling.generation import decode
-
-    def compute(pred) -> dict[str, float]:
-        preds = decode(tokenizer, pred.predictions)
-        refs = decode(tokenizer, pred.label_ids)
-        means, _ = score(preds, refs, [metrics.family_of(cfg.train.metric_for_best_model)])
-        return {k: round(v, 6) for k, v in means.items()}
-
-    return compute
 
 
 # -- model preparation -------------------------------------------------------------------------
 
 
-def quantization_config(cfg: Config, runtime: Runtime):
-    if not cfg.train.quantization:
-        return None
-    import importlib.util
-
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("train.quantization needs bitsandbytes: pip install 's2s-pipeline[gpu]' on the CUDA machine")
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    if cfg.train.quantization == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if runtime.bf16 else torch.float16,
-    )
-
-
-def freeze(model, cfg: Config) -> None:
-    """The legacy trainer's freeze_embeds / freeze_encoder."""
-    if cfg.train.freeze_embeds:
-        for module in model.modules():
-            if module.__class__.__name__.endswith(("Embedding", "PositionalEmbedding", "ScaledWordEmbedding")):
-                for p in module.parameters():
-                    p.requires_grad = False
-    if cfg.train.freeze_encoder:
-        encoder = model.get_encoder()
-        for p in encoder.parameters():
-            p.requires_grad = False
-
-
-def apply_peft(model, cfg: Config):
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-
-    t = cfg.train
-    if t.quantization:
-        model = prepare_model_for_kbit_training(model)
-    lora = LoraConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM,
-        r=t.lora_r,
-        lora_alpha=t.lora_alpha,
-        lora_dropout=t.lora_dropout,
-        target_modules=t.target_modules,
-    )
-    model = get_peft_model(model, lora)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    logger.info(
-        "LoRA r=%d alpha=%d on %s: %d of %d parameters trainable (%.2f%%)",
-        t.lora_r,
-        t.lora_alpha,
-        t.target_modules,
-        trainable,
-        total,
-        100 * trainable / total,
-    )
-    return model
-
-
-def training_arguments(cfg: Config, runtime: Runtime, steps_per_epoch: int, output_dir: Path, has_eval: bool):
-    from transformers import Seq2SeqTrainingArguments
-
-    t = cfg.train
-    evaluating = has_eval and t.eval_strategy != "no"
-    best = metrics.get(t.metric_for_best_model)
-    generating = evaluating and best is not None
-    if evaluating:
-        save_strategy, save_steps = t.eval_strategy, t.eval_steps
-    else:
-        save_strategy, save_steps = ("steps", t.save_steps) if t.save_steps else ("no", None)
-    # AutoTrain's logging_steps=-1: about five logs per epoch, at least every step on tiny data.
-    logging_steps = t.logging_steps if t.logging_steps > 0 else max(1, steps_per_epoch // 5)
-    return Seq2SeqTrainingArguments(
-        output_dir=str(output_dir),
-        learning_rate=t.lr,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=max(t.batch_size, 16),
-        gradient_accumulation_steps=t.gradient_accumulation,
-        auto_find_batch_size=t.auto_find_batch_size,
-        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
-        lr_scheduler_type=SCHEDULERS.get(t.scheduler, t.scheduler),
-        optim=t.optimizer,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        label_smoothing_factor=t.label_smoothing,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=logging_steps,
-        eval_strategy=t.eval_strategy if evaluating else "no",
-        eval_steps=t.eval_steps if evaluating else None,
-        save_strategy=save_strategy,
-        save_steps=save_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=evaluating and t.load_best_model_at_end,
-        metric_for_best_model=f"eval_{t.metric_for_best_model}" if evaluating else None,
-        greater_is_better=bool(best.higher_is_better) if generating else (False if evaluating else None),
-        predict_with_generate=generating,
-        generation_max_length=t.generation_max_length if generating else None,
-        generation_num_beams=t.generation_num_beams if generating else None,
-        bf16=runtime.bf16,
-        fp16=runtime.fp16,
-        use_cpu=runtime.device == "cpu",
-        ddp_backend="gloo" if runtime.device == "cpu" and "WORLD_SIZE" in os.environ else None,
-        train_sampling_strategy="group_by_length" if t.length_grouping > 1 else "random",
-        include_num_input_tokens_seen="non_padding",
-        report_to="none",
-        disable_tqdm=True,  # our TrainingBar instead, without the per-step dicts on the console
-        dataloader_num_workers=0,
-        save_only_model=False,
-        gradient_checkpointing=t.gradient_checkpointing,
-        # non-reentrant: gradients reach LoRA weights even when the embeddings are frozen
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-    )
-
-
 # -- outputs ----------------------------------------------------------------------------------
 
 
-def write_curves(cfg: Config, history: list[dict], run: RunHandle | None) -> None:
-    """Train/eval curves as CSV (for ``dvc plots``) and a PNG (for the MLflow run)."""
-    plots = cfg.path("reports") / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    train_rows = [h for h in history if "loss" in h and "step" in h]
-    eval_rows = [h for h in history if "eval_loss" in h and "step" in h]
-    extra = [k for k in (f"eval_{m}" for m in metrics.metrics()) if any(k in h for h in eval_rows)]
-    paths.atomic_write_text(
-        plots / "train.csv",
-        _csv(
-            [["step", "loss", "learning_rate", "grad_norm"]]
-            + [[h["step"], h["loss"], h.get("learning_rate", ""), h.get("grad_norm", "")] for h in train_rows]
-        ),
-    )
-    paths.atomic_write_text(
-        plots / "eval.csv",
-        _csv(
-            [["step", "eval_loss", *extra]]
-            + [[h["step"], h["eval_loss"], *(h.get(k, "") for k in extra)] for h in eval_rows]
-        ),
-    )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([h["step"] for h in train_rows], [h["loss"] for h in train_rows], label="train loss")
-    if eval_rows:
-        ax.plot([h["step"] for h in eval_rows], [h["eval_loss"] for h in eval_rows], "o-", label="eval loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{cfg.pipeline}: {cfg.train.model}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = paths.temp_sibling(plots / "loss.png")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, plots / "loss.png")
-    if run is not None:
-        run.log_artifacts(plots, artifact_path="plots")
-
-
-def _csv(rows: list[list]) -> str:
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
-def save_final(cfg: Config, trainer, tokenizer, runtime: Runtime) -> Path:
+def save_final(cfg: Config, trainer, tokenizer) -> Path:
     """Write the final model (LoRA merged into its base) to ``paths.model`` atomically, and the
     LoRA adapter itself to ``paths.adapter``."""
     out = cfg.path("model")
@@ -485,17 +135,6 @@ def save_final(cfg: Config, trainer, tokenizer, runtime: Runtime) -> Path:
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(str(tmp))
     return paths.replace_dir(tmp, out)  # the model folder appears complete or not at all
-
-
-def mfu(runtime: Runtime, n_params: int, tokens_per_s: float) -> float | None:
-    """Model FLOPs utilisation (6 x parameters per token) against the GPU's bf16 dense peak."""
-    if runtime.device != "cuda":
-        return None
-    import torch
-
-    name = torch.cuda.get_device_name(0)
-    peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-    return None if peak is None else 6 * n_params * tokens_per_s / (peak * runtime.n_devices)
 
 
 # -- the stage --------------------------------------------------------------------------------
@@ -530,7 +169,7 @@ def train(cfg: Config, ingested: IngestResult, run: RunHandle | None = None) -> 
     if main:
         _open_record(cfg, ingested, run, runtime, world, (resume_from, run_id), fingerprint)
     trainer = _trainer(cfg, model, args, tokenizer, (train_ds, valid_ds), runtime, run if main else None)
-    monitor = _system_metrics(cfg, run.run_id) if main else None
+    monitor = system_metrics(cfg, run.run_id) if main else None
     try:  # checkpoints stay on every way out but success: the next run resumes from them
         with signals.graceful():  # SIGTERM / Ctrl-C: checkpoint, stop, then raise Interrupted
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -640,7 +279,7 @@ def _trainer(cfg: Config, model, args, tokenizer, splits, runtime: Runtime, run:
         ),
         processing_class=tokenizer,
         compute_metrics=compute_scores(cfg, tokenizer) if args.predict_with_generate else None,
-        callbacks=[*callbacks(cfg, run), *extra],
+        callbacks=[*callbacks(run), *extra],
     )
     trainer.remove_callback(PrinterCallback)  # prints every log dict: the log file has them (TrainingBar)
     return trainer
@@ -649,7 +288,7 @@ def _trainer(cfg: Config, model, args, tokenizer, splits, runtime: Runtime, run:
 def _close_record(cfg: Config, ingested, trainer, tokenizer, runtime: Runtime, output, run, resume_from, fingerprint):
     """Save the model, log the run's final figures, curves and data profile, and write the
     stage's result; the checkpoints then go (a re-run starts fresh)."""
-    out = save_final(cfg, trainer, tokenizer, runtime)
+    out = save_final(cfg, trainer, tokenizer)
     runtime_s = float(output.metrics.get("train_runtime", 0.0)) or 1e-9
     tokens = float(trainer.state.num_input_tokens_seen or 0)
     n_params = sum(p.numel() for p in trainer.model.parameters())
@@ -686,58 +325,6 @@ def _close_record(cfg: Config, ingested, trainer, tokenizer, runtime: Runtime, o
     return result
 
 
-def trainer_class(window: int):
-    """Seq2SeqTrainer whose length-grouped batches come from windows of ``window`` batches.
-
-    transformers sorts windows of 50 batches by length: the least padding, but on data whose
-    length follows its content (here, the kind of report) batches become uniform and the model
-    learns measurably worse. Two batches per window keep batches mixed (eval loss within
-    seed-to-seed noise of random batches, see bench/train.py) and still cut the padding by a
-    third. Same RNG use as transformers' sampler, so resume replays the same order.
-    """
-    from transformers import Seq2SeqTrainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-
-    class WindowedLengthSampler(LengthGroupedSampler):
-        def __iter__(self):
-            return iter(
-                get_length_grouped_indices(
-                    self.lengths, self.batch_size, mega_batch_mult=window, generator=self.generator
-                )
-            )
-
-    class Trainer(Seq2SeqTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            sampler = super()._get_train_sampler(train_dataset)
-            if isinstance(sampler, LengthGroupedSampler):
-                sampler.__class__ = WindowedLengthSampler
-            return sampler
-
-    return Trainer
-
-
-def log_inputs(cfg: Config, ingested: IngestResult, run: RunHandle) -> None:
-    """What a fresh run records before training: the validation report, the split sizes, and
-    the splits as MLflow datasets whose digest is the data version (tasks/tracking/lineage.py)."""
-    log_validation(cfg, run)
-    run.log_metrics({f"data_rows_{k}": v for k, v in ingested.rows.items()})
-    run.log_inputs(lineage.dataset_inputs(cfg, ingested))
-
-
-def _system_metrics(cfg: Config, run_id: str):
-    """CPU, memory, disk, network (and GPU) use sampled into the run as system/* metrics."""
-    try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        # 2 s: MLflow drops the sample in progress at shutdown, so short runs need short intervals
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=2, tracking_uri=cfg.tracking_uri())
-        monitor.start()
-        return monitor
-    except Exception as exc:  # monitoring must never stop a training run
-        logger.warning("system metrics are off: %s", exc)
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     from tasks.stage_runner import stage_main
 
@@ -746,43 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         return train(cfg, ingested, owner.run(ingested.data_version))
 
     return stage_main("train", run, argv)
-
-
-def log_data_profile(cfg: Config, ingested: IngestResult, tokenizer, run) -> None:
-    """The training data's drift profile (tasks/data/drift.py) and the tokenizer it was measured
-    with, as run artifacts ``data/``: a later retrain compares new data with them."""
-    import io
-    import json
-    import tempfile
-    from pathlib import Path
-
-    import numpy as np
-
-    from tasks.data import rowkey
-
-    train = load_split(ingested, "train", columns=["text", "target"])
-    test = load_split(ingested, "test", columns=["text"]) if ingested.rows.get("test") else None
-    profile = drift.profile(
-        train["text"].tolist(),
-        train["target"].tolist(),
-        test["text"].tolist() if test is not None else [],
-        tokenizer,
-        cfg.drift.max_pieces,
-        cfg.ingest.source_prefix,
-    )
-    path = cfg.path("reports") / lineage.PROFILE
-    paths.atomic_write_text(path, json.dumps(profile))
-    run.log_artifact(path, artifact_path="data")
-    # the inputs it trained on, so a later candidate is compared with it only on rows it never saw
-    seen = np.unique(rowkey.hash64(t.removeprefix(cfg.ingest.source_prefix) for t in train["text"].tolist()))
-    hashes = cfg.path("reports") / lineage.TRAIN_INPUTS
-    buffer = io.BytesIO()
-    np.save(buffer, seen, allow_pickle=False)
-    paths.atomic_write_bytes(hashes, buffer.getvalue())
-    run.log_artifact(hashes, artifact_path="data")
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(str(Path(tmp) / "tokenizer"))
-        run.log_artifacts(Path(tmp) / "tokenizer", artifact_path="data/tokenizer")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import dvc_env, make_clone, make_project, run_cli, venv_bin
@@ -161,3 +162,43 @@ def test_any_path_the_guard_accepts_stays_strictly_inside_and_off_project_files(
     for f in ("params.yaml", "pipelines.yaml", "dvc.yaml", "data/sample/reports.csv"):
         assert where not in (root / f).parents
     assert os.path.commonpath([where, root]) == str(root)
+
+
+def test_what_a_killed_writer_left_half_written_goes_and_a_live_writers_stays(project):
+    """A real SIGKILL in the middle of writing a staged folder (as ingest stages its splits) leaves
+    it beside the output; the next run's sweep removes it, and keeps a live writer's."""
+    import signal
+    import sys
+
+    cfg = load_config()
+    out = cfg.path("data")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from tasks.core import paths\n"
+        "tmp = paths.temp_sibling(Path(sys.argv[1])); tmp.mkdir()\n"
+        "(tmp / 'train.parquet').write_bytes(b'half')\n"
+        "print(tmp, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL) if sys.argv[2] == 'die' else time.sleep(60)\n"
+    )
+
+    def killed() -> Path:
+        proc = subprocess.run([sys.executable, "-c", write, str(out), "die"], capture_output=True, text=True)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        left = Path(proc.stdout.strip())
+        assert (left / "train.parquet").is_file()
+        return left
+
+    left = killed()
+    assert paths.sweep_outputs(cfg) == [left] and not left.exists()  # the next run's sweep
+    left = killed()
+    live = subprocess.Popen([sys.executable, "-c", write, str(out), "live"], stdout=subprocess.PIPE, text=True)
+    try:
+        kept = Path(live.stdout.readline().strip())
+        assert not left.exists() and kept.is_dir()  # the next writer of the same output sweeps too
+        assert paths.sweep_outputs(cfg) == [] and kept.is_dir()  # its writer is alive: not ours to remove
+    finally:
+        live.kill()
+        live.wait()
+    assert paths.sweep_stale(out) == [kept]  # now its writer is gone too

@@ -279,7 +279,7 @@ def test_a_sigterm_answers_what_cannot_finish_in_the_drain_time_with_a_503(serve
 
 
 def test_bad_lengths_and_objects_without_text_are_400s_not_500s():
-    from tasks.serving.http_server import MAX_BODY, BadRequest, Limits, body_length, check_limits, parse
+    from tasks.serving.request_body import MAX_BODY, BadRequest, Limits, body_length, check_limits, parse
 
     for header, status in (("abc", 400), ("-5", 400), (str(MAX_BODY + 1), 413)):
         with pytest.raises(BadRequest) as err:

@@ -186,7 +186,7 @@ def _add_model_commands(sub) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
-# `s2s serve` flags over the params.yaml `serve` section (tasks/serving/http_server.Limits)
+# `s2s serve` flags over the params.yaml `serve` section (tasks/serving/request_body.Limits)
 FLAG_DEST = {
     "--max-inputs": "max_inputs",
     "--max-input-chars": "max_input_chars",

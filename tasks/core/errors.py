@@ -7,6 +7,8 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
+
 # Every exit status of `s2s` and of `python -m tasks.<stage>`: the one table (docs/reference's
 # exit-codes page is generated from it). Constants below name the ones code returns directly.
 EXIT_CODES: dict[int, str] = {
@@ -108,3 +110,9 @@ def storage_failure(exc: BaseException, root=None) -> StorageError | None:
         f"writing {named or 'a file'} failed: {cause} ({first}); {fix}, then run again: "
         "a training goes on from its last complete checkpoint"
     )
+
+
+def suggest(word: str, options) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or nothing: every "unknown name" error uses it."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

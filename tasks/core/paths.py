@@ -21,6 +21,7 @@ the marker and never follows a symbolic link. Files a later stage reads are writ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # tasks.core.config.Config: loading a configuration runs this module's check, so config imports
 # this module and this module names the type without importing it (no import circle)
@@ -61,15 +64,7 @@ def check(cfg: Config) -> None:
     """Raise ConfigError, naming the setting, for any configured folder the pipeline must not use."""
     root = cfg.root.resolve()
     base = cfg.base().resolve()
-    extra = []
-    for raw in cfg.paths.extra_roots:
-        p = Path(raw).expanduser()
-        if not p.is_absolute():
-            raise ConfigError(f"paths.extra_roots: {raw!r} must be an absolute folder (e.g. /mnt/scratch/s2s)")
-        p = p.resolve()
-        if _within(root, p):
-            raise ConfigError(f"paths.extra_roots: {raw!r} holds the project folder itself; name a folder beside it")
-        extra.append(p)
+    extra = _extra_roots(cfg, root)
     protected_dirs = [root / ".git", root / ".dvc", root / STATE_DIR]
     protected_files = [root / f for f in PROJECT_FILES]
     source = cfg.source_path()
@@ -82,20 +77,7 @@ def check(cfg: Config) -> None:
     settings = output_settings(cfg)
     for setting, path in settings.items():
         shown = _shown(cfg, setting)
-        home = base if setting.startswith("paths.") else root
-        if not any(_inside(path, r) for r in (home, *extra)):
-            where = "the project folder" if home == root else f"the run folder {home.relative_to(root)}/"
-            if _within(home, path):
-                what = f"{where} itself" if path == home else f"a parent of {where}"
-            else:
-                what = f"a folder outside {where}" + (" and outside paths.extra_roots" if extra else "")
-            raise ConfigError(
-                f"{setting}: {shown} resolves to {path}, {what}; the pipeline writes and deletes "
-                f"there, so give a folder strictly inside {where}"
-                + ("" if extra else " (or name an outside folder in paths.extra_roots)")
-            )
-        if _within(root, path):
-            raise ConfigError(f"{setting}: {shown} resolves to {path}, the project folder or one of its parents")
+        _check_home(setting, shown, path, base if setting.startswith("paths.") else root, root, extra)
         for d in protected_dirs:
             if _within(path, d) or _within(d, path):
                 raise ConfigError(
@@ -118,6 +100,37 @@ def check(cfg: Config) -> None:
         for b, pb in items[i + 1 :]:
             if _within(pb, pa):
                 raise ConfigError(f"{b} ({pb}) lies inside {a} ({pa}); configured folders must not overlap")
+
+
+def _extra_roots(cfg: Config, root: Path) -> list[Path]:
+    extra = []
+    for raw in cfg.paths.extra_roots:
+        p = Path(raw).expanduser()
+        if not p.is_absolute():
+            raise ConfigError(f"paths.extra_roots: {raw!r} must be an absolute folder (e.g. /mnt/scratch/s2s)")
+        p = p.resolve()
+        if _within(root, p):
+            raise ConfigError(f"paths.extra_roots: {raw!r} holds the project folder itself; name a folder beside it")
+        extra.append(p)
+    return extra
+
+
+def _check_home(setting: str, shown: str, path: Path, home: Path, root: Path, extra: list[Path]) -> None:
+    """``path`` lies strictly inside its ``home`` (the run folder, or the project for tracking
+    settings) or an extra root, and holds neither the project folder nor a parent of it."""
+    if not any(_inside(path, r) for r in (home, *extra)):
+        where = "the project folder" if home == root else f"the run folder {home.relative_to(root)}/"
+        if _within(home, path):
+            what = f"{where} itself" if path == home else f"a parent of {where}"
+        else:
+            what = f"a folder outside {where}" + (" and outside paths.extra_roots" if extra else "")
+        raise ConfigError(
+            f"{setting}: {shown} resolves to {path}, {what}; the pipeline writes and deletes "
+            f"there, so give a folder strictly inside {where}"
+            + ("" if extra else " (or name an outside folder in paths.extra_roots)")
+        )
+    if _within(root, path):
+        raise ConfigError(f"{setting}: {shown} resolves to {path}, the project folder or one of its parents")
 
 
 def _shown(cfg: Config, setting: str) -> str:
@@ -169,8 +182,50 @@ def remove_inside(owned: Path, child: Path) -> None:
 
 
 def temp_sibling(path: Path) -> Path:
-    """A unique temporary name beside ``path`` (same file system, so renames are atomic)."""
+    """A unique temporary name beside ``path`` (same file system, so renames are atomic); what a
+    dead process left under such a name for ``path`` goes first."""
+    sweep_stale(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_stale(path: Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` (``temp_sibling``) whose process is gone: what a
+    SIGKILL, or a stop in the middle of a write, left half-written. Returns what was removed."""
+    import re
+
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}$")
+    removed = []
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:  # no parent folder yet: nothing was left there
+        return removed
+    for sibling in siblings:
+        m = pattern.match(sibling.name)
+        if m and int(m[1]) != os.getpid() and not _alive(int(m[1])):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+            removed.append(sibling)
+    return removed
+
+
+def sweep_outputs(cfg: Config) -> list[Path]:
+    """``sweep_stale`` for every folder the pipeline writes (run start, under the project lock)."""
+    removed = [p for path in output_settings(cfg).values() for p in sweep_stale(path)]
+    if removed:
+        logger.info("removed what stopped runs left half-written: %s", ", ".join(str(p) for p in removed))
+    return removed
 
 
 def replace_dir(tmp: Path, out: Path) -> Path:

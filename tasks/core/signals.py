@@ -123,7 +123,7 @@ def _arm_watchdog(signum: int) -> None:
         STATE.watchdog.start()
 
 
-def _handler(signum, frame) -> None:
+def _handler(signum, _frame) -> None:
     _arrivals()  # this signal's own record (and Prefect's re-sent copy of it): accounted for here
     STATE.received.append(signum)
     if len(STATE.received) > 1:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tasks.core.config import Config
 from tasks.core.errors import DataError
-from tasks.data import formats
+from tasks.data import formats, json_rows
 
 # Split names people use for the same thing; the first match in a folder or DatasetDict wins.
 ALIASES = {"validation": ("validation", "valid", "val", "dev", "eval"), "test": ("test",)}
@@ -122,7 +122,7 @@ def read_table(path: Path, delimiter: str | None = None) -> pd.DataFrame:
         raise DataError(f"{where}: a NUL byte on line {line}: a binary file, or a broken export")
     if src.kind == "delimited":
         return _read_csv(where, raw, src.delimiter or ",")
-    records = formats.json_document(where, raw.decode("utf-8-sig"), lines=src.lines_named)
+    records = json_rows.json_document(where, raw.decode("utf-8-sig"), lines=src.lines_named)
     if records is None:
         return _read_jsonl(where, raw)
     if not records:
@@ -205,7 +205,7 @@ def json_record(path, number: int, line: str) -> dict:
     """Line ``number`` of a JSON-lines file as an object, strictly (no NaN/Infinity), or a
     DataError naming the line (the ingest reader and batch prediction alike)."""
     try:
-        obj = formats.loads(line)
+        obj = json_rows.loads(line)
     except ValueError as exc:
         raise DataError(f"{path}: line {number} is not valid JSON ({exc}); each line must be one JSON object") from None
     if not isinstance(obj, dict):

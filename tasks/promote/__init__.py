@@ -123,7 +123,7 @@ def _gate(cfg: Config, lock, name: str, version: str, evaluated: EvaluateResult,
     """Decide on the candidate against ``current`` (the champion or None), then record the
     decision and move the aliases, or put the version on hold for a person's approval."""
     previous = str(current.version) if current else None
-    champion, basis, intervals, paired = _champion(cfg, version, evaluated, current)
+    champion, basis, intervals, paired = _champion(cfg, evaluated, current)
     gates = _gates(cfg, evaluated.primary)
     limits = cfg.promote.degenerate
     outputs = degenerate_checks(evaluated.degenerate, limits) if limits.refuse else ()
@@ -195,7 +195,7 @@ def _report(cfg: Config, run: RunHandle | None, result: PromoteResult, evaluated
         logger.warning("promote: the promotion report of %s v%s was not written: %s", name, version, exc)
 
 
-def _champion(cfg: Config, version: str, evaluated: EvaluateResult, current):
+def _champion(cfg: Config, evaluated: EvaluateResult, current):
     """What the candidate is compared with: (champion metrics or None, how they were measured,
     the paired-bootstrap intervals, the candidate's metrics on the champion's rows)."""
     previous = str(current.version) if current else None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 import math
 import os
@@ -27,9 +26,10 @@ import pandas as pd
 
 from tasks.core.config import suggest
 from tasks.core.errors import ConfigError, DataError, PipelineError
-from tasks.data import formats
+from tasks.data import formats, json_rows
 from tasks.data.sources import check_header, json_record
 from tasks.data.text import is_blank, nfc
+from tasks.serving.batch_writers import writer
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _json_chunks(src: formats.Source, chunk_rows: int) -> Iterator[pd.DataFrame]
     body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if body.startswith(b"[") or (body.startswith(b"{") and not src.lines_named):
         text = src.read().decode("utf-8-sig", errors="strict") if _utf8(src) else ""
-        records = formats.json_document(src.where, text, lines=src.lines_named)
+        records = json_rows.json_document(src.where, text, lines=src.lines_named)
         if records is not None:
             if not records:
                 raise DataError(f"{src.where} has no records (the JSON array is empty)")
@@ -262,115 +262,6 @@ def count_rows(path: Path) -> int | None:
 # -- writing --------------------------------------------------------------------------------
 
 
-class _CsvWriter:
-    def __init__(self, path: Path):
-        self.fh = path.open("w", encoding="utf-8", newline="")
-        self.columns: list | None = None
-
-    def write(self, chunk: pd.DataFrame, origin: str) -> None:
-        if self.columns is None:
-            self.columns = list(chunk.columns)
-        else:
-            chunk = _fit(chunk, self.columns, origin, "CSV")
-        # CRLF record ends (RFC 4180): the csv module then quotes every cell holding "\r" or "\n";
-        # with "\n" alone a bare "\r" in a cell would be written unquoted and split its row
-        chunk.to_csv(self.fh, header=self.fh.tell() == 0, index=False, lineterminator="\r\n")
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-class _JsonlWriter:
-    def __init__(self, path: Path):
-        self.fh = path.open("w", encoding="utf-8", newline="\n")
-
-    def write(self, chunk: pd.DataFrame, origin: str) -> None:
-        columns = [str(c) for c in chunk.columns]
-        lines = [
-            json.dumps(dict(zip(columns, map(_json_value, row))), ensure_ascii=False, default=_json_default)
-            for row in chunk.itertuples(index=False, name=None)
-        ]
-        if lines:
-            self.fh.write("\n".join(lines) + "\n")
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-class _ParquetWriter:
-    def __init__(self, path: Path, output_column: str):
-        self.path = path
-        self.output_column = output_column
-        self.writer = None
-        self.schema = None
-
-    def write(self, chunk: pd.DataFrame, origin: str) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.schema is None:
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            # fixed from the first chunk; a column with no value yet (null type) becomes text, and
-            # the predictions are always text, even in an all-blank first chunk
-            fields = [
-                pa.field(f.name, pa.string()) if f.name == self.output_column or pa.types.is_null(f.type) else f
-                for f in table.schema
-            ]
-            self.schema = pa.schema(fields, metadata=table.schema.metadata)
-            self.writer = pq.ParquetWriter(self.path, self.schema)
-        else:
-            chunk = _fit(chunk, self.schema.names, origin, "Parquet")
-        try:
-            table = pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise DataError(
-                f"{origin}: a column changes type after the first chunk, which fixed the Parquet schema "
-                f"({str(exc).splitlines()[0][:200]}); write .jsonl or .csv output instead"
-            ) from None
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _fit(chunk: pd.DataFrame, columns: list, origin: str, kind: str) -> pd.DataFrame:
-    """A later chunk in the first chunk's columns (JSON Lines records need not all have every key)."""
-    extra = [c for c in chunk.columns if c not in columns]
-    if extra:
-        raise DataError(
-            f"{origin}: key(s) {', '.join(map(repr, extra))} first appear after the first chunk, which fixed "
-            f"the {kind} columns; write .jsonl output, or raise --chunk-rows"
-        )
-    return chunk if list(chunk.columns) == list(columns) else chunk.reindex(columns=columns)
-
-
-def _json_value(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if v is pd.NA or v is pd.NaT:
-        return None
-    return v
-
-
-def _json_default(v):
-    if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
-        return _json_value(v.item())  # numpy scalars
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return str(v)
-
-
-def _writer(kind: str, path: Path, output_column: str):
-    if kind == "csv":
-        return _CsvWriter(path)
-    if kind == "jsonl":
-        return _JsonlWriter(path)
-    return _ParquetWriter(path, output_column)
-
-
 # -- predicting ---------------------------------------------------------------------------
 
 
@@ -456,7 +347,7 @@ def predict_file(
         if not bar.disable:
             bar.total = count_rows(input)
             bar.refresh()
-        writer = _writer(file_format(output), tmp, output_column)
+        out = writer(file_format(output), tmp, output_column)
         try:
             for number, chunk in enumerate(chunks):
                 # later chunks too: a JSON Lines key may first appear anywhere
@@ -464,14 +355,14 @@ def predict_file(
                 texts = [_text(v) for v in chunk[column].tolist()] if column in chunk.columns else [""] * len(chunk)
                 predictions, blank = predict_texts(model, texts)
                 chunk[output_column] = predictions
-                writer.write(chunk, f"{input} (rows {rows + 1}-{rows + len(chunk)})")
+                out.write(chunk, f"{input} (rows {rows + 1}-{rows + len(chunk)})")
                 rows += len(chunk)
                 blanks += blank
                 normalized += sum(1 for t in texts if not t.isascii() and nfc(t) != t)
                 bar.update(len(chunk))
         finally:
             chunks.close()
-            writer.close()
+            out.close()
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
         os.replace(tmp, output)
     except BaseException:

@@ -24,8 +24,6 @@ is left with a 503 and exits 0. Every refusal names the setting to change.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import socket
@@ -39,57 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tasks.data.text import is_blank, nfc
+from tasks.serving.request_body import ERROR_CODES, BadRequest, Limits, body_length, check_limits, parse
 
 logger = logging.getLogger(__name__)
-
-MAX_BODY = 10 * 1024 * 1024
-ERROR_CODES = {
-    408: "REQUEST_TIMEOUT",
-    413: "REQUEST_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE_ENTITY",
-    503: "SERVICE_UNAVAILABLE",
-}
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask of the server (the ``serve`` section of params.yaml)."""
-
-    max_inputs: int = 256
-    max_input_chars: int = 20000
-    max_body_bytes: int = MAX_BODY
-    max_request_seconds: float = 30.0
-    max_queued_inputs: int = 4096
-    read_timeout_s: float = 10.0
-    drain_s: float = 20.0
-
-    @classmethod
-    def of(cls, section) -> Limits:
-        return cls(**section.model_dump())
-
-
-def check_limits(texts: list, limits: Limits) -> None:
-    """413 over ``max_inputs``, 422 for an input over ``max_input_chars`` (before any tokenizing)."""
-    if len(texts) > limits.max_inputs:
-        raise BadRequest(
-            f"{len(texts):,} inputs in one request; the limit is {limits.max_inputs:,} "
-            "(serve.max_inputs, s2s serve --max-inputs): split the request",
-            413,
-        )
-    for i, t in enumerate(texts):
-        if t is not None and len(t) > limits.max_input_chars:
-            raise BadRequest(
-                f"input {i} has {len(t):,} characters; the limit is {limits.max_input_chars:,} "
-                "(serve.max_input_chars, s2s serve --max-input-chars)",
-                422,
-            )
 
 
 @dataclass(frozen=True)
@@ -107,98 +57,6 @@ def backend_of(model) -> str:
         return getattr(model.unwrap_python_model(), "backend", "hf")
     except Exception:  # not a python-function model of ours
         return "hf"
-
-
-def _column(columns: list, rows: list[list]) -> list:
-    if "text" in columns:
-        i = columns.index("text")
-    elif len(columns) == 1:
-        i = 0
-    else:
-        raise BadRequest(f"which column holds the text? name one 'text' (columns given: {columns})")
-    return [row[i] if isinstance(row, list) and len(row) > i else None for row in rows]
-
-
-def parse(content_type: str, body: bytes) -> list:
-    """The texts of a request (None for a missing cell), or BadRequest naming what is wrong."""
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind == "text/csv":
-        try:
-            rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise BadRequest(f"the CSV body is not readable: {exc}") from None
-        if not rows:
-            raise BadRequest("the CSV body is empty: send a header row and one row per input")
-        return _column(rows[0], rows[1:])
-    if kind not in ("application/json", ""):
-        raise BadRequest(f"content type {kind!r} is not served: send application/json or text/csv", 415)
-    try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-    except RecursionError:  # [[[[...]]]] nested deeper than the parser goes (was a 500)
-        raise BadRequest("the body is JSON nested too deeply: send a flat object of inputs") from None
-    if not isinstance(doc, dict):
-        raise BadRequest('send a JSON object: {"inputs": ["text", ...]}')
-    if "inputs" in doc or "instances" in doc:
-        key = "inputs" if "inputs" in doc else "instances"
-        texts = doc[key]
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list):
-            raise BadRequest(f'"{key}" must be a list of strings')
-        missing = [i for i, t in enumerate(texts) if isinstance(t, dict) and "text" not in t]
-        if missing:
-            raise BadRequest(f'input {missing[0]} is an object without "text": send strings or {{"text": ...}}')
-        texts = [t["text"] if isinstance(t, dict) else t for t in texts]
-    elif "dataframe_split" in doc:
-        split = doc["dataframe_split"]
-        if not isinstance(split, dict) or not isinstance(split.get("data"), list):
-            raise BadRequest('"dataframe_split" needs "columns" and "data" (a list of rows)')
-        columns = split.get("columns") or ["text"]
-        if not isinstance(columns, list):  # a number here was a 500
-            raise BadRequest('"dataframe_split" "columns" must be a list of column names')
-        texts = _column(columns, split["data"])
-    elif "dataframe_records" in doc:
-        records = doc["dataframe_records"]
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise BadRequest('"dataframe_records" must be a list of objects')
-        columns = sorted({k for r in records for k in r})
-        texts = (
-            [r.get("text") for r in records]
-            if "text" in columns or not columns
-            else _column(columns, [[r.get(c) for c in columns] for r in records])
-        )
-    else:
-        raise BadRequest(
-            f"no inputs: send one of inputs, instances, dataframe_split, dataframe_records (keys given: {sorted(doc)})"
-        )
-    bad = [i for i, t in enumerate(texts) if t is not None and not isinstance(t, str)]
-    if bad:
-        raise BadRequest(f"input {bad[0]} is a {type(texts[bad[0]]).__name__}, not a string")
-    for i, t in enumerate(texts):  # "\ud800" is valid JSON but no text: the tokenizer failed on it (a 500)
-        if t is not None and not t.isascii():
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadRequest(f"input {i} holds a lone surrogate (\\ud800-\\udfff): not Unicode text") from None
-    return texts
-
-
-def body_length(header: str | None, limit: int = MAX_BODY) -> int:
-    """The request's Content-Length, or BadRequest (413 over ``limit``)."""
-    try:
-        length = int(header or 0)
-    except ValueError:
-        raise BadRequest(f"Content-Length {header!r} is not a number of bytes") from None
-    if length < 0:
-        raise BadRequest(f"Content-Length {length} is negative")
-    if length > limit:
-        raise BadRequest(
-            f"the body is {length:,} bytes; the limit is {limit:,} (serve.max_body_bytes, s2s serve --max-body-bytes)",
-            413,
-        )
-    return length
 
 
 class Job:
@@ -419,6 +277,120 @@ class Deadlines:
                     pass
 
 
+class Handler(BaseHTTPRequestHandler):
+    """One connection's requests; what it serves with is set per server by :func:`make_server`."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive; an idle connection is closed after read_timeout_s
+    # set by make_server: the model, the batcher, the limits, and the server's stop event
+    holder: Holder
+    batcher: Batcher
+    alias: str | None
+    stopping: threading.Event
+    limits: Limits
+    deadlines: Deadlines
+
+    def log_message(self, fmt, *args):  # one line per request would drown the console
+        logger.debug("%s " + fmt, self.address_string(), *args)
+
+    def handle_one_request(self):
+        # the whole request, from its first byte to the end of its body, within read_timeout_s
+        self.deadlines.start(self.connection, self.limits.read_timeout_s, idle=True)
+        try:
+            super().handle_one_request()
+        finally:
+            self.deadlines.done(self.connection)
+
+    def parse_request(self):
+        self.deadlines.start(self.connection, self.limits.read_timeout_s, idle=False)  # the request line came
+        if not super().parse_request():
+            return False
+        if self.command != "POST" and not self.deadlines.done(self.connection):
+            self.close_connection = True  # headers cut short by the deadline: nothing to answer
+            return False
+        return True
+
+    def _send(self, status: int, doc: dict, served: Served | None = None, close: bool = False) -> None:
+        body = json.dumps(doc, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 503:
+            self.send_header("Retry-After", "5")
+        if served is not None:
+            self.send_header("X-Model-Version", served.version)
+            self.send_header("X-Model-Backend", served.backend)
+        if close or self.stopping.is_set():  # an unread body, or shutting down: no next request here
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _read_body(self, length: int) -> bytes:
+        chunks, got = [], 0
+        while got < length:
+            try:
+                chunk = self.rfile.read1(min(65536, length - got))
+            except TimeoutError:  # no byte for read_timeout_s: the same deadline
+                chunk = b""
+            if not chunk:  # the client stopped, or its deadline shut the socket
+                raise BadRequest(
+                    f"the request did not arrive within {self.limits.read_timeout_s:g} s "
+                    f"({got:,} of {length:,} body bytes; serve.read_timeout_s, s2s serve --read-timeout)",
+                    408,
+                )
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        served = self.holder.current()
+        if self.path in ("/ping", "/health"):
+            self._send(200, {"status": "ok"}, served)
+        elif self.path == "/version":
+            self._send(
+                200,
+                {"model": served.name, "version": served.version, "alias": self.alias, "backend": served.backend},
+                served,
+            )
+        else:
+            self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path}: POST /invocations"})
+
+    def do_POST(self):  # noqa: N802
+        if self.path != "/invocations":
+            self.deadlines.done(self.connection)
+            self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path}: POST /invocations"})
+            return
+        read = False
+        try:
+            length = body_length(self.headers.get("Content-Length"), self.limits.max_body_bytes)
+            body, read = self._read_body(length), True
+            if not self.deadlines.done(self.connection):  # all here, or cut short: generation has its own bound
+                read = False
+                raise BadRequest(
+                    f"the request did not arrive within {self.limits.read_timeout_s:g} s "
+                    "(serve.read_timeout_s, s2s serve --read-timeout)",
+                    408,
+                )
+            texts = parse(self.headers.get("Content-Type", ""), body)
+            del body
+            check_limits(texts, self.limits)
+            predictions, served = self.batcher.submit(texts).result()
+        except BadRequest as exc:
+            code = ERROR_CODES.get(exc.status, "BAD_REQUEST")
+            self._send(exc.status, {"error_code": code, "message": str(exc)}, close=not read)
+            return
+        except Exception as exc:
+            logger.exception("prediction failed")
+            self._send(500, {"error_code": "INTERNAL_ERROR", "message": f"prediction failed: {exc}"})
+            return
+        self._send(200, {"predictions": predictions}, served)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() waits for the requests in flight
+    request_queue_size = 1024  # socketserver's 5 drops connections of bursts (measured at 32 clients)
+
+
 def make_server(
     holder: Holder,
     batcher: Batcher,
@@ -429,110 +401,7 @@ def make_server(
     limits: Limits | None = None,
 ) -> ThreadingHTTPServer:
     limits = limits or batcher.limits
-    deadlines = Deadlines(stopping)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive; an idle connection is closed after read_timeout_s
-        timeout = limits.read_timeout_s  # per socket operation (a client that stops reading our answer)
-
-        def log_message(self, fmt, *args):  # one line per request would drown the console
-            logger.debug("%s " + fmt, self.address_string(), *args)
-
-        def handle_one_request(self):
-            # the whole request, from its first byte to the end of its body, within read_timeout_s
-            deadlines.start(self.connection, limits.read_timeout_s, idle=True)
-            try:
-                super().handle_one_request()
-            finally:
-                deadlines.done(self.connection)
-
-        def parse_request(self):
-            deadlines.start(self.connection, limits.read_timeout_s, idle=False)  # the request line came
-            if not super().parse_request():
-                return False
-            if self.command != "POST" and not deadlines.done(self.connection):
-                self.close_connection = True  # headers cut short by the deadline: nothing to answer
-                return False
-            return True
-
-        def _send(self, status: int, doc: dict, served: Served | None = None, close: bool = False) -> None:
-            body = json.dumps(doc, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            if status == 503:
-                self.send_header("Retry-After", "5")
-            if served is not None:
-                self.send_header("X-Model-Version", served.version)
-                self.send_header("X-Model-Backend", served.backend)
-            if close or stopping.is_set():  # an unread body, or shutting down: no next request here
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _read_body(self, length: int) -> bytes:
-            chunks, got = [], 0
-            while got < length:
-                try:
-                    chunk = self.rfile.read1(min(65536, length - got))
-                except TimeoutError:  # no byte for read_timeout_s: the same deadline
-                    chunk = b""
-                if not chunk:  # the client stopped, or its deadline shut the socket
-                    raise BadRequest(
-                        f"the request did not arrive within {limits.read_timeout_s:g} s "
-                        f"({got:,} of {length:,} body bytes; serve.read_timeout_s, s2s serve --read-timeout)",
-                        408,
-                    )
-                chunks.append(chunk)
-                got += len(chunk)
-            return b"".join(chunks)
-
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            served = holder.current()
-            if self.path in ("/ping", "/health"):
-                self._send(200, {"status": "ok"}, served)
-            elif self.path == "/version":
-                self._send(
-                    200,
-                    {"model": served.name, "version": served.version, "alias": alias, "backend": served.backend},
-                    served,
-                )
-            else:
-                self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path}: POST /invocations"})
-
-        def do_POST(self):  # noqa: N802
-            if self.path != "/invocations":
-                deadlines.done(self.connection)
-                self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path}: POST /invocations"})
-                return
-            read = False
-            try:
-                length = body_length(self.headers.get("Content-Length"), limits.max_body_bytes)
-                body, read = self._read_body(length), True
-                if not deadlines.done(self.connection):  # all here, or cut short: generation has its own bound
-                    read = False
-                    raise BadRequest(
-                        f"the request did not arrive within {limits.read_timeout_s:g} s "
-                        "(serve.read_timeout_s, s2s serve --read-timeout)",
-                        408,
-                    )
-                texts = parse(self.headers.get("Content-Type", ""), body)
-                del body
-                check_limits(texts, limits)
-                predictions, served = batcher.submit(texts).result()
-            except BadRequest as exc:
-                code = ERROR_CODES.get(exc.status, "BAD_REQUEST")
-                self._send(exc.status, {"error_code": code, "message": str(exc)}, close=not read)
-                return
-            except Exception as exc:
-                logger.exception("prediction failed")
-                self._send(500, {"error_code": "INTERNAL_ERROR", "message": f"prediction failed: {exc}"})
-                return
-            self._send(200, {"predictions": predictions}, served)
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = False  # server_close() waits for the requests in flight
-        request_queue_size = 1024  # socketserver's 5 drops connections of bursts (measured at 32 clients)
-
-    return Server((host, port), Handler)
+    settings = {"holder": holder, "batcher": batcher, "alias": alias, "stopping": stopping, "limits": limits}
+    settings["deadlines"] = Deadlines(stopping)
+    settings["timeout"] = limits.read_timeout_s  # per socket operation (a client that stops reading our answer)
+    return Server((host, port), type("ServingHandler", (Handler,), settings))

@@ -72,7 +72,7 @@ class Seq2SeqGenerator(PythonModel):
                 self.model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True)
             self.model.eval()
 
-    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:  # noqa: ARG002 (MLflow looks for `context`)
         import torch
 
         s = {**self.settings, **(params or {})}  # written by register (tasks/modeling/generation.decoding)

@@ -105,7 +105,7 @@ def experiment_id(cfg: Config, c: MlflowClient | None = None) -> str:
     try:
         from tasks.tracking import lineage
 
-        tags = lineage.experiment_tags(cfg)
+        tags = lineage.experiment_tags()
         exp = c.get_experiment_by_name(name)
         if exp is not None:
             for k, v in tags.items():  # made by an older version, or the metrics changed since

@@ -80,7 +80,7 @@ def store_id(cfg: Config, name: str, create: bool = False) -> str | None:
             f"The champion history of registered model {name!r}: one hash-chained entry per alias change, "
             "written by s2s. Read it with `s2s history`, check it with `s2s history --verify`; do not edit."
         )
-        tags = {**lineage.experiment_tags(cfg), "mlflow.note.content": note}
+        tags = {**lineage.experiment_tags(), "mlflow.note.content": note}
 
         def create_or_get():
             try:
