@@ -271,9 +271,10 @@ def test_a_long_file_is_read_in_chunks_and_memory_stays_flat(tmp_path):
 
 
 # NUL is left out: in a text file it means a binary file or a broken export, refused by name
-# (tests/test_formats.py), not text to round-trip
+# (tests/test_formats.py), not text to round-trip; so are lone surrogates (category Cs), which no
+# UTF-8 file can hold (pandas refuses to build the input frame with one)
 cells = st.one_of(
-    st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=30),
+    st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=30),
     st.sampled_from(["", " ", "a,b", 'say "hi"', "line\nbreak", "cr\r\nlf", "\u2028", "#", "NA", "null", "é"]),
 )
 
