@@ -96,3 +96,30 @@ def test_deploy_prints_one_table(monkeypatch, capsys):
     table = [line for line in out if line.startswith("  ")]
     assert table[0].split() == ["deployment", "work", "pool", "runs"] and set(table[1].replace(" ", "")) == {"-"}
     assert [line.split()[0] for line in table[2:]] == [r[0] for r in rows]
+
+
+def test_a_library_error_from_an_interrupted_write_stays_off_the_console(tmp_path):
+    """A SIGTERM that lands inside an MLflow write makes MLflow log an ERROR with its traceback
+    (found by bench.chaos in term mode): once a stop is requested, the console leaves a library's
+    errors to the log file; before it, they are shown."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from tasks.core import logs, signals\n"
+        "logs.configure(Path(sys.argv[1]))\n"
+        "signals.install()\n"
+        "logging.getLogger('mlflow.store.db.utils').error('before the stop')\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "except BaseException:\n"
+        "    pass\n"
+        "logging.getLogger('mlflow.store.db.utils').error('database is locked')\n"
+    )
+    log_file = tmp_path / "run.log"
+    proc = subprocess.run([sys.executable, "-c", script, str(log_file)], capture_output=True, text=True)
+    assert "before the stop" in proc.stderr, proc.stderr
+    assert "database is locked" not in proc.stderr, proc.stderr
+    assert "database is locked" in log_file.read_text()

@@ -52,7 +52,15 @@ class _Console(logging.Filter):
             return False  # run states echo errors the entry point prints once (the log file has them)
         if record.name.split(".")[0] in OURS:
             return record.levelno >= logging.WARNING
+        if record.levelno >= logging.ERROR and _stopping():
+            return False  # a library's error from the write a stop interrupted: the stop line says it all
         return record.levelno >= logging.ERROR
+
+
+def _stopping() -> bool:
+    from tasks.core import signals
+
+    return signals.stop_requested() is not None
 
 
 class _ProgressFormatter(logging.Formatter):
