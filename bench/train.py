@@ -60,7 +60,7 @@ def validation_loss(model_dir: str, cfg, ingested) -> float:
 
     from tasks.core.results import load_split
     from tasks.modeling import models as modeling
-    from tasks.train import tokenize
+    from tasks.modeling.trainer_setup import tokenize
 
     tokenizer, model = modeling.load(model_dir)
     ds = tokenize(load_split(ingested, "validation"), tokenizer, cfg.train.max_seq_length, cfg.train.max_target_length)

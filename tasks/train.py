@@ -24,9 +24,9 @@ from tasks.core.config import Config, Train
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.results import IngestResult, TrainResult, load_split
 from tasks.modeling import models as modeling
-from tasks.modeling.checkpoints import RUN_META, complete, resume_point  # noqa: F401 (complete: tests import it here)
+from tasks.modeling.checkpoints import RUN_META, resume_point
 from tasks.modeling.runtime import Runtime
-from tasks.modeling.trainer_setup import (  # noqa: F401 (tokenize: bench/train.py imports it here)
+from tasks.modeling.trainer_setup import (
     apply_peft,
     compute_scores,
     freeze,

@@ -28,7 +28,7 @@ def test_torchrun_resume_loads_the_same_checkpoint_on_every_rank_and_the_model_r
 
     from safetensors.torch import load_file
 
-    from tasks.train import complete
+    from tasks.modeling.checkpoints import complete
 
     params = {
         "train": {

@@ -55,7 +55,7 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
 
 
 def checkpoints(root: Path) -> list[int]:
-    from tasks.train import complete
+    from tasks.modeling.checkpoints import complete
 
     folder = root / "artifacts" / "checkpoints"
     return sorted(int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if complete(c))

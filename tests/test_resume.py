@@ -16,8 +16,9 @@ from tasks.core import paths
 from tasks.core.config import load_config
 from tasks.core.results import TrainResult
 from tasks.ingest import ingest
+from tasks.modeling.checkpoints import complete
 from tasks.tracking import client as tracking
-from tasks.train import complete, train
+from tasks.train import train
 from tasks.validate import validate
 
 pytestmark = pytest.mark.system

@@ -24,10 +24,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tasks.core.errors import ConfigError, suggest  # noqa: F401 (suggest: imported from here too)
-from tasks.core.sections.data import Ingest, Paths, Section, Tracking, Validate, _given  # noqa: F401
+from tasks.core.sections.data import Ingest, Paths, Section, Tracking, Validate
 from tasks.core.sections.pipeline import PIPELINE_KEYS, PipelineSpec  # noqa: F401
 from tasks.core.sections.release import Degenerate, Drift, Evaluate, Gates, Notify, Promote, Register, Serve  # noqa: F401
-from tasks.core.sections.training import OPTIMIZERS, SCHEDULERS, Rnn, Scratch, Train  # noqa: F401
+from tasks.core.sections.training import OPTIMIZERS, Scratch, Train  # noqa: F401 (imported from here)
 from tasks.core.yaml_files import parse_yaml, read_yaml, setting_comments  # noqa: F401
 
 PARAMS_FILE = "params.yaml"

@@ -207,7 +207,7 @@ def sweep_stale(path: Path) -> list[Path]:
     removed = []
     try:
         siblings = list(path.parent.iterdir())
-    except OSError:  # no parent folder yet: nothing was left there
+    except FileNotFoundError:  # no parent folder yet: nothing was left there
         return removed
     for sibling in siblings:
         m = pattern.match(sibling.name)

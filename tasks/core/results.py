@@ -98,7 +98,7 @@ def _facts(path: Path, digest: str) -> dict:
     """The run's facts saved beside the result whose digest is ``digest``; {} when none are."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (FileNotFoundError, ValueError):  # none, or not whole: unknown (a denied read still fails)
         return {}
     return saved if isinstance(saved, dict) and saved.pop("for", None) == digest else {}
 
