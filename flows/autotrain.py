@@ -154,13 +154,13 @@ def in_autotrain_terms(message: str, from_config: bool) -> str:
 
 
 def flag_help() -> dict[str, str]:
-    """Help text for every flag of ``s2s train``: the setting it sets, what params.yaml's comment
-    says of it and the value params.yaml ships; the flags with no setting say what they do."""
+    """Help text for every flag of ``s2s train``: the setting it sets, its help (the schema's) and
+    the value params.yaml ships; the flags with no setting say what they do."""
     from tasks.core import project
-    from tasks.core.config import PARAMS_FILE, parse_yaml, setting_comments
+    from tasks.core.config import PARAMS_FILE, parse_yaml, setting_help
 
     text = (project.templates() / PARAMS_FILE).read_text(encoding="utf-8")
-    comments, shipped = setting_comments(text), parse_yaml(text, PARAMS_FILE)
+    comments, shipped = setting_help(), parse_yaml(text, PARAMS_FILE)
 
     def value(setting: str) -> Any:
         node: Any = shipped

@@ -1,8 +1,7 @@
 """The reference pages of the docs site, generated from what the code reads, so they cannot go stale.
 
-- every params.yaml key: its type and default from the strict schema (``tasks/core/sections/``),
-  its help from params.yaml's own comment on it (the documented surface), else the comment beside
-  the field in the schema, and the value params.yaml ships;
+- every params.yaml key: its type, default and help from the strict schema
+  (``tasks/core/sections/``: the docstring under each field), and the value params.yaml ships;
 - every pipelines.yaml key, from ``PipelineSpec`` and the header of pipelines.yaml;
 - every ``s2s`` command and flag, from the argparse parser the CLI runs;
 - the exit codes, from their one table (``tasks.core.errors.EXIT_CODES``).
@@ -14,8 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import functools
 import inspect
 import re
 import types
@@ -41,48 +38,6 @@ class Key:
     default: Any
     help: str
     shipped: Any = _MISSING  # what the shipped file sets, if it sets it
-
-
-@functools.cache
-def _source_comments() -> dict[tuple[str, str], str]:
-    """(class, field) -> the comment beside the field in the schema (tasks/core/sections/), with
-    comment lines right above it."""
-    import importlib
-    import pkgutil
-
-    from tasks.core import sections
-
-    out: dict[tuple[str, str], str] = {}
-    for info in pkgutil.iter_modules(sections.__path__):
-        out.update(_comments_of(inspect.getsource(importlib.import_module(f"{sections.__name__}.{info.name}"))))
-    return out
-
-
-def _comments_of(source: str) -> dict[tuple[str, str], str]:
-    lines = source.splitlines()
-    out: dict[tuple[str, str], str] = {}
-    for node in ast.parse(source).body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for stmt in node.body:
-            if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-                continue
-            above = []
-            at = stmt.lineno - 2
-            while at >= 0 and lines[at].strip().startswith("#"):
-                above.insert(0, lines[at].strip().lstrip("#").strip())
-                at -= 1
-            below = []  # continuation comment lines (``#   ...``) right after the field
-            at = stmt.end_lineno
-            while at < len(lines) and lines[at].strip().startswith("#   "):
-                below.append(lines[at].strip().lstrip("#").strip())
-                at += 1
-            tail = lines[stmt.end_lineno - 1].split("  # ", 1)
-            inline = tail[1].strip() if len(tail) == 2 and "type: ignore" not in tail[1] else ""
-            parts = [p for p in (" ".join(above), inline, " ".join(below)) if p]
-            if parts:
-                out[(node.name, stmt.target.id)] = " ".join(parts)
-    return out
 
 
 def _type_name(annotation: Any) -> str:
@@ -119,16 +74,14 @@ def _section_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def _walk(model: type[BaseModel], prefix: str, helps: dict[str, str], shipped: dict[str, Any]) -> list[Key]:
-    comments = _source_comments()
     out: list[Key] = []
     for name, field in model.model_fields.items():
         dotted = f"{prefix}.{name}" if prefix else name
         nested = _section_of(field.annotation)
         value = shipped.get(name, _MISSING) if isinstance(shipped, dict) else _MISSING
         help_text = (
-            helps.get(dotted)
-            or field.description
-            or comments.get((model.__name__, name))
+            " ".join((field.description or "").split())
+            or helps.get(dotted)
             or (inspect.cleandoc(nested.__doc__ or "").split("\n\n")[0].replace("\n", " ") if nested else "")
         )
         out.append(Key(dotted, _type_name(field.annotation), _default(field), help_text, value))
@@ -141,12 +94,12 @@ def params_keys(root: Path | None = None) -> list[Key]:
     """Every params.yaml key, in the file's section order, nested sections included."""
     root = root or _shipped_root()
     text = (root / cfgmod.PARAMS_FILE).read_text(encoding="utf-8")
-    helps, shipped = cfgmod.setting_comments(text), cfgmod.parse_yaml(text, cfgmod.PARAMS_FILE)
+    shipped = cfgmod.parse_yaml(text, cfgmod.PARAMS_FILE)
     keys: list[Key] = []
     for section, model in cfgmod.SECTIONS.items():
         doc = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0].replace("\n", " ")
         keys.append(Key(section, "section", _MISSING, doc, shipped.get(section, _MISSING)))
-        keys += _walk(model, section, helps, shipped.get(section) or {})
+        keys += _walk(model, section, {}, shipped.get(section) or {})
     return keys
 
 

@@ -29,7 +29,7 @@ from tasks.data import rowkey
 from tasks.metrics import bootstrap, score
 from tasks.metrics import degenerate as degeneracy
 from tasks.modeling import ct2
-from tasks.modeling.generation import decoding, generate
+from tasks.modeling.engines import GenerationSettings, open_engine
 from tasks.promotion.charts import length_buckets, plots, scored
 from tasks.tracking import lineage, reads
 from tasks.tracking.champion import champion_model, champion_trained_on, fetch_version
@@ -42,66 +42,27 @@ DEGENERATE = "degenerate.json"  # a DVC metrics file too: the degenerate-output 
 PREDICTIONS = "predictions.jsonl"
 
 
-def backend_for(cfg: Config, model_dir: str) -> str:
-    """``evaluate.backend`` for this model folder: ``auto`` takes CTranslate2 where it converts
-    the model, ``ct2`` asks for it (a model it cannot take stays on transformers, with a
-    warning), ``hf`` is transformers' generate."""
-    wanted = cfg.evaluate.backend
-    if wanted == "hf":
-        return "hf"
-    why = ct2.unsupported(model_dir)
-    if why is None:
-        return "ct2"
-    (logger.warning if wanted == "ct2" else logger.info)("%s generates with transformers: %s", model_dir, why)
-    return "hf"
-
-
 def run_model(cfg: Config, model_dir: str, texts: list[str], refs: list[str], prefix: str, desc: str):
     """Generate and score one model on the split: (metrics, per-example scores, predictions,
-    generation settings, tokenizer, backend)."""
+    generation settings, tokenizer, backend). Every model, the candidate and the champion alike,
+    generates with the pipeline's ``GenerationSettings``, as its registered version will."""
     from tasks.modeling import models as modeling
 
     current = cfg.ingest.source_prefix
     inputs = [prefix + t.removeprefix(current) if current and prefix != current else t for t in texts]
     ev = cfg.evaluate
-    backend = backend_for(cfg, model_dir)
-    # the same decoding for every model and backend: the candidate and the champion alike, and
-    # the version when it is served (generation.decoding)
-    d = decoding(cfg)
-    same = dict(
-        batch_size=d["batch_size"],
-        num_beams=d["num_beams"],
-        max_new_tokens=d["max_new_tokens"],
-        max_source=d["max_source_length"],
-        desc=desc,
-    )
-    if backend == "ct2":
-        tokenizer = modeling.load_tokenizer(model_dir)
-        settings = ct2.generation_settings(model_dir)
-        try:
-            translator = ct2.translator(ct2.convert(model_dir, ct2.cache_dir(cfg)), ev.compute_type)
-        except ValueError as exc:  # a compute type this device lacks
-            raise ConfigError(str(exc)) from None
-        backend = f"ct2 {translator.compute_type}"
-        preds, gen_lens = ct2.generate(
-            translator,
-            tokenizer,
-            inputs,
-            **same,
-            length_penalty=float(settings.get("length_penalty", 1.0)),
-            no_repeat_ngram_size=int(settings.get("no_repeat_ngram_size") or 0),
-            decoder_start_counts=ct2.decoder_start_counts(model_dir),
+    settings = GenerationSettings.from_config(cfg)
+    try:
+        engine = open_engine(
+            model_dir, settings, cache=ct2.cache_dir(cfg), load=modeling.load, load_tokenizer=modeling.load_tokenizer
         )
-        generation = settings
-    else:
-        tokenizer, model = modeling.load(model_dir)
-        preds, gen_lens = generate(model, tokenizer, inputs, **same)
-        config = getattr(model, "generation_config", None)
-        generation = config.to_dict() if config is not None else {}
+    except ValueError as exc:  # a compute type this device lacks
+        raise ConfigError(str(exc)) from None
+    preds, gen_lens = engine.generate(inputs, settings, desc=desc)
     means, per_example = score(preds, refs, tuple(ev.metrics))
     metrics = {k: round(v, 6) for k, v in means.items()}
     metrics["gen_len"] = round(float(np.mean(gen_lens)) if gen_lens else 0.0, 4)
-    return metrics, per_example, preds, generation, tokenizer, backend
+    return metrics, per_example, preds, engine.generation, engine.tokenizer, engine.label
 
 
 def score_champion(cfg: Config, texts: list[str], refs: list[str], cand: tuple[dict, dict, list[str]]) -> dict | None:

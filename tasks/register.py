@@ -20,6 +20,7 @@ from tasks.core.config import Config
 from tasks.core.errors import TrackingError
 from tasks.core.results import EvaluateResult, IngestResult, RegisterResult, TrainResult, load_split
 from tasks.modeling import ct2
+from tasks.modeling.engines import CT2, GenerationSettings
 from tasks.tracking import client as tracking
 from tasks.tracking import lineage, reads, registry, version_tags
 from tasks.tracking.run import RunHandle
@@ -28,8 +29,10 @@ logger = logging.getLogger(__name__)
 
 # shipped as source with every version (loaded by path, never imported here)
 SERVING = Path(importlib.util.find_spec("tasks.serving.pyfunc").origin)
-RNN_CODE = Path(importlib.util.find_spec("tasks.modeling.rnn_model").origin)
-CT2_CODE = Path(importlib.util.find_spec("tasks.modeling.ct2").origin)
+# the generation layer it runs (engines.py opens ct2.py or generation.py) and the recurrent type
+SHIPPED_CODE = [
+    Path(importlib.util.find_spec(f"tasks.modeling.{m}").origin) for m in ("engines", "ct2", "generation", "rnn_model")
+]
 RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
 
 
@@ -45,9 +48,8 @@ def pip_requirements(adapter: bool = False, converted: bool = False) -> list[str
 
 
 def serving_settings(cfg: Config) -> dict:
-    from tasks.modeling.generation import decoding
-
-    return decoding(cfg)
+    """What the version's settings.json holds: the pipeline's GenerationSettings."""
+    return GenerationSettings.from_config(cfg).to_dict()
 
 
 def exported_model(cfg: Config, trained: TrainResult) -> str:
@@ -159,13 +161,13 @@ def log_pyfunc(cfg: Config, run_id: str, model_dir: str, examples: list[str], ca
             artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id, model_uuid=logged.model_id
         )
         artifacts = {"hf_model": model_dir, "settings": str(settings)}
-        if cfg.evaluate.backend != "hf" and ct2.unsupported(model_dir) is None:  # the converted copy beside it
-            artifacts["ct2_model"] = str(ct2.convert(model_dir, ct2.cache_dir(cfg)))
+        if cfg.evaluate.backend != "hf" and CT2.unsupported(model_dir, cache=ct2.cache_dir(cfg)) is None:
+            artifacts["ct2_model"] = str(ct2.convert(model_dir, ct2.cache_dir(cfg)))  # the converted copy beside it
         save_model(
             path=str(local),
             python_model=str(SERVING),  # model from code: stored as source, nothing pickled
             artifacts=artifacts,
-            code_paths=[str(RNN_CODE), str(CT2_CODE)],
+            code_paths=[str(p) for p in SHIPPED_CODE],
             pip_requirements=pip_requirements(
                 adapter=(Path(model_dir) / "adapter_config.json").is_file(), converted="ct2_model" in artifacts
             ),

@@ -50,11 +50,32 @@ def test_every_setting_of_the_reference_has_help_and_a_type():
     from flows import reference
 
     for key in reference.params_keys() + reference.pipeline_keys():
-        assert key.help.strip(), f"{key.dotted}: no help (comment it in params.yaml or beside the field)"
+        assert key.help.strip(), f"{key.dotted}: no help (a docstring under the field in tasks/core/sections/)"
         assert key.type.strip(), key.dotted
     page = reference.params_page()
     for key in ("train.lr", "ingest.source", "promote.degenerate.max_empty", "serve.drain_s"):
         assert f"`{key}`" in page
+
+
+def test_params_yaml_comments_quote_the_schemas_help():
+    """A setting's help has one home, the docstring under its field (tasks/core/sections/):
+    ``s2s train --help``, the reference and ``pydantic``'s field description read it. params.yaml's
+    comment on a setting, where it has one, must say the same, so neither drifts from the other;
+    every field has help (sections that hold fields say what they are in their class docstring)."""
+    from tasks.core import config
+
+    helps = config.setting_help()
+    said = config.setting_comments((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for key, comment in said.items():
+        if key in config.SECTIONS:
+            continue  # a section's comment in the file
+        assert key in helps, f"params.yaml: a comment on {key}, which is no setting"
+        assert " ".join(comment.split()) == helps[key], f"params.yaml: the comment on {key} is not its help"
+    blank = [k for k, v in helps.items() if not v and k != "promote.gates"]
+    assert not blank, f"settings with no help: {blank}"
+    # negative control: a comment that says something else is caught
+    edited = (ROOT / "params.yaml").read_text(encoding="utf-8").replace("# cap on rows", "# most rows", 1)
+    assert " ".join(config.setting_comments(edited)["ingest.max_samples"].split()) != helps["ingest.max_samples"]
 
 
 def test_every_command_of_the_parser_and_every_exit_code_is_in_the_reference():

@@ -260,6 +260,20 @@ def _section_type(annotation: Any) -> Any:
     )
 
 
+def setting_help(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, str]:
+    """``section.key`` -> the setting's help: the docstring under its field in the schema
+    (tasks/core/sections/), its one home. params.yaml's comments quote it (a test holds them to it)."""
+    out: dict[str, str] = {}
+    for name, model_ in {prefix: model}.items() if model else SECTIONS.items():
+        for key, field_ in model_.model_fields.items():
+            dotted = f"{name}.{key}" if name else key
+            out[dotted] = " ".join((field_.description or "").split())
+            nested = _section_type(field_.annotation)
+            if isinstance(nested, type) and issubclass(nested, BaseModel):
+                out.update(setting_help(nested, dotted))
+    return out
+
+
 def _format_validation_error(section: str, exc: ValidationError, model: type[Section]) -> str:
     lines = []
     for err in exc.errors():

@@ -1,5 +1,5 @@
 """Reading the project's YAML files strictly: a duplicate key or a YAML error is a ConfigError
-naming the file and the line, and the comment beside each key is the setting's help."""
+naming the file and the line; the comment beside each key of params.yaml quotes the setting's help."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ _COMMENT = re.compile(r"\s#\s?(?P<text>.*)$")
 def setting_comments(text: str) -> dict[str, str]:
     """``section.key`` -> what params.yaml's comment says of it: the comment on its line and the
     indented continuation lines below it (``#   ...``). params.yaml is the documented config
-    surface; help that quotes it (``s2s train --help``) stays what the file says."""
+    surface; its comments quote the schema's help (tests/test_docs.py holds them to it)."""
     out: dict[str, str] = {}
     stack: list[tuple[int, str]] = []
     last: str | None = None

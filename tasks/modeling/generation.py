@@ -9,21 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def decoding(cfg) -> dict:
-    """How every model of a pipeline generates: the candidate and the champion in evaluation, and
-    the registered version when served (register writes this into the version's settings file;
-    the pyfunc reads it back as is). One home for these values."""
-    return {
-        "source_prefix": cfg.ingest.source_prefix,
-        "num_beams": cfg.evaluate.num_beams,
-        "max_new_tokens": cfg.evaluate.generation_max_length,
-        "max_source_length": cfg.train.max_seq_length,
-        "batch_size": cfg.evaluate.batch_size,
-        "backend": cfg.evaluate.backend,  # S2S_BACKEND at load time wins
-        "compute_type": cfg.evaluate.compute_type,
-    }
-
-
 def decode(tokenizer, ids) -> list[str]:
     """Decode generated or label ids; -100 (the loss's ignore index) is mapped to pad first."""
     arr = np.asarray(ids)
@@ -126,6 +111,7 @@ def generate(
     max_new_tokens: int,
     max_source: int,
     desc: str = "generate",
+    progress: bool = True,
 ) -> tuple[list[str], list[int]]:
     """Predictions and generated lengths (tokens, pad excluded) for ``texts``, in input order."""
     import torch
@@ -139,7 +125,8 @@ def generate(
     model.eval()
     fast = shrinking_greedy_applies(model, num_beams)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=None):
+        steps = range(0, len(order), batch_size)
+        for start in tqdm(steps, desc=desc, unit="batch", disable=None if progress else True):
             idx = order[start : start + batch_size]
             batch = tokenizer(
                 [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=max_source

@@ -13,7 +13,9 @@ class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable."""
 
     # allow_inf_nan=False: `--set train.epochs=.inf` (YAML infinity) is refused, not trained forever
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
 
 def _given(value: Any) -> Any:
@@ -27,14 +29,23 @@ class Paths(Section):
     """Where each stage writes. Relative paths resolve against the run folder (the project root
     for ``default``); every one is checked by tasks/core/paths.py before anything runs."""
 
-    data: Path = Path("data/processed")  # the processed splits (Parquet) and manifest.json
+    data: Path = Path("data/processed")
+    """the processed splits (Parquet) and manifest.json"""
     reports: Path = Path("reports")
+    """metrics, plots, validation and promotion reports (DVC metrics/plots live here)"""
     tokenizer: Path = Path("artifacts/tokenizer")
+    """the tokenizer validation checked against; training uses it"""
     base_model: Path = Path("artifacts/base_model")
+    """the scratch model as initialised, an ordinary HF folder"""
     model: Path = Path("artifacts/model")
+    """the fine-tuned model (LoRA merged in), an ordinary HF folder"""
     adapter: Path = Path("artifacts/adapter")
+    """the LoRA adapter alone, when train.peft is on"""
     checkpoints: Path = Path("artifacts/checkpoints")
-    extra_roots: list[str] = Field(default_factory=list)  # absolute folders outside the project it may write under
+    """training checkpoints; a re-run resumes from the last complete one"""
+    extra_roots: list[str] = Field(default_factory=list)
+    """absolute folders outside the project it may also write under (e.g. a scratch disk for checkpoints); nothing else
+    outside"""
 
     @field_validator("data", "reports", "tokenizer", "base_model", "model", "adapter", "checkpoints", mode="before")
     @classmethod
@@ -46,9 +57,14 @@ class Tracking(Section):
     """MLflow tracking and registry. ``MLFLOW_TRACKING_URI`` in the environment wins over ``uri``."""
 
     uri: str = "sqlite:///mlflow.db"
+    """MLFLOW_TRACKING_URI in the environment wins"""
     artifacts: Path = Path("mlartifacts")
+    """artifact root for experiments this project creates"""
     experiment: str | None = None
-    retry_s: float = Field(120.0, ge=0)  # how long a stage waits out an unreachable tracking server
+    """default: s2s-<pipeline>"""
+    retry_s: float = Field(120.0, ge=0)
+    """how long a stage waits out an unreachable tracking server (training keeps going and buffers its metrics
+    meanwhile)"""
 
     @field_validator("artifacts", mode="before")
     @classmethod
@@ -60,20 +76,36 @@ class Ingest(Section):
     """Where the raw pairs come from and how they are split (AutoTrain's column names)."""
 
     source: str = "data/sample/reports.csv"
-    dataset_config: str | None = None  # a hub dataset's configuration name (e.g. "3.0.0", "de-en")
+    """a CSV/JSONL/Parquet file, a folder of train/validation/test files, a datasets save_to_disk folder, or a hub
+    dataset name"""
+    dataset_config: str | None = None
+    """a hub dataset's configuration (cnn_dailymail: "3.0.0")"""
     text_column: str = "text"
+    """dotted names pick a key of record columns: translation.en"""
     target_column: str = "target"
+    """the column the model learns to write (dotted names too)"""
     train_split: str = "train"
+    """split names in a folder/dataset; slices work: train[:5000]"""
     valid_split: str | None = None
+    """empty: the source's validation split if it has one, else seeded"""
     test_split: str | None = None
+    """empty: the source's test split if it has one, else seeded"""
     source_prefix: str = ""
-    delimiter: str | None = None  # of a delimited file; None: by name (.tsv tab), sniffed for .csv
+    """T5-style task prefix, prepended to every non-blank input"""
+    delimiter: str | None = None
+    """of a delimited file (tab, comma, ";", "|"); empty: by name (.tsv tab, .psv pipe), sniffed for .csv"""
     valid_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    """share split off train when there is no validation split"""
     test_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    """share held out for evaluation and promotion (0: none)"""
     max_samples: int | None = Field(None, gt=0)
+    """cap on rows read from the train split"""
     strip: bool = True
+    """trim surrounding whitespace (counted)"""
     dedup: bool = True
-    seed: int = Field(42, ge=0)  # numpy's generators take no negative seed
+    """drop exact (text, target) duplicates (counted)"""
+    seed: int = Field(42, ge=0)
+    """numpy's generators take no negative seed"""
 
     @model_validator(mode="after")
     def _ratios_leave_training_data(self) -> Ingest:
@@ -103,20 +135,33 @@ class Validate(Section):
     """Thresholds of the data-quality gate that stands between ingestion and training."""
 
     min_rows: dict[str, int] = Field(default_factory=lambda: {"train": 100, "validation": 10, "test": 10})
+    """fewest rows each split must have (GX passes per-row checks on an empty table)"""
     min_text_chars: int = Field(1, ge=1)
+    """shortest input, in characters"""
     max_text_chars: int = Field(20_000, gt=0)
+    """longest input, in characters"""
     min_target_chars: int = Field(1, ge=1)
+    """shortest target, in characters"""
     max_target_chars: int = Field(5_000, gt=0)
+    """longest target, in characters"""
     mostly: float = Field(1.0, gt=0.0, le=1.0)
+    """share of rows that must pass the per-row checks (nulls, types, blanks, control characters, lengths)"""
     max_truncation_rate: float = Field(0.01, ge=0.0, le=1.0)
+    """inputs/targets longer than train.max_seq_length / train.max_target_length tokens"""
     max_duplicate_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """repeated (text, target) pairs within a split"""
     max_leakage_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """validation/test inputs that also appear in train"""
     max_copy_rate: float = Field(0.05, ge=0.0, le=1.0)
-    # variety: distinct values / rows; a split needs two distinct values in each column anyway
+    """targets identical to their input"""
     min_text_distinct_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    """distinct inputs / rows (and at least 2 distinct values)"""
     min_target_distinct_ratio: float = Field(0.01, ge=0.0, le=1.0)
-    max_dropped_duplicate_rate: float = Field(0.5, ge=0.0, le=1.0)  # share of read rows ingest.dedup dropped
-    token_sample: int = Field(5_000, gt=0)  # rows per split tokenized (seeded sample above)
+    """distinct targets / rows: labels-as-targets need it lower"""
+    max_dropped_duplicate_rate: float = Field(0.5, ge=0.0, le=1.0)
+    """share of the rows read that ingest.dedup dropped as repeats"""
+    token_sample: int = Field(5_000, gt=0)
+    """rows per split tokenized for the truncation check (seeded; every row below this size)"""
 
     @field_validator("min_rows")
     @classmethod

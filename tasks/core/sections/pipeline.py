@@ -13,9 +13,12 @@ from tasks.core.sections.data import Section
 class Schedule(Section):
     """When a pipeline's retrain deployment runs: a cron expression in a time zone."""
 
-    cron: str  # a cron expression (`0 3 * * *`: every night at 03:00)
-    timezone: str = "UTC"  # an IANA time zone the cron is read in (UTC, Europe/Berlin)
-    active: bool = True  # false: the deployment exists but its schedule is paused
+    cron: str
+    """a cron expression (`0 3 * * *`: every night at 03:00)"""
+    timezone: str = "UTC"
+    """an IANA time zone the cron is read in (UTC, Europe/Berlin)"""
+    active: bool = True
+    """false: the deployment exists but its schedule is paused"""
 
     @field_validator("cron")
     @classmethod
@@ -45,37 +48,48 @@ class Schedule(Section):
 class Retries(Section):
     """Retries of the tasks whose failures are transient (tracking server, hub, storage)."""
 
-    count: int = Field(2, ge=0)  # retries after the first attempt (0: none)
-    delay_s: list[float] = Field(default_factory=lambda: [10.0, 60.0])  # backoff, one per retry (last repeats)
+    count: int = Field(2, ge=0)
+    """retries after the first attempt (0: none)"""
+    delay_s: list[float] = Field(default_factory=lambda: [10.0, 60.0])
+    """backoff, one per retry (last repeats)"""
 
 
 class Timeouts(Section):
     """Wall-clock limits of the long tasks, in seconds (null: none)."""
 
-    train_s: float | None = Field(None, gt=0)  # the train task is stopped (checkpoint kept) after this
-    evaluate_s: float | None = Field(None, gt=0)  # the evaluate task is stopped after this
+    train_s: float | None = Field(None, gt=0)
+    """the train task is stopped (checkpoint kept) after this"""
+    evaluate_s: float | None = Field(None, gt=0)
+    """the evaluate task is stopped after this"""
 
 
 class Trigger(Section):
     """What starts a pipeline's retrain besides its cron schedule."""
 
-    on_data: bool = True  # `s2s data add` (a Prefect event s2s.data.added) starts a retrain
-    poll_s: int | None = Field(None, ge=30)  # also watch ingest.source every N s (a watch/<name> deployment)
+    on_data: bool = True
+    """`s2s data add` (a Prefect event s2s.data.added) starts a retrain"""
+    poll_s: int | None = Field(None, ge=30)
+    """also watch ingest.source every N s (a watch/<name> deployment)"""
 
 
 class Concurrency(Section):
     """One retrain of a pipeline at a time: what happens to a run that arrives meanwhile."""
 
-    limit: int = Field(1, ge=1)  # retrains of this pipeline running at once
-    collision: Literal["enqueue", "cancel_new"] = "enqueue"  # enqueue: late runs collapse to the newest
+    limit: int = Field(1, ge=1)
+    """retrains of this pipeline running at once"""
+    collision: Literal["enqueue", "cancel_new"] = "enqueue"
+    """enqueue: late runs collapse to the newest"""
 
 
 class Heal(Section):
     """Self-healing of retrains whose worker died (`s2s deploy` creates the Prefect automations)."""
 
-    rerun_crashed: bool = True  # a crashed retrain is run again (and resumes from its checkpoint)
-    heartbeat_s: int = Field(30, ge=30)  # flow run heartbeats; silent for 3 of them: marked Crashed
-    max_reruns: int = Field(2, ge=0)  # crashed this many times within the hour: stop re-running
+    rerun_crashed: bool = True
+    """a crashed retrain is run again (and resumes from its checkpoint)"""
+    heartbeat_s: int = Field(30, ge=30)
+    """flow run heartbeats; silent for 3 of them: marked Crashed"""
+    max_reruns: int = Field(2, ge=0)
+    """crashed this many times within the hour: stop re-running"""
 
 
 class PipelineSpec(Section):
@@ -84,9 +98,12 @@ class PipelineSpec(Section):
 
     description: str = ""
     model_name: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)  # overrides of the ingest section
-    params: dict[str, Any] = Field(default_factory=dict)  # overrides of any other section
-    gates: dict[str, Any] | None = None  # promote.gates
+    data: dict[str, Any] = Field(default_factory=dict)
+    """overrides of the ingest section"""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """overrides of any other section"""
+    gates: dict[str, Any] | None = None
+    """promote.gates"""
     schedule: Schedule | None = None
     retries: Retries = Retries()
     timeouts: Timeouts = Timeouts()

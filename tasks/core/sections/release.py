@@ -16,20 +16,27 @@ class Evaluate(Section):
     """Generation and scoring on the held-out split."""
 
     split: Literal["test", "validation"] = "test"
-    metrics: list[str] = Field(default_factory=lambda: ["rouge"], min_length=1)  # families of tasks/metrics/
+    """test | validation: the rows the scores and the gates use"""
+    metrics: list[str] = Field(default_factory=lambda: ["rouge"], min_length=1)
+    """rouge (ROUGE-1/2/L/Lsum + gen_len) and/or bleu (sacreBLEU, 0-100)"""
     num_beams: int = Field(1, ge=1)
+    """beam search width (1: greedy)"""
     generation_max_length: int = Field(64, gt=0)
+    """max new tokens when generating for evaluation"""
     batch_size: int = Field(64, gt=0)
-    # generation engine: CTranslate2 where it converts the model (auto), always (ct2), or
-    # transformers' generate (hf); compute_type auto = on CPU int8 from 10M parameters (float32
-    # below), on GPU bfloat16/float16
+    """inputs per generate call (length-sorted)"""
     backend: Literal["auto", "hf", "ct2"] = "auto"
+    """auto (CTranslate2 where it converts the model, else transformers) | ct2 | hf"""
     compute_type: Literal[
         "auto", "float32", "int8", "int8_float32", "float16", "bfloat16", "int8_float16", "int8_bfloat16"
     ] = "auto"
+    """CTranslate2: auto (CPU: int8 from 10M parameters, else float32; GPU: bfloat16/float16) | float32 | int8 | ..."""
     max_samples: int | None = Field(None, gt=0)
-    compare_champion: bool = True  # score the current champion on the same rows, same settings
-    length_buckets: int = Field(4, ge=1)  # input-length buckets for the score-by-length plot
+    """score only the first N rows of the split (smoke runs)"""
+    compare_champion: bool = True
+    """score the current champion on the same rows and settings"""
+    length_buckets: int = Field(4, ge=1)
+    """input-length buckets of the score-by-length plot"""
 
     @field_validator("metrics")
     @classmethod
@@ -47,8 +54,11 @@ class Register(Section):
     """MLflow model registration. The model name comes from the pipeline (pipelines.yaml)."""
 
     model_name: str = "s2s-default"
-    lora_export: Literal["merged", "adapter"] = "merged"  # with train.peft: what the version holds
-    in_experiments: bool = False  # `dvc exp run`: register (and promote) the experiment's model too
+    """pipelines.yaml sets this per pipeline"""
+    lora_export: Literal["merged", "adapter"] = "merged"
+    """with train.peft: merged (self-contained) | adapter (+ base reference)"""
+    in_experiments: bool = False
+    """dvc exp run registers and promotes its model too (default: the registry is the team's)"""
 
     def skipped_for_experiment(self) -> str | None:
         """Why this process registers nothing: it is a stage of a DVC experiment (DVC sets
@@ -65,20 +75,27 @@ class Register(Section):
 class Gates(Section):
     """Promotion gates: absolute bounds, beat-the-champion, and regression tolerances."""
 
-    min: dict[str, float] = Field(default_factory=dict)  # metric >= bound
-    max: dict[str, float] = Field(default_factory=dict)  # metric <= bound (e.g. gen_len)
-    primary: str | None = None  # default: the leading family's (rougeL; bleu without ROUGE), see tasks/metrics
-    min_delta: float | None = 0.0  # candidate - champion on primary must be >= this; null: no champion gate
-    max_regression: dict[str, float] = Field(default_factory=dict)  # champion - candidate <= tolerance
-    # certified gates: the paired-bootstrap interval's lower bound of the primary metric's gain must
-    # reach min_delta, and the upper bound of each listed metric's drop stay within its tolerance
-    # (tasks/metrics/bootstrap.py); null: compare point estimates
+    min: dict[str, float] = Field(default_factory=dict)
+    """metric >= bound"""
+    max: dict[str, float] = Field(default_factory=dict)
+    """metric <= bound (e.g. gen_len)"""
+    primary: str | None = None
+    """default: the leading family's (rougeL; bleu without ROUGE), see tasks/metrics"""
+    min_delta: float | None = 0.0
+    """candidate - champion on primary must be >= this; null: no champion gate"""
+    max_regression: dict[str, float] = Field(default_factory=dict)
+    """champion - candidate <= tolerance"""
     confidence: float | None = Field(0.95, gt=0.5, lt=1)
-    # required: a candidate that passed waits for a person (the flow pauses with a form; or
-    # `s2s approve VERSION [--reject]`); after approval_timeout_s the outcome is on_timeout
+    """certified gates: the paired-bootstrap interval's lower bound of the primary metric's gain must reach min_delta,
+    and the upper bound of each listed metric's drop stay within its tolerance (tasks/metrics/bootstrap.py); null:
+    compare point estimates"""
     approval: Literal["none", "required"] = "none"
-    approval_timeout_s: int = Field(86_400, gt=0)  # how long a candidate waits for a person
-    on_timeout: Literal["reject", "promote"] = "reject"  # what happens when nobody answered in time
+    """required: a candidate that passed waits for a person (the flow pauses with a form; or `s2s approve VERSION
+    [--reject]`); after approval_timeout_s the outcome is on_timeout"""
+    approval_timeout_s: int = Field(86_400, gt=0)
+    """how long a candidate waits for a person"""
+    on_timeout: Literal["reject", "promote"] = "reject"
+    """what happens when nobody answered in time"""
 
 
 class Degenerate(Section):
@@ -87,45 +104,63 @@ class Degenerate(Section):
     The defaults pass any model that learned something (the embedded default: 0% empty, 0%
     repeating) and refuse one that wrote nothing or ``a a a a ...``."""
 
-    refuse: bool = True  # off: the figures are still measured, logged and flagged in the summary
-    max_empty: float = Field(0.1, ge=0.0, le=1.0)  # share of empty / whitespace-only predictions
-    max_repeating: float = Field(0.1, ge=0.0, le=1.0)  # share of predictions looping on a word or phrase
-    # the most common prediction's share beyond the references' own (label-like targets repeat)
+    refuse: bool = True
+    """false: still measured, logged and flagged in the run summary"""
+    max_empty: float = Field(0.1, ge=0.0, le=1.0)
+    """share of empty (whitespace-only) predictions"""
+    max_repeating: float = Field(0.1, ge=0.0, le=1.0)
+    """share of predictions that loop (a phrase 3 times, a word over half)"""
     max_identical_excess: float = Field(0.5, ge=0.0, le=1.0)
-    min_length_ratio: float = Field(0.25, ge=0.0)  # mean prediction words / mean reference words
+    """the most common prediction's share beyond the references' own"""
+    min_length_ratio: float = Field(0.25, ge=0.0)
+    """mean prediction words / mean reference words"""
 
 
 class Promote(Section):
     """Which alias a passing candidate takes, and the gates it must pass."""
 
     alias: str = "champion"
+    """the alias a passing candidate takes (the serving pointer)"""
     gates: Gates = Gates()
     degenerate: Degenerate = Degenerate()
-    lock_timeout_s: float = Field(600, gt=0)  # wait this long for another promotion of the same model
+    """refuse a candidate whose outputs are degenerate, whatever its scores"""
+    lock_timeout_s: float = Field(600, gt=0)
+    """promotions of one model run one at a time"""
 
 
 class Drift(Section):
     """The drift check before a scheduled retrain (tasks/data/drift.py): below every threshold the
     retrain is skipped, saying why; at or above one, it trains and the figures go on the version."""
 
-    check: bool = True  # off: a retrain trains whenever the data or settings changed
-    length_psi: float = Field(0.1, gt=0)  # input/target length histograms (population stability index)
-    poor_token_rise: float = Field(0.02, gt=0)  # more words the champion's tokenizer represents poorly
-    script_shift: float = Field(0.05, gt=0)  # Unicode script mix (total variation distance)
-    max_pieces: int = Field(4, ge=1)  # a word in more pieces than this is poorly represented
-    max_test_overlap: float = Field(0.01, ge=0)  # new train inputs in the champion's test split: warn above
+    check: bool = True
+    """below every threshold: skipped, saying why; else it trains"""
+    length_psi: float = Field(0.1, gt=0)
+    """input/target length histograms vs the champion's (PSI)"""
+    poor_token_rise: float = Field(0.02, gt=0)
+    """rise in the share of words the champion's tokenizer splits into more than max_pieces pieces (or an unknown
+    token)"""
+    script_shift: float = Field(0.05, gt=0)
+    """Unicode script mix (total variation distance)"""
+    max_pieces: int = Field(4, ge=1)
+    """a word in more pieces than this is poorly represented"""
+    max_test_overlap: float = Field(0.01, ge=0)
+    """new training inputs found in the champion's test split: warned"""
 
 
 class Notify(Section):
     """Who hears about a run: a webhook receives one JSON event per outcome (promoted, rejected,
     skipped, failed, awaiting_approval). The URL comes from the environment, never a file."""
 
-    webhook_env: str = "S2S_WEBHOOK_URL"  # the variable holding the URL; unset or empty: no webhook
+    webhook_env: str = "S2S_WEBHOOK_URL"
+    """the environment variable holding the webhook URL (unset: none)"""
     events: list[Literal["promoted", "rejected", "skipped", "failed", "awaiting_approval"]] = Field(
         default_factory=lambda: ["promoted", "rejected", "skipped", "failed", "awaiting_approval"]
     )
-    timeout_s: float = Field(10.0, gt=0)  # per attempt
-    attempts: int = Field(3, ge=1, le=10)  # 503s and timeouts are retried with backoff
+    """which outcomes are sent"""
+    timeout_s: float = Field(10.0, gt=0)
+    """per attempt"""
+    attempts: int = Field(3, ge=1, le=10)
+    """a 5xx, a refused connection or a timeout is retried with backoff"""
 
 
 class Serve(Section):
@@ -133,11 +168,17 @@ class Serve(Section):
     for, how long a client may take to send it, and how long a stop waits for the requests in
     flight."""
 
-    max_inputs: int = Field(256, ge=1)  # inputs per request (over: 413)
-    max_input_chars: int = Field(20000, ge=1)  # characters per input, as validate.max_text_chars (over: 422)
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # request body (over: 413)
-    max_request_seconds: float = Field(30.0, gt=0)  # generation time one request may use (over: 413)
-    max_queued_inputs: int = Field(4096, ge=1)  # inputs waiting in all requests (over: 503, retry later)
-    read_timeout_s: float = Field(10.0, gt=0)  # a whole request (headers + body) must arrive within this
-    drain_s: float = Field(20.0, gt=0, le=22)  # SIGTERM: in-flight requests get this long, then a 503
-    #   (le 22: the process is ended 25 s after a SIGTERM, tasks/core/signals.py GRACE_S)
+    max_inputs: int = Field(256, ge=1)
+    """inputs per request (over: 413)"""
+    max_input_chars: int = Field(20000, ge=1)
+    """characters per input (over: 422); tokenizing a 9.5 MB text took 4 GB"""
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    """request body (over: 413)"""
+    max_request_seconds: float = Field(30.0, gt=0)
+    """generation time one request may use (over: 413; shared batches count by its share of the inputs)"""
+    max_queued_inputs: int = Field(4096, ge=1)
+    """inputs waiting across requests (over: 503 with Retry-After)"""
+    read_timeout_s: float = Field(10.0, gt=0)
+    """the whole request must arrive within this (slow client: 408/closed)"""
+    drain_s: float = Field(20.0, gt=0, le=22)
+    """SIGTERM: requests in flight get this long to finish, then a 503"""
