@@ -102,9 +102,9 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 class Harness:
-    def __init__(self, work: Path, mode: str, seed: int):
+    def __init__(self, work: Path, mode: str, seed: int, params: dict | None = SMALL, tiny: bool = True):
         self.work, self.mode, self.rng = work, mode, random.Random(seed)
-        self.root = make_clone(work / "proj", params=SMALL)
+        self.root = make_clone(work / "proj", params=params, tiny=tiny)
         (work / "SENTINEL").write_text("keep")
         self.env = {
             **os.environ,
