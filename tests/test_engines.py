@@ -61,7 +61,9 @@ def test_an_unknown_or_missing_field_is_refused_by_name(tmp_path):
 
 
 def test_settings_come_from_the_config_sections_that_own_them(tmp_path):
-    cfg = load_config(overrides=["evaluate.num_beams=3", "train.max_seq_length=77", "ingest.source_prefix='sum: '"], root=ROOT)
+    cfg = load_config(
+        overrides=["evaluate.num_beams=3", "train.max_seq_length=77", "ingest.source_prefix='sum: '"], root=ROOT
+    )
     s = GenerationSettings.from_config(cfg)
     assert (s.num_beams, s.max_source_length, s.source_prefix) == (3, 77, "sum: ")
     assert s.max_new_tokens == cfg.evaluate.generation_max_length and s.batch_size == cfg.evaluate.batch_size
