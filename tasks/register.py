@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 SERVING = Path(importlib.util.find_spec("tasks.serving.pyfunc").origin)
 # the generation layer it runs (engines.py opens ct2.py or generation.py) and the recurrent type
 SHIPPED_CODE = [
-    Path(importlib.util.find_spec(f"tasks.modeling.{m}").origin) for m in ("engines", "ct2", "generation", "rnn_model")
+    Path(importlib.util.find_spec(m).origin)
+    for m in ("tasks.modeling.engines", "tasks.modeling.ct2", "tasks.modeling.generation", "tasks.modeling.rnn_model")
 ]
 RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "sentencepiece", "mlflow")
 

@@ -190,13 +190,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) 
 
 
 def pytest_collection_modifyitems(items):
-    """Every test not marked integration or system is a unit test (`pytest -m unit`, `make test-fast`).
-
-    The whole runs (system), then the integration tests, then the unit tests: xdist hands tests
-    out in collection order, so the long ones start first and the two workers end together on
-    short ones, instead of one worker starting a two-minute run while the other has finished."""
+    """Every test not marked integration or system is a unit test (`pytest -m unit`, `make test-fast`)."""
     for item in items:
         if not any(item.get_closest_marker(m) for m in ("integration", "system")):
             item.add_marker(pytest.mark.unit)
-    weight = {"system": 0, "integration": 1}
-    items.sort(key=lambda item: min((weight[m] for m in weight if item.get_closest_marker(m)), default=2))

@@ -135,7 +135,7 @@ def test_remote_code_is_off_by_default_and_weights_are_safetensors_only():
     ):
         assert not re.search(pattern, code), pattern
     assert "use_safetensors=True" in (REPO / "tasks" / "modeling" / "models.py").read_text()
-    assert "use_safetensors=True" in (REPO / "tasks" / "serving" / "pyfunc.py").read_text()
+    assert "use_safetensors=True" in (REPO / "tasks" / "modeling" / "engines.py").read_text()  # the shipped loader
 
 
 def _check_env(values: dict) -> subprocess.CompletedProcess:
