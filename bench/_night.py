@@ -15,12 +15,15 @@ def main(argv: list[str]) -> int:
     from flows.local_server import TemporaryServer, api_settings
 
     _prepare_env()
+    from tasks.core import logs
+    from tasks.core.config import find_root
+
+    logs.configure(logs.log_file_for(find_root(), "night"))  # the quiet console `s2s run` has
 
     pipeline = argv[0] if argv else "default"
     server = TemporaryServer()
     try:
         from flows.pipeline import retrain
-        from tasks.core import logs
 
         server.wait()
         print(f"night: api {server.url}", flush=True)  # what `s2s approve` talks to while the flow waits

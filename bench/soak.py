@@ -10,7 +10,8 @@ the day's data into ``ingest.source`` and runs the ``retrain`` flow a deployment
 data, so most quiet nights are skipped. The calendar, from ``--seed``:
 
   data       every night adds rows from the same distribution (quiet), or, about one night in
-             three, rows of one kind of event only (drifting); one night the file is bad (a third
+             three, rows of one kind of event, two reports to a row (drifting: twice the length);
+             one night the file is bad (a third
              of its targets blank: validation must refuse it); the next night is good again
   settings   one night changes train.lr in params.yaml (a new settings hash must train)
   faults     about one night in three: the night's process group SIGKILLed (a worker dying with
@@ -63,14 +64,20 @@ FIRST_ROWS, NIGHTLY_ROWS, DRIFT_ROWS = 500, 40, 160
 
 
 def one_kind(n: int, seed: int) -> list[dict[str, str]]:
-    """``n`` rows of one kind of event (the embedded sample's generator, one of its templates)."""
+    """``n`` drifted rows: reports of one kind of event (one of the embedded sample's templates),
+    two to a row, so inputs and targets are about twice as long as the month began with."""
     rng = random.Random(seed)
     sampler, forms, summary = rng.choice(sample.EVENTS)
-    rows = []
-    for _ in range(n):
+
+    def one() -> tuple[str, str]:
         slots = sampler(rng)
         target = summary.format(**slots)
-        rows.append({"text": rng.choice(forms).format(**slots), "target": target[0].upper() + target[1:]})
+        return rng.choice(forms).format(**slots), target[0].upper() + target[1:]
+
+    rows = []
+    for _ in range(n):
+        (a, x), (b, y) = one(), one()
+        rows.append({"text": f"{a} {b}", "target": f"{x} {y}"})
     return rows
 
 
@@ -98,7 +105,8 @@ class Month:
                 day["data"] = "drift"  # a night that must train
             day["rollback"] = night == rollback
             day["fault"] = rng.choice(["kill", "term", "tracking"]) if night > 1 and rng.random() < 0.33 else None
-            day["fault_at"] = rng.uniform(1.0, 45.0)
+            # a night that trains lasts about a minute; a quiet one is skipped in about ten seconds
+            day["fault_at"] = rng.uniform(1.0, 45.0) if day["data"] == "drift" else rng.uniform(0.5, 8.0)
             days.append(day)
         return days
 

@@ -257,7 +257,6 @@ def test_approve_of_a_version_not_waiting_is_an_error_that_changes_nothing(proje
 
     for args, says in [
         ((v1, "--reject", "--reason", "x"), f"s2s-default v{v1}: promoted; holds champion"),
-        ((v1,), f"s2s-default v{v1}: promoted; holds champion"),
         (
             (v2, "--pipeline", "default"),
             f"in pipeline(s) default: nothing changed\n  s2s-default v{v2}: rejected; holds challenger",
