@@ -230,7 +230,7 @@ class Month:
             text=True,
             timeout=300,
         )
-        return f"{answer}d (s2s approve {done.returncode}); "
+        return f"{answer.removesuffix('e')}ed (s2s approve {done.returncode}); "
 
     # -- the promises --------------------------------------------------------------------------
     def champion(self) -> str | None:

@@ -79,3 +79,25 @@ def test_a_profile_against_itself_is_zero(texts):
     assert all(
         abs(figures[k]) < 1e-9 for k in ("input_length_psi", "target_length_psi", "poor_token_rise", "script_shift")
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.one_of(st.text(max_size=40), st.none(), st.just(float("nan")), st.integers()), min_size=1, max_size=30),
+    st.lists(st.one_of(st.text(max_size=40), st.none(), st.just(float("nan"))), min_size=1, max_size=30),
+)
+def test_missing_or_non_text_cells_count_as_empty_and_never_fail_the_check(inputs, targets):
+    """The retrain's drift check reads the raw rows before validation: a blank CSV target (NaN),
+    a None or a number must not crash it (found by bench.soak: a bad file's night failed with a
+    TypeError instead of validation's message); validation names those rows afterwards."""
+
+    class Chars:
+        unk_token_id = None
+
+        def __call__(self, words, add_special_tokens=False):
+            return {"input_ids": [list(w) for w in words]}
+
+    p = drift.profile(inputs, targets, inputs, Chars(), 4)
+    as_text = drift.profile(drift.texts(inputs), drift.texts(targets), drift.texts(inputs), Chars(), 4)
+    assert p == as_text
+    assert drift.compare(p, p, inputs)["input_length_psi"] == 0

@@ -95,12 +95,19 @@ def text_hash(text: str) -> str:
     return rowkey.key(text)
 
 
+def texts(values: Iterable[Any]) -> list[str]:
+    """Cells as text: a missing or non-text cell (a blank CSV field reads as NaN) counts as empty.
+    The drift check runs before validation, which names such rows; it must not fail on them."""
+    return [v if isinstance(v, str) else "" for v in values]
+
+
 def profile(
     inputs: list[str], targets: list[str], test_inputs: list[str], tokenizer, max_pieces: int, prefix: str = ""
 ) -> dict[str, Any]:
     """The profile of a training split (and the hashes of its frozen test split's inputs)."""
-    inputs = [t.removeprefix(prefix) for t in inputs[:SAMPLE]]
-    targets = targets[:SAMPLE]
+    inputs = [t.removeprefix(prefix) for t in texts(inputs[:SAMPLE])]
+    targets = texts(targets[:SAMPLE])
+    test_inputs = texts(test_inputs)
     return {
         "rows": len(inputs),
         "input_lengths": histogram(len(t) for t in inputs),
@@ -118,7 +125,7 @@ def compare(
     """The drift figures of ``new`` against the champion's profile (``new_inputs``: every new
     training input, for the overlap with the champion's frozen test split)."""
     tests = set(champion.get("test_hashes") or ())
-    hashes = [text_hash(t.removeprefix(prefix)) for t in new_inputs]
+    hashes = [text_hash(t.removeprefix(prefix)) for t in texts(new_inputs)]
     return {
         "input_length_psi": round(psi(champion["input_lengths"], new["input_lengths"]), 4),
         "target_length_psi": round(psi(champion["target_lengths"], new["target_lengths"]), 4),
