@@ -42,9 +42,12 @@ system-deps:
 
 # lint and format check first (seconds), then every test group (unit, integration, system) but
 # the long fault, load and stack runs (marked slow: `make test-slow`, `make test-all`)
+# (the project's code is byte-compiled first: with PYTHONDONTWRITEBYTECODE set, as on these
+# machines, each of the suite's few hundred `s2s` and stage processes would compile it again)
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m compileall -q tasks flows
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=30 -m "not slow"
 
 test-slow: install system-deps
