@@ -86,6 +86,16 @@ INVARIANTS = [
 PROBES = 8
 
 
+def runs_and_versions(c) -> tuple[bool, bool, list]:
+    """(no MLflow run left RUNNING, at most one model version per training run, the versions)."""
+    runs = [r for e in c.search_experiments() for r in c.search_runs([e.experiment_id])]
+    versions = c.search_model_versions("name='s2s-default'")
+    per_run: dict[str, int] = {}
+    for v in versions:
+        per_run[v.run_id] = per_run.get(v.run_id, 0) + 1
+    return all(r.info.status != "RUNNING" for r in runs), all(n == 1 for n in per_run.values()), versions
+
+
 def snapshot(root: Path) -> dict[str, str]:
     out = {}
     for path in sorted(root.rglob("*")):
@@ -160,13 +170,7 @@ class Harness:
     def check(self, text: str) -> dict[str, bool]:
         c = self.client()
         ok: dict[str, bool] = {}
-        runs = [r for e in c.search_experiments() for r in c.search_runs([e.experiment_id])]
-        ok["no-running"] = all(r.info.status != "RUNNING" for r in runs)
-        versions = c.search_model_versions("name='s2s-default'")
-        per_run: dict[str, int] = {}
-        for v in versions:
-            per_run[v.run_id] = per_run.get(v.run_id, 0) + 1
-        ok["one-version"] = all(n == 1 for n in per_run.values())
+        ok["no-running"], ok["one-version"], versions = runs_and_versions(c)
         model = c.get_registered_model("s2s-default") if versions else None
         aliases = {a: str(v) for a, v in ((model.aliases or {}).items() if model else [])}
         champion = aliases.get("champion")

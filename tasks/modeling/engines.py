@@ -91,6 +91,15 @@ class GenerationSettings:
         """These settings with a request's ``params`` in place of the fields they name."""
         return self if not params else GenerationSettings.from_dict({**self.to_dict(), **params}, "params")
 
+    def batching(self) -> dict[str, int]:
+        """The keyword arguments every engine's generate loop takes from these settings."""
+        return {
+            "batch_size": self.batch_size,
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "max_source": self.max_source_length,
+        }
+
     def prefixed(self, texts: list[str]) -> list[str]:
         """``texts`` with the training-time source prefix added where it is missing."""
         p = self.source_prefix
@@ -131,17 +140,7 @@ class HF:
         self.generation = config.to_dict() if config is not None else {}
 
     def generate(self, texts: list[str], s: GenerationSettings, desc: str = "generate", progress: bool = True):
-        return generation.generate(
-            self.model,
-            self.tokenizer,
-            texts,
-            batch_size=s.batch_size,
-            num_beams=s.num_beams,
-            max_new_tokens=s.max_new_tokens,
-            max_source=s.max_source_length,
-            desc=desc,
-            progress=progress,
-        )
+        return generation.generate(self.model, self.tokenizer, texts, **s.batching(), desc=desc, progress=progress)
 
 
 class CT2:
@@ -182,10 +181,7 @@ class CT2:
             self.translator,
             self.tokenizer,
             texts,
-            batch_size=s.batch_size,
-            num_beams=s.num_beams,
-            max_new_tokens=s.max_new_tokens,
-            max_source=s.max_source_length,
+            **s.batching(),
             length_penalty=float(self.generation.get("length_penalty", 1.0)),
             no_repeat_ngram_size=int(self.generation.get("no_repeat_ngram_size") or 0),
             decoder_start_counts=self.start_counts,
