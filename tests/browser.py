@@ -39,6 +39,9 @@ def chromium(
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
+            # every frame drawn before virtual time moves on: without it the runs' chart grid
+            # (laid out from a measured width) was sometimes dumped with no chart in it
+            "--run-all-compositor-stages-before-draw",
             *(["--proxy-server=127.0.0.1:9"] if offline else []),
             f"--user-data-dir={profile}",
             f"--window-size={window}",

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, chromium
 from conftest import venv_bin
 from test_promote import new_version
 
@@ -33,7 +33,6 @@ from tasks.train import train
 from tasks.validate import validate
 
 pytestmark = pytest.mark.system
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def free_port() -> int:
@@ -82,27 +81,9 @@ def mlflow_ui(tracking_uri: str) -> Iterator[int]:
 def render(port: int, route: str, profile: Path, window: str = "1280,800", screenshot: Path | None = None) -> str:
     """The DOM of ``#/route`` as headless Chromium renders it in a ``window``-sized window, with a
     browser profile of its own (saved as a PNG too with ``screenshot``)."""
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            f"--window-size={window}",
-            "--virtual-time-budget=20000",
-            *([f"--screenshot={screenshot}"] if screenshot else []),
-            "--dump-dom",
-            f"http://127.0.0.1:{port}/#/{route}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    shot = [f"--screenshot={screenshot}"] if screenshot else []
+    return chromium(
+        f"http://127.0.0.1:{port}/#/{route}", profile, *shot, "--dump-dom", window=window, budget_ms=20000
     ).stdout
 
 
