@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps run dvc-lock test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist images stack-up stack-down stack-check stack-faults stack-test clean
+.PHONY: install system-deps run dvc-lock test test-slow test-all test-fast bench lock vendor-vega docs docs-serve dist image-inputs images image-cuda-check stack-up stack-down stack-check stack-faults stack-test clean
 
 install: $(VENV)/.installed
 
@@ -86,14 +86,24 @@ vendor-vega:
 # debootstrap); a local CPU torch wheel (TORCH_WHEEL) is copied into the build when present
 BASE_IMAGE ?= $(shell docker pull -q python:3.11-slim >/dev/null 2>&1 && echo python:3.11-slim || echo s2s-base:bookworm)
 TORCH_WHEEL ?= $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl)
-images:
+image-inputs:  # the base when it has to be built here, the local torch wheel, a proxy's CA bundle
 	@if [ "$(BASE_IMAGE)" = s2s-base:bookworm ] && ! docker image inspect s2s-base:bookworm >/dev/null 2>&1; then \
 	  docker/base/build-base.sh s2s-base:bookworm; fi
 	@if [ -n "$(TORCH_WHEEL)" ]; then cp -n $(TORCH_WHEEL) docker/wheels/; fi
 	@if [ -n "$$PIP_CERT" ] && [ -f "$$PIP_CERT" ]; then cp "$$PIP_CERT" docker/certs/ca.crt; fi
+images: image-inputs
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -f docker/Dockerfile.cpu -t s2s-pipeline:cpu .
 	docker build -q --build-arg BASE=$(BASE_IMAGE) -f docker/mlflow/Dockerfile -t s2s-mlflow:local .
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(s2s-base|s2s-pipeline|s2s-mlflow)'
+# docker/Dockerfile.cuda as far as it builds without CUDA: the same file on the base above with the
+# CPU torch wheel (TORCH, TORCH_INDEX), then the image's own checks (user, imports, the CLI) offline
+image-cuda-check: image-inputs
+	docker build -q --build-arg BASE=$(BASE_IMAGE) --build-arg TORCH=torch==2.13.0+cpu \
+	  --build-arg TORCH_INDEX=https://pypi.org/simple -f docker/Dockerfile.cuda -t s2s-pipeline:cuda-check .
+	docker run --rm --network none --entrypoint python s2s-pipeline:cuda-check -c \
+	  "import os, torch, bitsandbytes, peft, tasks, flows; print('uid', os.getuid(), 'torch', torch.__version__, 'bitsandbytes', bitsandbytes.__version__)"
+	docker run --rm --network none s2s-pipeline:cuda-check --help | head -3
+	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^s2s-pipeline:cuda-check'
 
 # the compose stack on the images above (docker/compose.local.yaml: PostgreSQL from Debian, SeaweedFS
 # S3); secrets from docker/.env (copy docker/.env.example, set every value). Ports on 127.0.0.1 only.
@@ -108,9 +118,10 @@ stack-down:  # volumes kept: a second stack-up finds the registry, the runs and 
 stack-check:
 	STACK="$(STACK)" docker/stack-check.sh
 # real faults on the running stack, each during a training: MLflow and PostgreSQL restarted, the
-# worker SIGKILLed (docker/stack-faults.sh); about 10 minutes
+# worker SIGKILLed, a retrain's worker SIGKILLed and healed by the automations
+# (docker/stack-faults.sh); about 15 minutes; FAULTS="heal worker" runs only those
 stack-faults:
-	STACK="$(STACK)" docker/stack-faults.sh
+	STACK="$(STACK)" FAULTS="$(FAULTS)" docker/stack-faults.sh
 # the whole production check, one line per step with its time: images, up, stack-check, stack-faults
 stack-test:
 	@t0=$$(date +%s); $(MAKE) --no-print-directory images >/dev/null && echo "ok    images built                    $$(( $$(date +%s) - t0 ))s" \
