@@ -99,10 +99,10 @@ images: image-inputs
 # CPU torch wheel (TORCH, TORCH_INDEX), then the image's own checks (user, imports, the CLI) offline
 image-cuda-check: image-inputs
 	docker build -q --build-arg BASE=$(BASE_IMAGE) --build-arg TORCH=torch==2.13.0+cpu \
-	  --build-arg TORCH_INDEX=https://pypi.org/simple -f docker/Dockerfile.cuda -t s2s-pipeline:cuda-check .
+	  --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu -f docker/Dockerfile.cuda -t s2s-pipeline:cuda-check .
 	docker run --rm --network none --entrypoint python s2s-pipeline:cuda-check -c \
 	  "import os, torch, bitsandbytes, peft, tasks, flows; print('uid', os.getuid(), 'torch', torch.__version__, 'bitsandbytes', bitsandbytes.__version__)"
-	docker run --rm --network none s2s-pipeline:cuda-check --help | head -3
+	out=$$(docker run --rm --network none s2s-pipeline:cuda-check --help) && echo "$$out" | head -3
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^s2s-pipeline:cuda-check'
 
 # the compose stack on the images above (docker/compose.local.yaml: PostgreSQL from Debian, SeaweedFS

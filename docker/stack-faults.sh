@@ -21,10 +21,10 @@ check() {  # check NAME COMMAND...: runs it, prints ok/FAIL with the seconds it 
   if out=$("$@" 2>&1); then printf 'ok    %-24s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -1 <<<"$out")"
   else printf 'FAIL  %-24s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -4 <<<"$out" | tr '\n' ' ')"; fails=$((fails + 1)); fi
 }
-start_run() {  # a forced training of the default deployment; prints its flow run id
-  $STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default --param force=true' \
-    | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p'
+run_deployment() {  # run_deployment NAME [ARGS...]: starts a flow run of the deployment; prints its id
+  $STACK exec -T worker sh -c "cd /work && prefect deployment run $*" | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p'
 }
+start_run() { run_deployment training-pipeline/default --param force=true; }  # a forced training
 final_state() {  # final_state ID: waits (15 min at most) for the flow run to end; prints its state
   $STACK exec -T worker python - "$1" <<'PY'
 import sys, time
@@ -104,70 +104,86 @@ with get_client(sync_client=True) as p:
 print(f"v{v.version} resumed from {tags['resumed_from']} in the killed run's MLflow run; the killed flow run is {killed}")
 PY
 }
+kill_worker_after_checkpoint() {  # SIGKILL the worker container once a checkpoint newer than now is
+  # complete (5 minutes at most, else fail without killing), then bring the worker back
+  local since; since=$(date +%s)
+  for _ in $(seq 150); do
+    $STACK exec -T worker sh -c "find /work/artifacts/checkpoints -name trainer_state.json -newermt @$since 2>/dev/null | grep -q ." \
+      && { docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null; $STACK up -d --wait worker >/dev/null 2>&1; return 0; }
+    sleep 2
+  done
+  echo "no checkpoint within 5 minutes: nothing killed"; return 1
+}
 worker_killed() {
   local id state again
   id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
-  # kill once a checkpoint of this training is complete (at most 5 minutes)
-  for _ in $(seq 150); do
-    $STACK exec -T worker sh -c 'ls -d /work/artifacts/checkpoints/checkpoint-*/trainer_state.json' >/dev/null 2>&1 && break
-    sleep 2
-  done
-  docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null
-  $STACK up -d --wait worker >/dev/null 2>&1
-  again=$($STACK exec -T worker sh -c 'cd /work && prefect deployment run training-pipeline/default' \
-    | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p')
+  kill_worker_after_checkpoint || return 1
+  again=$(run_deployment training-pipeline/default)
   state=$(final_state "$again"); echo "re-run: $state"
   [[ "$state" == COMPLETED* ]] || return 1
   registry_consistent || return 1
   echo "worker SIGKILLed after a checkpoint; $(killed_run_resumed "$id" | tail -1)"
 }
-retrain_healed() {
-  local seed id rerun
-  # a setting the registry has never seen (train.seed), so the retrain trains instead of skipping
-  seed=$(( $(date +%s) % 1000000 + 1000 ))
-  $STACK exec -T worker python - "$seed" <<'PY' || return 1
+train_seed() {  # train_seed [N]: prints the worker project's train.seed; with N, sets it first
+  $STACK exec -T worker python - "$@" <<'PY'
 import re, sys
 from pathlib import Path
 p = Path("/work/params.yaml"); text = p.read_text()
-at = text.index("\n  seed:", text.index("\ntrain:"))
-p.write_text(text[:at] + re.sub(r"seed: *\d+", f"seed: {sys.argv[1]}", text[at:], count=1))
+block = re.search(r"^train:\n(?:(?:[ #].*)?\n)*?  seed: *(\d+)", text, re.M)  # train.seed, not ingest's
+assert block, "no train.seed in the worker's params.yaml"
+if len(sys.argv) > 1:
+    p.write_text(text[: block.start(1)] + sys.argv[1] + text[block.end(1) :])
+print(sys.argv[1] if len(sys.argv) > 1 else block.group(1))
 PY
-  id=$($STACK exec -T worker sh -c 'cd /work && prefect deployment run retrain/default' \
-    | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p')
-  [ -n "$id" ] || { echo "no retrain started"; return 1; }
-  for _ in $(seq 150); do  # kill once a checkpoint of this training is complete (5 minutes at most)
-    $STACK exec -T worker sh -c 'ls -d /work/artifacts/checkpoints/checkpoint-*/trainer_state.json' >/dev/null 2>&1 && break
-    sleep 2
-  done
-  docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null
-  $STACK up -d --wait worker >/dev/null 2>&1
+}
+retrain_healed() {
+  local before
+  # a setting the registry has never seen (train.seed), so the retrain trains instead of skipping;
+  # the project's own seed is put back afterwards
+  before=$(train_seed) || return 1
+  train_seed $(( $(date +%s) % 1000000 + 1000 )) >/dev/null || return 1
+  healed_retrain; local rc=$?
+  train_seed "$before" >/dev/null
+  return $rc
+}
+healed_retrain() {
+  local id rerun
+  id=$(run_deployment retrain/default); [ -n "$id" ] || { echo "no retrain started"; return 1; }
+  kill_worker_after_checkpoint || return 1
   # no hand on it from here: the automations crash the silent run and start the re-run
   rerun=$($STACK exec -T worker python - "$id" <<'PY'
 import sys, time
 from prefect import get_client
+from prefect.automations import Automation
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+# a flow run an automation starts carries "automation <id>, action <i>, invocation <id>" as its key
+healer = f"automation {Automation.read(name='s2s: re-run crashed retrain/default').id},"
 with get_client(sync_client=True) as c:
     deployment = c.read_deployment_by_name("retrain/default")
     deadline, killed = time.monotonic() + 900, sys.argv[1]
     while time.monotonic() < deadline:
         run = c.read_flow_run(killed)
         runs = c.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
-        done = [r for r in runs if r.created > run.created and r.state and r.state.is_final()]
+        healed = [r for r in runs if (r.idempotency_key or "").startswith(healer) and r.created > run.created]
+        done = [r for r in healed if r.state and r.state.is_final()]
         if run.state.type.value == "CRASHED" and done:
-            # a flow run an automation started carries "automation <id>, action <i>, ..." as its key
-            by = (done[0].idempotency_key or "started by hand").split(",")[0]
-            print(f"the killed run {run.state.type.value} ({run.state.message}); the re-run {done[0].name}, {by}: {done[0].state.type.value}")
+            first = min(done, key=lambda r: r.created)
+            print(f"the killed run CRASHED ({run.state.message}); the healing automation's re-run {first.name}: {first.state.type.value}")
             break
         time.sleep(3)
     else:
-        print("no healed re-run within 15 minutes; the killed run is", run.state.type.value)
+        print(f"no re-run by the healing automation within 15 minutes; the killed run is {run.state.type.value}")
 PY
 )
   echo "$rerun"
-  [[ "$rerun" == *"CRASHED ("*"the re-run "*", automation "*": COMPLETED" ]] || return 1
+  [[ "$rerun" == *"CRASHED ("*"the healing automation's re-run "*": COMPLETED" ]] || return 1
   registry_consistent || return 1
   echo "retrain's worker SIGKILLed; $rerun; $(killed_run_resumed "$id" | tail -1)"
 }
+FAULT_NAMES="mlflow postgres worker heal"
+for f in ${FAULTS:-}; do  # a misspelt name would run nothing and pass
+  [[ " $FAULT_NAMES " == *" $f "* ]] || { echo "FAULTS: unknown fault '$f' (known: $FAULT_NAMES)"; exit 2; }
+done
 want() { [ -z "${FAULTS:-}" ] || [[ " $FAULTS " == *" $1 "* ]]; }  # FAULTS="heal worker": only those
 want mlflow && check "MLflow restarted" restarted mlflow register
 want postgres && check "PostgreSQL restarted" restarted postgres

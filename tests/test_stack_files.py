@@ -103,6 +103,21 @@ def test_images_run_as_a_non_root_user_with_s2s_as_entry_point():
         assert 'ENTRYPOINT ["s2s"]' in text and "-c constraints.txt" in text and "torch==2.13.0" in text
 
 
+def test_the_cpu_and_cuda_images_differ_only_in_their_defaults():
+    """One image recipe: Dockerfile.cuda is Dockerfile.cpu with other build-argument defaults
+    (base, torch wheel and index, extras), so a fix to one cannot miss the other."""
+    marker = "# ---- from here on Dockerfile.cpu and Dockerfile.cuda are the same"
+    cpu, cuda = ((DOCKER / name).read_text() for name in ("Dockerfile.cpu", "Dockerfile.cuda"))
+    assert marker in cpu and cpu.split(marker)[1] == cuda.split(marker)[1]
+
+    def defaults(text: str) -> dict[str, str]:
+        return dict(re.findall(r"^ARG (\w+)=(\S+)$", text.split(marker)[0], re.M))
+
+    assert set(defaults(cpu)) == set(defaults(cuda)) == {"BASE", "TORCH", "TORCH_INDEX", "EXTRAS"}
+    assert defaults(cpu)["TORCH"].endswith("+cpu") and defaults(cuda)["TORCH"].endswith("+cu128")
+    assert "gpu" in defaults(cuda)["EXTRAS"].split(",") and "gpu" not in defaults(cpu)["EXTRAS"].split(",")
+
+
 @pytest.mark.parametrize("package", sorted(CVE_FLOORS))
 def test_pins_and_installed_versions_clear_the_cve_floors(package):
     floor = Version(CVE_FLOORS[package])
