@@ -85,7 +85,8 @@ vendor-vega:
 # s2s-base:bookworm, built here from Debian packages (docker/base/build-base.sh, root and
 # debootstrap); a local CPU torch wheel (TORCH_WHEEL) is copied into the build when present
 BASE_IMAGE ?= $(shell docker pull -q python:3.11-slim >/dev/null 2>&1 && echo python:3.11-slim || echo s2s-base:bookworm)
-TORCH_WHEEL ?= $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl)
+TORCH_VERSION := $(shell sed -n "s/^torch==//p" constraints.txt)
+TORCH_WHEEL ?= $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-cp311-*.whl)
 image-inputs:  # the base when it has to be built here, the local torch wheel, a proxy's CA bundle
 	@if [ "$(BASE_IMAGE)" = s2s-base:bookworm ] && ! docker image inspect s2s-base:bookworm >/dev/null 2>&1; then \
 	  docker/base/build-base.sh s2s-base:bookworm; fi
@@ -98,7 +99,7 @@ images: image-inputs
 # docker/Dockerfile.cuda as far as it builds without CUDA: the same file on the base above with the
 # CPU torch wheel (TORCH, TORCH_INDEX), then the image's own checks (user, imports, the CLI) offline
 image-cuda-check: image-inputs
-	docker build -q --build-arg BASE=$(BASE_IMAGE) --build-arg TORCH=torch==2.13.0+cpu \
+	docker build -q --build-arg BASE=$(BASE_IMAGE) --build-arg TORCH=torch==$(TORCH_VERSION)+cpu \
 	  --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu -f docker/Dockerfile.cuda -t s2s-pipeline:cuda-check .
 	docker run --rm --network none --entrypoint python s2s-pipeline:cuda-check -c \
 	  "import os, torch, bitsandbytes, peft, tasks, flows; print('uid', os.getuid(), 'torch', torch.__version__, 'bitsandbytes', bitsandbytes.__version__)"

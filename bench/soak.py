@@ -118,14 +118,16 @@ class Month:
             days.append(day)
         return days
 
-    def _gates(self, approval: str = "none") -> None:
+    def _gates(self, approval: str = "none", night: int = 0) -> None:
         """The month's gates; on an approval night the champion need not be beaten (a person
-        decides), so that the night asks."""
+        decides), so that the night asks. Its timeout carries the night's number, so its gates
+        differ from any champion's (one promoted on an earlier approval night included): a
+        changed setting, so the night trains whatever its data."""
         path = self.h.root / "pipelines.yaml"
         pipes = yaml.safe_load(path.read_text())
         pipes["default"]["gates"] = {**GATES, "approval": approval, "approval_timeout_s": 600}
         if approval == "required":
-            pipes["default"]["gates"].update(min_delta=None, confidence=None)
+            pipes["default"]["gates"].update(min_delta=None, confidence=None, approval_timeout_s=600 + night)
         path.write_text(yaml.safe_dump(pipes, sort_keys=False))
 
     def _params(self, change) -> None:
@@ -292,14 +294,14 @@ class Month:
             before = self.champion()
             also = []
             if self.owed and not (day["approval"] or day["bad"] or day["rollback"] or day["fault"]):
-                # the night's own data: a changed gate is a changed setting, so it trains, and
-                # data like the old (not the long drifting reports) rarely fails a gate first
+                # the night's own data: its gates are a changed setting, so it trains, and data
+                # like the old (not the long drifting reports) rarely fails a gate first
                 day["approval"] = self.owed.pop(0)
             if day["settings"]:
                 self._params(lambda train: train.update(lr=float(train.get("lr") or 0.001) * 1.5))
                 also.append("lr x1.5")
             if day["approval"]:
-                self._gates("required")
+                self._gates("required", day["night"])
                 also.append(f"approval ({day['approval']})")
             held = self._data(day)
             if day["bad"]:

@@ -12,7 +12,7 @@
 #                        checkpoint and brought back; nobody re-runs it: the server's automations
 #                        mark the silent run Crashed and run the retrain again, which resumes
 #                        (heal.max_reruns: a third crash within the hour is not re-run)
-# FAULTS="heal worker" (of mlflow postgres worker heal) runs only the ones named.
+# FAULTS="heal worker" runs only the ones named (the names are in FAULT_TABLE below).
 set -uo pipefail
 : "${STACK:?run through make stack-faults}"
 fails=0
@@ -22,7 +22,7 @@ check() {  # check NAME COMMAND...: runs it, prints ok/FAIL with the seconds it 
   else printf 'FAIL  %-24s %4ds  %s\n' "$name" $((SECONDS - t0)) "$(tail -4 <<<"$out" | tr '\n' ' ')"; fails=$((fails + 1)); fi
 }
 run_deployment() {  # run_deployment NAME [ARGS...]: starts a flow run of the deployment; prints its id
-  $STACK exec -T worker sh -c "cd /work && prefect deployment run $*" | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p'
+  $STACK exec -T worker sh -c 'cd /work && exec prefect deployment run "$@"' _ "$@" | sed -n 's/.*UUID: \([0-9a-f-]\{36\}\).*/\1/p'
 }
 start_run() { run_deployment training-pipeline/default --param force=true; }  # a forced training
 final_state() {  # final_state ID: waits (15 min at most) for the flow run to end; prints its state
@@ -104,20 +104,26 @@ with get_client(sync_client=True) as p:
 print(f"v{v.version} resumed from {tags['resumed_from']} in the killed run's MLflow run; the killed flow run is {killed}")
 PY
 }
-kill_worker_after_checkpoint() {  # SIGKILL the worker container once a checkpoint newer than now is
-  # complete (5 minutes at most, else fail without killing), then bring the worker back
-  local since; since=$(date +%s)
-  for _ in $(seq 150); do
-    $STACK exec -T worker sh -c "find /work/artifacts/checkpoints -name trainer_state.json -newermt @$since 2>/dev/null | grep -q ." \
-      && { docker kill --signal KILL "$($STACK ps -q worker)" >/dev/null; $STACK up -d --wait worker >/dev/null 2>&1; return 0; }
+kill_worker_after_checkpoint() {  # kill_worker_after_checkpoint ID: SIGKILL the worker container once
+  # a checkpoint newer than now is complete, then bring the worker back; none within 5 minutes:
+  # nothing is killed, the flow run ID is cancelled (so it trains into no later fault) and it fails
+  local since end container; since=$(date +%s); end=$((SECONDS + 300))
+  while [ $SECONDS -lt $end ]; do
+    if $STACK exec -T worker sh -c "find /work/artifacts/checkpoints -name trainer_state.json -newermt @$since 2>/dev/null | grep -q ."; then
+      container=$($STACK ps -q worker)
+      [ -n "$container" ] && docker kill --signal KILL "$container" >/dev/null || { echo "the worker container could not be killed"; return 1; }
+      $STACK up -d --wait worker >/dev/null 2>&1 || { echo "the worker did not come back healthy"; return 1; }
+      return 0
+    fi
     sleep 2
   done
-  echo "no checkpoint within 5 minutes: nothing killed"; return 1
+  $STACK exec -T worker prefect flow-run cancel "$1" >/dev/null 2>&1
+  echo "no checkpoint within 5 minutes: nothing killed, flow run $1 cancelled"; return 1
 }
 worker_killed() {
   local id state again
   id=$(start_run); [ -n "$id" ] || { echo "no flow run started"; return 1; }
-  kill_worker_after_checkpoint || return 1
+  kill_worker_after_checkpoint "$id" || return 1
   again=$(run_deployment training-pipeline/default)
   state=$(final_state "$again"); echo "re-run: $state"
   [[ "$state" == COMPLETED* ]] || return 1
@@ -143,13 +149,13 @@ retrain_healed() {
   before=$(train_seed) || return 1
   train_seed $(( $(date +%s) % 1000000 + 1000 )) >/dev/null || return 1
   healed_retrain; local rc=$?
-  train_seed "$before" >/dev/null
+  train_seed "$before" >/dev/null || { echo "could not put train.seed back to $before in the worker's params.yaml"; return 1; }
   return $rc
 }
 healed_retrain() {
   local id rerun
   id=$(run_deployment retrain/default); [ -n "$id" ] || { echo "no retrain started"; return 1; }
-  kill_worker_after_checkpoint || return 1
+  kill_worker_after_checkpoint "$id" || return 1
   # no hand on it from here: the automations crash the silent run and start the re-run
   rerun=$($STACK exec -T worker python - "$id" <<'PY'
 import sys, time
@@ -180,13 +186,25 @@ PY
   registry_consistent || return 1
   echo "retrain's worker SIGKILLed; $rerun; $(killed_run_resumed "$id" | tail -1)"
 }
-FAULT_NAMES="mlflow postgres worker heal"
-for f in ${FAULTS:-}; do  # a misspelt name would run nothing and pass
-  [[ " $FAULT_NAMES " == *" $f "* ]] || { echo "FAULTS: unknown fault '$f' (known: $FAULT_NAMES)"; exit 2; }
+# the faults, in the order they run: name (for FAULTS), the line's label, the command
+FAULT_TABLE=(
+  "mlflow|MLflow restarted|restarted mlflow register"
+  "postgres|PostgreSQL restarted|restarted postgres"
+  "worker|worker killed|worker_killed"
+  "heal|retrain healed|retrain_healed"
+)
+names=$(for row in "${FAULT_TABLE[@]}"; do printf '%s ' "${row%%|*}"; done)
+selected=${FAULTS:-}
+for f in $selected; do  # a misspelt name would run nothing and pass
+  [[ " $names" == *" $f "* ]] || { echo "FAULTS: unknown fault '$f' (known: $names)"; exit 2; }
 done
-want() { [ -z "${FAULTS:-}" ] || [[ " $FAULTS " == *" $1 "* ]]; }  # FAULTS="heal worker": only those
-want mlflow && check "MLflow restarted" restarted mlflow register
-want postgres && check "PostgreSQL restarted" restarted postgres
-want worker && check "worker killed" worker_killed
-want heal && check "retrain healed" retrain_healed
+ran=0
+for row in "${FAULT_TABLE[@]}"; do
+  IFS='|' read -r name label command <<<"$row"
+  if [ -z "${selected// /}" ] || [[ " $selected " == *" $name "* ]]; then
+    # shellcheck disable=SC2086 # the command and its arguments, split on purpose
+    check "$label" $command; ran=$((ran + 1))
+  fi
+done
+[ "$ran" -gt 0 ] || { echo "stack-faults: no fault ran"; exit 2; }
 [ "$fails" = 0 ] && echo "stack-faults: all passed" || { echo "stack-faults: $fails failed"; exit 1; }

@@ -107,15 +107,27 @@ def test_the_cpu_and_cuda_images_differ_only_in_their_defaults():
     """One image recipe: Dockerfile.cuda is Dockerfile.cpu with other build-argument defaults
     (base, torch wheel and index, extras), so a fix to one cannot miss the other."""
     marker = "# ---- from here on Dockerfile.cpu and Dockerfile.cuda are the same"
-    cpu, cuda = ((DOCKER / name).read_text() for name in ("Dockerfile.cpu", "Dockerfile.cuda"))
-    assert marker in cpu and cpu.split(marker)[1] == cuda.split(marker)[1]
+    cpu, cuda = ((DOCKER / name).read_text().partition(marker) for name in ("Dockerfile.cpu", "Dockerfile.cuda"))
+    assert cpu[1] == cuda[1] == marker and cpu[2] == cuda[2]
+    # above the marker: comments, and the same instructions in the same order, values aside
+    # (an ARG above FROM would be empty in the build; any other instruction would be one image's)
+    for head in (cpu[0], cuda[0]):
+        lines = [line for line in head.splitlines() if line.strip() and not line.startswith("#")]
+        assert [line.split("=")[0] for line in lines] == [
+            "ARG BASE",
+            "FROM ${BASE}",
+            "ARG TORCH",
+            "ARG TORCH_INDEX",
+            "ARG EXTRAS",
+        ], lines
 
-    def defaults(text: str) -> dict[str, str]:
-        return dict(re.findall(r"^ARG (\w+)=(\S+)$", text.split(marker)[0], re.M))
+    def defaults(head: str) -> dict[str, str]:
+        return dict(re.findall(r"^ARG (\w+)=(\S+)$", head, re.M))
 
-    assert set(defaults(cpu)) == set(defaults(cuda)) == {"BASE", "TORCH", "TORCH_INDEX", "EXTRAS"}
-    assert defaults(cpu)["TORCH"].endswith("+cpu") and defaults(cuda)["TORCH"].endswith("+cu128")
-    assert "gpu" in defaults(cuda)["EXTRAS"].split(",") and "gpu" not in defaults(cpu)["EXTRAS"].split(",")
+    pinned = re.search(r"^torch==(\S+)$", (REPO / "constraints.txt").read_text(), re.M).group(1)
+    assert defaults(cpu[0])["TORCH"] == f"torch=={pinned}+cpu"
+    assert defaults(cuda[0])["TORCH"] == f"torch=={pinned}+cu128"
+    assert "gpu" in defaults(cuda[0])["EXTRAS"].split(",") and "gpu" not in defaults(cpu[0])["EXTRAS"].split(",")
 
 
 @pytest.mark.parametrize("package", sorted(CVE_FLOORS))
