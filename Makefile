@@ -85,7 +85,7 @@ vendor-vega:
 # s2s-base:bookworm, built here from Debian packages (docker/base/build-base.sh, root and
 # debootstrap); a local CPU torch wheel (TORCH_WHEEL) is copied into the build when present
 BASE_IMAGE ?= $(shell docker pull -q python:3.11-slim >/dev/null 2>&1 && echo python:3.11-slim || echo s2s-base:bookworm)
-TORCH_VERSION := $(shell sed -n "s/^torch==//p" constraints.txt)
+TORCH_VERSION := $(shell sed -n "s/^torch==//p" $(dir $(lastword $(MAKEFILE_LIST)))constraints.txt)
 TORCH_WHEEL ?= $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-cp311-*.whl)
 image-inputs:  # the base when it has to be built here, the local torch wheel, a proxy's CA bundle
 	@if [ "$(BASE_IMAGE)" = s2s-base:bookworm ] && ! docker image inspect s2s-base:bookworm >/dev/null 2>&1; then \

@@ -117,8 +117,10 @@ kill_worker_after_checkpoint() {  # kill_worker_after_checkpoint ID: SIGKILL the
     fi
     sleep 2
   done
-  $STACK exec -T worker prefect flow-run cancel "$1" >/dev/null 2>&1
-  echo "no checkpoint within 5 minutes: nothing killed, flow run $1 cancelled"; return 1
+  if $STACK exec -T worker prefect flow-run cancel "$1" >/dev/null 2>&1; then
+    echo "no checkpoint within 5 minutes: nothing killed, flow run $1 cancelled"
+  else echo "no checkpoint within 5 minutes: nothing killed; cancelling flow run $1 failed, cancel it by hand"; fi
+  return 1
 }
 worker_killed() {
   local id state again
@@ -195,13 +197,14 @@ FAULT_TABLE=(
 )
 names=$(for row in "${FAULT_TABLE[@]}"; do printf '%s ' "${row%%|*}"; done)
 selected=${FAULTS:-}
+set -f  # the names are words, never file patterns
 for f in $selected; do  # a misspelt name would run nothing and pass
   [[ " $names" == *" $f "* ]] || { echo "FAULTS: unknown fault '$f' (known: $names)"; exit 2; }
 done
 ran=0
 for row in "${FAULT_TABLE[@]}"; do
   IFS='|' read -r name label command <<<"$row"
-  if [ -z "${selected// /}" ] || [[ " $selected " == *" $name "* ]]; then
+  if [ -z "${selected//[[:space:]]/}" ] || [[ " $selected " == *" $name "* ]]; then
     # shellcheck disable=SC2086 # the command and its arguments, split on purpose
     check "$label" $command; ran=$((ran + 1))
   fi

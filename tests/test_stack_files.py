@@ -124,6 +124,8 @@ def test_the_cpu_and_cuda_images_differ_only_in_their_defaults():
     def defaults(head: str) -> dict[str, str]:
         return dict(re.findall(r"^ARG (\w+)=(\S+)$", head, re.M))
 
+    assert set(defaults(cpu[0])) == set(defaults(cuda[0])) == {"BASE", "TORCH", "TORCH_INDEX", "EXTRAS"}
+    assert defaults(cpu[0])["TORCH_INDEX"].endswith("/cpu") and defaults(cuda[0])["TORCH_INDEX"].endswith("/cu128")
     pinned = re.search(r"^torch==(\S+)$", (REPO / "constraints.txt").read_text(), re.M).group(1)
     assert defaults(cpu[0])["TORCH"] == f"torch=={pinned}+cpu"
     assert defaults(cuda[0])["TORCH"] == f"torch=={pinned}+cu128"
