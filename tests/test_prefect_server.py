@@ -65,7 +65,9 @@ def test_the_nightly_tutorial_runs_as_written(tmp_path):
     server; `s2s deploy` creates every pipeline's deployments with their cron schedules (the
     server's scheduler turns them into runs at the cron's times, a second deploy updates in
     place); a flow run of training-pipeline/default requested through Prefect's CLI is run by
-    `s2s worker --run-once`, and the version it registered names that flow run."""
+    `s2s worker --run-once`, and the version it registered names that flow run. About a minute
+    (a Prefect server, a deploy twice, a worker and a tiny training): the one run of a deployment
+    through a real worker in `make test`."""
     # for the docs' pictures (S2S_SCREENSHOTS), a model that learned something: 80 steps, not 12
     project = make_clone(tmp_path / "proj", params={"train": {"max_steps": 80, "lr": 0.01}} if shots_dir() else None)
     port = free_port()
