@@ -46,6 +46,7 @@ def test_no_predictions_measure_nothing_degenerate():
             "repeating_share": 0.0,
             "identical_share": 0.0,
             "reference_identical_share": 0.0,
+            "reference_repeating_share": 0.0,
             "length_ratio": 1.0,
         },
         "examples": {"empty": [], "repeating": [], "identical": [], "short": []},
@@ -69,6 +70,10 @@ def test_all_empty():
         ("x y z x y z x y z", True),
         ("police arrest man after bank robbery in leeds", False),
         ("the man and the dog", False),  # function words repeat in prose
+        ("the city council, the city council, the city council", True),  # the last without a comma
+        ("Storm hits the coast. storm hits the coast; STORM hits the coast", True),  # case and punctuation aside
+        ("a - b - c - d", False),  # a dash is no word
+        ("- - - - -", False),  # nor is punctuation alone (that is empty, not a loop)
         ("", False),
     ],
 )
@@ -94,7 +99,13 @@ def test_shares_are_shares(pairs):
     preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
     report = degenerate.measure(["x"] * len(pairs), preds, refs)
     f = report["figures"]
-    for name in ("empty_share", "repeating_share", "identical_share", "reference_identical_share"):
+    for name in (
+        "empty_share",
+        "repeating_share",
+        "identical_share",
+        "reference_identical_share",
+        "reference_repeating_share",
+    ):
         assert 0.0 <= f[name] <= 1.0, name
     assert f["length_ratio"] >= 0.0
     assert set(f) == {m.name for m in degenerate.FIGURES}
@@ -140,6 +151,46 @@ def test_labels_repeat_like_their_references():
     refs = ["positive", "positive", "positive", "negative"]
     checks = degenerate_checks(degenerate.measure(INPUTS, ["positive"] * 4, refs), Degenerate())
     assert checks[0][0], checks
+
+
+def test_targets_that_repeat_a_phrase_are_not_held_against_a_model_that_writes_them():
+    """Long or list-like targets (steps, a table read out) can repeat a phrase three times: a model
+    that writes them is not looping; one that loops where its references do not is."""
+    refs = [
+        "stir in the flour, stir in the sugar, stir in the eggs",
+        "mix it well, add the salt, mix it well, then mix it well, and serve",
+        "storm closes schools in northern scotland",
+        "council approves cycle lanes in the city centre",
+    ]
+    f = figures(refs, refs)
+    assert f["repeating_share"] == f["reference_repeating_share"] == 0.5
+    assert degenerate_checks(degenerate.measure(INPUTS, refs, refs), Degenerate())[0][0]
+    looping = ["add the flour, add the flour, add the flour"] * 2 + refs[2:]
+    checks = degenerate_checks(degenerate.measure(INPUTS, looping, REFS), Degenerate())
+    assert [c[1] for c in checks if not c[0]] == ["degenerate.repeating"], checks
+    assert "50.0% repeating (max 10.0%)" in checks[0][2]
+    # against looping references, only the excess counts, and the message says so
+    more = ["add the flour, add the flour, add the flour"] * 3 + refs[3:]
+    checks = degenerate_checks(degenerate.measure(INPUTS, more, refs), Degenerate())
+    assert "75.0% repeating (references: 50.0%, excess max 10.0%)" in checks[0][2], checks
+
+
+_WORDS = st.lists(st.sampled_from(["add", "the", "a", "salt", "storm", "closes", "x", "y"]), min_size=1, max_size=30)
+
+
+@given(st.lists(_WORDS.map(" ".join), min_size=1, max_size=12))
+def test_a_model_that_writes_its_references_is_never_degenerate(refs):
+    """Whatever the targets look like (repeating words and phrases, all alike, one word each),
+    predictions equal to them pass every degenerate measure: the gate judges the model, not the data."""
+    checks = degenerate_checks(degenerate.measure(["x"] * len(refs), refs, refs), Degenerate())
+    assert all(ok for ok, *_ in checks), checks
+
+
+def test_figures_without_the_references_loops_read_as_none():
+    """An evaluation measured before the references' loops were (an older version's figures)."""
+    f = dict(figures(["a a a a a"] + NORMAL[1:]))
+    del f["reference_repeating_share"]
+    assert degenerate_checks({"figures": f, "examples": {}}, Degenerate())[0][1] == "degenerate.repeating"
 
 
 def test_no_figures_fail_closed():

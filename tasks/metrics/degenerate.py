@@ -8,7 +8,10 @@ Measured on words (whitespace tokens), over the predictions of the held-out spli
 - ``empty_share``: predictions that are empty or whitespace only.
 - ``repeating_share``: predictions that loop: one 3-word sequence three times or more, or one
   word making up more than half of four words or more (``a a a a``, ``x y x y x y x y``,
-  ``x y z x y z x y z``). Ordinary prose repeats function words, not whole phrases three times.
+  ``x y z x y z x y z``; words compared without case or the punctuation around them). Ordinary
+  prose repeats function words, not whole phrases three times;
+  beside it ``reference_repeating_share``, the references' own, because long or list-like targets
+  (steps, tables read out, legal text) can repeat a phrase, and the gate compares the two.
 - ``identical_share``: the share of the most common non-empty prediction; beside it
   ``reference_identical_share``, the references' own, because a label-like task (``positive`` /
   ``negative``) legitimately repeats itself and the gate compares the two.
@@ -21,6 +24,7 @@ stage writes these figures beside the scores and logs them to MLflow; promotion 
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 
 from tasks.metrics import Metric
@@ -36,14 +40,28 @@ FIGURES = (
     Metric("repeating_share", False, "share of predictions that loop on a word or phrase", summary=False),
     Metric("identical_share", False, "share of the most common non-empty prediction", summary=False),
     Metric("reference_identical_share", None, "share of the most common reference", summary=False),
+    Metric("reference_repeating_share", None, "share of references that loop on a word or phrase", summary=False),
     Metric("length_ratio", None, "mean prediction words / mean reference words", summary=False),
 )
 KINDS = ("empty", "repeating", "identical", "short")  # the examples kept, one list per kind
 
 
+def _bare(word: str) -> str:
+    """A word as a loop is counted: case folded, the punctuation around it gone (``Flour,`` is
+    ``flour``), so a phrase repeated with a comma after all but the last still counts."""
+    start, end = 0, len(word)
+    while start < end and unicodedata.category(word[start])[0] in "PS":
+        start += 1
+    while end > start and unicodedata.category(word[end - 1])[0] in "PS":
+        end -= 1
+    return word[start:end].casefold()
+
+
 def repeats(words: list[str]) -> bool:
     """The prediction loops: a ``LOOP_NGRAM``-word sequence ``LOOP_COUNT`` times or more, or one
-    word more than half of four words or more."""
+    word more than half of four words or more (words compared bare: no case, no punctuation
+    around them; a word of punctuation alone is not one)."""
+    words = [b for b in map(_bare, words) if b]
     if len(words) >= 4 and 2 * Counter(words).most_common(1)[0][1] > len(words):
         return True
     grams = Counter(tuple(words[i : i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1))
@@ -92,6 +110,7 @@ def measure(inputs: list[str], predictions: list[str], references: list[str]) ->
         "repeating_share": sum(looping) / n if n else 0.0,
         "identical_share": identical,
         "reference_identical_share": ref_identical,
+        "reference_repeating_share": sum(repeats(r.split()) for r in references) / n if n else 0.0,
         "length_ratio": ratio,
     }
     return {
