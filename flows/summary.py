@@ -88,9 +88,11 @@ def outputs_text(cfg: Any, evaluated: Any) -> str:
     failed = [found for bad, _, found, _ in measures if bad]
     if failed:
         return "DEGENERATE: " + ", ".join(failed) + ("" if limits.refuse else " (promote.degenerate.refuse is off)")
+    loops = figures.get("reference_repeating_share") or 0.0  # said only when the references loop
     return (
-        f"{figures['empty_share']:.1%} empty, {figures['repeating_share']:.1%} repeating, most common "
-        f"{figures['identical_share']:.1%} (references {figures['reference_identical_share']:.1%}), "
+        f"{figures['empty_share']:.1%} empty, {figures['repeating_share']:.1%} repeating"
+        + (f" (references {loops:.1%})" if loops else "")
+        + f", most common {figures['identical_share']:.1%} (references {figures['reference_identical_share']:.1%}), "
         f"length {figures['length_ratio']:.2f}x the references'"
     )
 

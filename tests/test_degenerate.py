@@ -47,6 +47,7 @@ def test_no_predictions_measure_nothing_degenerate():
             "identical_share": 0.0,
             "reference_identical_share": 0.0,
             "reference_repeating_share": 0.0,
+            "repeating_unlike_reference_share": 0.0,
             "length_ratio": 1.0,
         },
         "examples": {"empty": [], "repeating": [], "identical": [], "short": []},
@@ -72,8 +73,9 @@ def test_all_empty():
         ("the man and the dog", False),  # function words repeat in prose
         ("the city council, the city council, the city council", True),  # the last without a comma
         ("Storm hits the coast. storm hits the coast; STORM hits the coast", True),  # case and punctuation aside
-        ("a - b - c - d", False),  # a dash is no word
-        ("- - - - -", False),  # nor is punctuation alone (that is empty, not a loop)
+        ("a - b - c - d", False),
+        ("- - - - -", True),  # punctuation alone is still a token that loops
+        ("great !!!!! !!!!! !!!!!", True),
         ("", False),
     ],
 )
@@ -105,6 +107,7 @@ def test_shares_are_shares(pairs):
         "identical_share",
         "reference_identical_share",
         "reference_repeating_share",
+        "repeating_unlike_reference_share",
     ):
         assert 0.0 <= f[name] <= 1.0, name
     assert f["length_ratio"] >= 0.0
@@ -164,18 +167,29 @@ def test_targets_that_repeat_a_phrase_are_not_held_against_a_model_that_writes_t
     ]
     f = figures(refs, refs)
     assert f["repeating_share"] == f["reference_repeating_share"] == 0.5
+    assert f["repeating_unlike_reference_share"] == 0.0
     assert degenerate_checks(degenerate.measure(INPUTS, refs, refs), Degenerate())[0][0]
     looping = ["add the flour, add the flour, add the flour"] * 2 + refs[2:]
     checks = degenerate_checks(degenerate.measure(INPUTS, looping, REFS), Degenerate())
     assert [c[1] for c in checks if not c[0]] == ["degenerate.repeating"], checks
     assert "50.0% repeating (max 10.0%)" in checks[0][2]
-    # against looping references, only the excess counts, and the message says so
+    # against looping references, a loop counts on a row whose own reference does not loop, and
+    # the refusal says so, with that row's example first
     more = ["add the flour, add the flour, add the flour"] * 3 + refs[3:]
-    checks = degenerate_checks(degenerate.measure(INPUTS, more, refs), Degenerate())
-    assert "75.0% repeating (references: 50.0%, excess max 10.0%)" in checks[0][2], checks
+    report = degenerate.measure(INPUTS, more, refs)
+    checks = degenerate_checks(report, Degenerate())
+    said = "25.0% repeating where the reference does not (all 75.0%, references 50.0%; max 10.0%)"
+    assert said in checks[0][2], checks
+    assert report["examples"]["repeating"][0]["input"].startswith("report 2:")
+    # row by row: loops on clean rows are not excused by references that loop on other rows
+    swapped = refs[2:] + ["add the flour, add the flour, add the flour"] * 2
+    assert degenerate.measure(INPUTS, swapped, refs)["figures"]["repeating_share"] == 0.5
+    assert not degenerate_checks(degenerate.measure(INPUTS, swapped, refs), Degenerate())[0][0]
 
 
-_WORDS = st.lists(st.sampled_from(["add", "the", "a", "salt", "storm", "closes", "x", "y"]), min_size=1, max_size=30)
+_WORDS = st.lists(
+    st.sampled_from(["add", "the", "The", "a", "salt,", "storm.", "closes", "-", "!!", "x"]), min_size=1, max_size=30
+)
 
 
 @given(st.lists(_WORDS.map(" ".join), min_size=1, max_size=12))
@@ -186,10 +200,11 @@ def test_a_model_that_writes_its_references_is_never_degenerate(refs):
     assert all(ok for ok, *_ in checks), checks
 
 
-def test_figures_without_the_references_loops_read_as_none():
-    """An evaluation measured before the references' loops were (an older version's figures)."""
+def test_figures_from_before_the_references_loops_judge_every_loop():
+    """An evaluation measured before the references' loops were (an older version's figures):
+    every looping prediction counts, as it did then."""
     f = dict(figures(["a a a a a"] + NORMAL[1:]))
-    del f["reference_repeating_share"]
+    del f["reference_repeating_share"], f["repeating_unlike_reference_share"]
     assert degenerate_checks({"figures": f, "examples": {}}, Degenerate())[0][1] == "degenerate.repeating"
 
 
@@ -206,6 +221,12 @@ def test_the_summary_flags_degenerate_outputs_even_with_the_gate_off():
         return outputs_text(cfg, SimpleNamespace(degenerate=degenerate.measure(INPUTS, preds, REFS)))
 
     assert text(NORMAL).startswith("0.0% empty, 0.0% repeating, most common 25.0% (references 25.0%)")
+    loops = "stir in the flour, stir in the sugar, stir in the eggs"
+    listed = outputs_text(
+        SimpleNamespace(promote=SimpleNamespace(degenerate=Degenerate())),
+        SimpleNamespace(degenerate=degenerate.measure(INPUTS, [loops] + NORMAL[1:], [loops] + REFS[1:])),
+    )
+    assert listed.startswith("0.0% empty, 25.0% repeating (references 25.0%), most common"), listed
     assert text([""] * 4) == "DEGENERATE: 100.0% empty (max 10.0%), length 0.00x the references' (min 0.25x)"
     assert text([""] * 4, refuse=False).endswith("(promote.degenerate.refuse is off)")
     assert outputs_text(None, SimpleNamespace(degenerate={})) == ""  # not measured: no line

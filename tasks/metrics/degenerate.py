@@ -3,7 +3,8 @@ says the same thing for every input can still clear a low ROUGE bar (or all of t
 with short references); these figures say it outright, so promotion can refuse it
 (``promote.degenerate``) with examples instead of a number.
 
-Measured on words (whitespace tokens), over the predictions of the held-out split:
+Measured on words (whitespace tokens; loops on bare words: no case, no punctuation around them),
+over the predictions of the held-out split:
 
 - ``empty_share``: predictions that are empty or whitespace only.
 - ``repeating_share``: predictions that loop: one 3-word sequence three times or more, or one
@@ -11,7 +12,9 @@ Measured on words (whitespace tokens), over the predictions of the held-out spli
   ``x y z x y z x y z``; words compared without case or the punctuation around them). Ordinary
   prose repeats function words, not whole phrases three times;
   beside it ``reference_repeating_share``, the references' own, because long or list-like targets
-  (steps, tables read out, legal text) can repeat a phrase, and the gate compares the two.
+  (steps, tables read out, legal text) can repeat a phrase; the gate judges
+  ``repeating_unlike_reference_share``, the predictions that loop where their own reference does
+  not (row by row: loops on some rows cannot be excused by references that loop on others).
 - ``identical_share``: the share of the most common non-empty prediction; beside it
   ``reference_identical_share``, the references' own, because a label-like task (``positive`` /
   ``negative``) legitimately repeats itself and the gate compares the two.
@@ -41,6 +44,12 @@ FIGURES = (
     Metric("identical_share", False, "share of the most common non-empty prediction", summary=False),
     Metric("reference_identical_share", None, "share of the most common reference", summary=False),
     Metric("reference_repeating_share", None, "share of references that loop on a word or phrase", summary=False),
+    Metric(
+        "repeating_unlike_reference_share",
+        False,
+        "share of predictions that loop where their own reference does not",
+        summary=False,
+    ),
     Metric("length_ratio", None, "mean prediction words / mean reference words", summary=False),
 )
 KINDS = ("empty", "repeating", "identical", "short")  # the examples kept, one list per kind
@@ -48,20 +57,21 @@ KINDS = ("empty", "repeating", "identical", "short")  # the examples kept, one l
 
 def _bare(word: str) -> str:
     """A word as a loop is counted: case folded, the punctuation around it gone (``Flour,`` is
-    ``flour``), so a phrase repeated with a comma after all but the last still counts."""
+    ``flour``), so a phrase repeated with a comma after all but the last still counts. A token of
+    punctuation or symbols alone stays itself (``- - - -`` loops)."""
     start, end = 0, len(word)
     while start < end and unicodedata.category(word[start])[0] in "PS":
         start += 1
     while end > start and unicodedata.category(word[end - 1])[0] in "PS":
         end -= 1
-    return word[start:end].casefold()
+    return word[start:end].casefold() or word
 
 
 def repeats(words: list[str]) -> bool:
     """The prediction loops: a ``LOOP_NGRAM``-word sequence ``LOOP_COUNT`` times or more, or one
     word more than half of four words or more (words compared bare: no case, no punctuation
-    around them; a word of punctuation alone is not one)."""
-    words = [b for b in map(_bare, words) if b]
+    around them)."""
+    words = [_bare(w) for w in words]
     if len(words) >= 4 and 2 * Counter(words).most_common(1)[0][1] > len(words):
         return True
     grams = Counter(tuple(words[i : i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1))
@@ -91,6 +101,8 @@ def measure(inputs: list[str], predictions: list[str], references: list[str]) ->
     words = [p.split() for p in predictions]
     empty = [not w for w in words]
     looping = [repeats(w) for w in words]
+    ref_looping = [repeats(r.split()) for r in references]
+    unlike = [looping[i] and not ref_looping[i] for i in range(n)]  # loops its reference does not explain
     common, identical = _most_common_share(predictions)
     _, ref_identical = _most_common_share(references)
     same = [common is not None and identical * n > 1 and " ".join(w) == common for w in words]
@@ -110,14 +122,15 @@ def measure(inputs: list[str], predictions: list[str], references: list[str]) ->
         "repeating_share": sum(looping) / n if n else 0.0,
         "identical_share": identical,
         "reference_identical_share": ref_identical,
-        "reference_repeating_share": sum(repeats(r.split()) for r in references) / n if n else 0.0,
+        "reference_repeating_share": sum(ref_looping) / n if n else 0.0,
+        "repeating_unlike_reference_share": sum(unlike) / n if n else 0.0,
         "length_ratio": ratio,
     }
     return {
         "figures": {k: round(v, 4) for k, v in figures.items()},
         "examples": {
             "empty": examples(i for i in range(n) if empty[i]),
-            "repeating": examples(i for i in range(n) if looping[i]),
+            "repeating": examples(sorted((i for i in range(n) if looping[i]), key=lambda i: not unlike[i])),
             "identical": examples(i for i in range(n) if same[i]),
             "short": examples(by_shortness),
         },

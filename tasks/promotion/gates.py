@@ -247,18 +247,22 @@ def degenerate_measures(figures: dict[str, float], limits: Degenerate) -> list[t
     """(failed, measure, what was found against its limit, example kind) per measure."""
     pct = "{:.1%}".format
     empty, looping = figures["empty_share"], figures["repeating_share"]
-    # the references' own loops (figures of an evaluation made before they were measured: none)
+    # loops where the row's own reference does not loop (an evaluation from before that figure: all loops)
+    unlike = figures.get("repeating_unlike_reference_share", looping)
     loops_too = figures.get("reference_repeating_share", 0.0)
     same, theirs = figures["identical_share"], figures["reference_identical_share"]
     ratio = figures["length_ratio"]
     return [
         (empty > limits.max_empty + EPS, "empty", f"{pct(empty)} empty (max {pct(limits.max_empty)})", "empty"),
         (
-            looping - loops_too > limits.max_repeating + EPS,
+            unlike > limits.max_repeating + EPS,
             "repeating",
-            f"{pct(looping)} repeating ("
-            + (f"references: {pct(loops_too)}, excess " if loops_too else "")
-            + f"max {pct(limits.max_repeating)})",
+            (
+                f"{pct(unlike)} repeating where the reference does not (all {pct(looping)}, references "
+                f"{pct(loops_too)}; max {pct(limits.max_repeating)})"
+                if loops_too
+                else f"{pct(looping)} repeating (max {pct(limits.max_repeating)})"
+            ),
             "repeating",
         ),
         (

@@ -109,7 +109,7 @@ class Degenerate(Section):
     max_empty: float = Field(0.1, ge=0.0, le=1.0)
     """share of empty (whitespace-only) predictions"""
     max_repeating: float = Field(0.1, ge=0.0, le=1.0)
-    """share of predictions that loop (a phrase 3 times, a word over half) beyond the references' own"""
+    """share of predictions that loop (a phrase 3 times, a word over half) where their reference does not"""
     max_identical_excess: float = Field(0.5, ge=0.0, le=1.0)
     """the most common prediction's share beyond the references' own"""
     min_length_ratio: float = Field(0.25, ge=0.0)
