@@ -38,7 +38,7 @@ def ran(proc) -> list[str]:
 def reproduced(clone):
     """The clone's first `dvc repro` and a second one right after, before any test changes the
     clone (every test here takes this fixture, so the order the tests run in does not matter).
-    Its setup takes about a minute (40-64 s here): every stage in a fresh clone, then a check that
+    Its setup takes about a minute (50-64 s here): every stage in a fresh clone, then a check that
     nothing re-runs. It is shared by the module's tests, and it is the only proof that a clone's
     `dvc repro` equals the flow."""
     return dvc(clone, "repro"), dvc(clone, "repro")
