@@ -107,12 +107,12 @@ PY
 kill_worker_after_checkpoint() {  # kill_worker_after_checkpoint ID: SIGKILL the worker container once
   # a checkpoint newer than now is complete, then bring the worker back; none within 5 minutes:
   # nothing is killed, the flow run ID is cancelled (so it trains into no later fault) and it fails
-  local since end container; since=$(date +%s); end=$((SECONDS + 300))
+  local since end container up; since=$(date +%s); end=$((SECONDS + 300))
   while [ $SECONDS -lt $end ]; do
     if $STACK exec -T worker sh -c "find /work/artifacts/checkpoints -name trainer_state.json -newermt @$since 2>/dev/null | grep -q ."; then
       container=$($STACK ps -q worker)
       [ -n "$container" ] && docker kill --signal KILL "$container" >/dev/null || { echo "the worker container could not be killed"; return 1; }
-      $STACK up -d --wait worker >/dev/null 2>&1 || { echo "the worker did not come back healthy"; return 1; }
+      up=$($STACK up -d --wait worker 2>&1) || { echo "the worker did not come back healthy: $(tail -2 <<<"$up" | tr '\n' ' ')"; return 1; }
       return 0
     fi
     sleep 2
@@ -164,8 +164,9 @@ import sys, time
 from prefect import get_client
 from prefect.automations import Automation
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from flows.deploy import rerun_automation
 # a flow run an automation starts carries "automation <id>, action <i>, invocation <id>" as its key
-healer = f"automation {Automation.read(name='s2s: re-run crashed retrain/default').id},"
+healer = f"automation {Automation.read(name=rerun_automation('default')).id},"
 with get_client(sync_client=True) as c:
     deployment = c.read_deployment_by_name("retrain/default")
     deadline, killed = time.monotonic() + 900, sys.argv[1]

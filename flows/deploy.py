@@ -150,6 +150,12 @@ def _automation(name: str, trigger, actions, description: str) -> None:
     Automation(name=name, trigger=trigger, actions=actions, description=description).create()
 
 
+def rerun_automation(pipeline: str) -> str:
+    """The name of the automation that runs a crashed retrain of ``pipeline`` again (the flow runs it
+    starts carry its id in their idempotency key: ``automation <id>, action 0, ...``)."""
+    return f"s2s: re-run crashed retrain/{pipeline}"
+
+
 def ensure_healing(cfg: Config) -> None:
     """Two Prefect automations: a flow run of this project whose heartbeats stop (its worker was
     killed) is marked Crashed; a crashed retrain of this pipeline is run again, and resumes from
@@ -197,7 +203,7 @@ def ensure_healing(cfg: Config) -> None:
         "a retrain whose heartbeats stopped is marked Crashed",
     )
     _automation(
-        f"s2s: re-run crashed retrain/{cfg.pipeline}",
+        rerun_automation(cfg.pipeline),
         EventTrigger(
             expect={"prefect.flow-run.Crashed"},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),

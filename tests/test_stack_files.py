@@ -103,6 +103,16 @@ def test_images_run_as_a_non_root_user_with_s2s_as_entry_point():
         assert 'ENTRYPOINT ["s2s"]' in text and "-c constraints.txt" in text and "torch==2.13.0" in text
 
 
+def constraint_pins() -> dict[str, str]:
+    """constraints.txt as {package (lower case): pinned version}."""
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
 def test_the_cpu_and_cuda_images_differ_only_in_their_defaults():
     """One image recipe: Dockerfile.cuda is Dockerfile.cpu with other build-argument defaults
     (base, torch wheel and index, extras), so a fix to one cannot miss the other."""
@@ -126,7 +136,7 @@ def test_the_cpu_and_cuda_images_differ_only_in_their_defaults():
 
     assert set(defaults(cpu[0])) == set(defaults(cuda[0])) == {"BASE", "TORCH", "TORCH_INDEX", "EXTRAS"}
     assert defaults(cpu[0])["TORCH_INDEX"].endswith("/cpu") and defaults(cuda[0])["TORCH_INDEX"].endswith("/cu128")
-    pinned = re.search(r"^torch==(\S+)$", (REPO / "constraints.txt").read_text(), re.M).group(1)
+    pinned = constraint_pins()["torch"]
     assert defaults(cpu[0])["TORCH"] == f"torch=={pinned}+cpu"
     assert defaults(cuda[0])["TORCH"] == f"torch=={pinned}+cu128"
     assert "gpu" in defaults(cuda[0])["EXTRAS"].split(",") and "gpu" not in defaults(cpu[0])["EXTRAS"].split(",")
@@ -136,12 +146,7 @@ def test_the_cpu_and_cuda_images_differ_only_in_their_defaults():
 def test_pins_and_installed_versions_clear_the_cve_floors(package):
     floor = Version(CVE_FLOORS[package])
     assert Version(metadata.version(package).split("+")[0]) >= floor
-    pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
-        if "==" in line:
-            name, version = line.split("==", 1)
-            pins[name.strip().lower()] = version.strip()
-    assert Version(pins[package]) >= floor
+    assert Version(constraint_pins()[package]) >= floor
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     pinned = [d for d in deps if re.split(r"[=<>!~\[ ]", d)[0].lower() == package]
     assert pinned and Version(pinned[0].split("==")[1].split()[0]) >= floor

@@ -99,17 +99,18 @@ def measure(inputs: list[str], predictions: list[str], references: list[str]) ->
     An empty split measures 0 everywhere and length ratio 1.0: nothing degenerate was seen."""
     n = len(predictions)
     words = [p.split() for p in predictions]
+    ref_words = [r.split() for r in references]
     empty = [not w for w in words]
     looping = [repeats(w) for w in words]
-    ref_looping = [repeats(r.split()) for r in references]
+    ref_looping = [repeats(w) for w in ref_words]
     unlike = [looping[i] and not ref_looping[i] for i in range(n)]  # loops its reference does not explain
     common, identical = _most_common_share(predictions)
     _, ref_identical = _most_common_share(references)
     same = [common is not None and identical * n > 1 and " ".join(w) == common for w in words]
-    ref_words = sum(len(r.split()) for r in references)
-    ratio = sum(len(w) for w in words) / ref_words if ref_words else 1.0
+    ref_total = sum(map(len, ref_words))
+    ratio = sum(map(len, words)) / ref_total if ref_total else 1.0
     # shortest predictions for their reference first: the examples of length collapse
-    by_shortness = sorted(range(n), key=lambda i: len(words[i]) / max(1, len(references[i].split())))
+    by_shortness = sorted(range(n), key=lambda i: len(words[i]) / max(1, len(ref_words[i])))
 
     def examples(rows) -> list[dict[str, str]]:
         return [
